@@ -1,0 +1,1 @@
+//! Redis DUMP payloads: the envelope (type byte, body, RDB version, CRC64).
