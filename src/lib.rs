@@ -4,4 +4,7 @@
 //! The pure parts (`archive`, `dump`, `kato`, `pattern`) know nothing about
 //! networks; `redis_io` knows nothing about the command line.
 
+pub mod archive;
 pub mod dump;
+pub mod kato;
+pub mod pattern;
