@@ -30,7 +30,9 @@ fn record(kb: &[u8], category: Category, i: u32) -> Record {
         kb_id: kb.to_vec(),
         category,
         redis_type: "string".into(),
-        expire_at_ms: i.is_multiple_of(3).then_some(1_800_000_000_000 + i64::from(i)),
+        expire_at_ms: i
+            .is_multiple_of(3)
+            .then_some(1_800_000_000_000 + i64::from(i)),
         payload,
     }
 }
