@@ -187,6 +187,7 @@ async fn export_kb(
                 &mut window,
             );
             if !batch.is_empty() {
+                progress.scanned(batch.len() as u64);
                 let mut dumper = conn.clone();
                 // Spawned so that pipelines progress while the next page is
                 // scanned; results are consumed in SCAN order.

@@ -6,6 +6,8 @@
 pub trait Progress: Send + Sync {
     /// A new phase or kb_id starts (a label for the bar).
     fn stage(&self, _label: &str) {}
+    /// A SCAN page returned `keys` keys that are about to be read.
+    fn scanned(&self, _keys: u64) {}
     /// `keys` more keys and `bytes` more payload bytes are done.
     fn advance(&self, _keys: u64, _bytes: u64) {}
     /// The operation ended (successfully or not).

@@ -275,6 +275,7 @@ impl RedisConn {
                 census.add(key);
             }
             if next == 0 {
+                census.drop_uncategorized();
                 return Ok(census);
             }
             cursor = next;
@@ -285,6 +286,9 @@ impl RedisConn {
 /// kb_ids and their key counts per category, from one SCAN pass. Counts may
 /// include a key twice when SCAN repeats it (rehashing); they are a census,
 /// not an export.
+///
+/// A prefix counts as a kb_id only when at least one of its keys has a KATO
+/// category marker: `cache:user:42` does not make `cache` a knowledge base.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KbCensus {
     pub kbs: BTreeMap<Vec<u8>, BTreeMap<Category, u64>>,
@@ -293,6 +297,13 @@ pub struct KbCensus {
 }
 
 impl KbCensus {
+    fn drop_uncategorized(&mut self) {
+        let before: u64 = self.kbs.values().flat_map(|c| c.values()).sum();
+        self.kbs.retain(|_, counts| counts.keys().any(|c| *c != Category::Other));
+        let after: u64 = self.kbs.values().flat_map(|c| c.values()).sum();
+        self.unclassified += before - after;
+    }
+
     fn add(&mut self, key: &[u8]) {
         match kato::classify(key) {
             Some(c) => {
