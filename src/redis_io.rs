@@ -292,20 +292,39 @@ impl RedisConn {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KbCensus {
     pub kbs: BTreeMap<Vec<u8>, BTreeMap<Category, u64>>,
-    /// Keys that have no `kb_id:` prefix at all.
+    /// Keys that belong to no kb_id.
     pub unclassified: u64,
+    /// Keys without a category marker, attributed once every kb_id is known
+    /// (a kb_id may contain `:`, so the first `:` is not where it ends).
+    unmarked: Vec<Vec<u8>>,
 }
 
 impl KbCensus {
     fn drop_uncategorized(&mut self) {
+        let known: Vec<Vec<u8>> = self.kbs.keys().cloned().collect();
+        for key in std::mem::take(&mut self.unmarked) {
+            match kato::classify_with(&key, &known) {
+                Some(c) => {
+                    *self
+                        .kbs
+                        .entry(c.kb_id.to_vec())
+                        .or_default()
+                        .entry(c.category)
+                        .or_default() += 1
+                }
+                None => self.unclassified += 1,
+            }
+        }
         let before: u64 = self.kbs.values().flat_map(|c| c.values()).sum();
-        self.kbs.retain(|_, counts| counts.keys().any(|c| *c != Category::Other));
+        self.kbs
+            .retain(|_, counts| counts.keys().any(|c| *c != Category::Other));
         let after: u64 = self.kbs.values().flat_map(|c| c.values()).sum();
         self.unclassified += before - after;
     }
 
     fn add(&mut self, key: &[u8]) {
         match kato::classify(key) {
+            Some(c) if c.category == Category::Other => self.unmarked.push(key.to_vec()),
             Some(c) => {
                 *self
                     .kbs

@@ -16,7 +16,7 @@ use kbdump::redis_io::RedisConn;
 use kbdump::selection::Selection;
 use serde_json::Value as Json;
 use support::redis::RedisServer;
-use support::seed::{seed_kato, Category as SeedCategory, Seeded, SeedSpec};
+use support::seed::{seed_kato, Category as SeedCategory, SeedSpec, Seeded};
 
 fn kbdump(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kbdump"))
@@ -100,7 +100,16 @@ fn export_of_one_kb_holds_exactly_its_keys() {
     let (server, seeded) = seeded_server(&SeedSpec::default());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("node0.kbd");
-    ok(&["export", "--redis", &server.url(), "--kb", "node0_kato", "-o", out.to_str().unwrap(), "--quiet"]);
+    ok(&[
+        "export",
+        "--redis",
+        &server.url(),
+        "--kb",
+        "node0_kato",
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
     let records = read_archive(&out);
     assert_eq!(keys_of(&records), seeded.of_kb(b"node0_kato"));
     assert_records_match_server(&server, &records);
@@ -121,9 +130,19 @@ fn every_kb_including_awkward_ids_is_exported_when_none_is_named() {
     let (server, seeded) = seeded_server(&SeedSpec::small());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("all.kbd");
-    ok(&["export", "--redis", &server.url(), "-o", out.to_str().unwrap()]);
+    ok(&[
+        "export",
+        "--redis",
+        &server.url(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let records = read_archive(&out);
-    assert_eq!(keys_of(&records), seeded.kato(), "all KATO keys and nothing else");
+    assert_eq!(
+        keys_of(&records),
+        seeded.kato(),
+        "all KATO keys and nothing else"
+    );
     assert!(seeded.unrelated().iter().all(|k| !records.contains_key(k)));
     assert_records_match_server(&server, &records);
     for (key, record) in &records {
@@ -145,8 +164,21 @@ fn awkward_kb_ids_are_selected_literally_when_escaped() {
         let escaped = display_bytes(&kbdump::pattern::escape(kb));
         assert_eq!(parse_display_bytes(&escaped), kbdump::pattern::escape(kb));
         let out = dir.path().join(format!("awkward{i}.kbd"));
-        ok(&["export", "--redis", &server.url(), "--kb", &escaped, "-o", out.to_str().unwrap()]);
-        assert_eq!(keys_of(&read_archive(&out)), seeded.of_kb(kb), "kb {}", display_bytes(kb));
+        ok(&[
+            "export",
+            "--redis",
+            &server.url(),
+            "--kb",
+            &escaped,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            keys_of(&read_archive(&out)),
+            seeded.of_kb(kb),
+            "kb {}",
+            display_bytes(kb)
+        );
     }
 }
 
@@ -156,18 +188,40 @@ fn category_and_match_filters_are_exact() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cats.kbd");
     ok(&[
-        "export", "--redis", &server.url(), "--kb", "node*", "--category", "emotives",
-        "--category", "affinity", "-o", out.to_str().unwrap(),
+        "export",
+        "--redis",
+        &server.url(),
+        "--kb",
+        "node*",
+        "--category",
+        "emotives",
+        "--category",
+        "affinity",
+        "-o",
+        out.to_str().unwrap(),
     ]);
     let want: BTreeSet<Vec<u8>> = seeded.select(|k| {
         k.kb_id.as_deref().is_some_and(|kb| kb.starts_with(b"node"))
-            && matches!(k.category, Some(SeedCategory::Emotives | SeedCategory::Affinity))
+            && matches!(
+                k.category,
+                Some(SeedCategory::Emotives | SeedCategory::Affinity)
+            )
     });
     assert!(!want.is_empty());
     assert_eq!(keys_of(&read_archive(&out)), want);
 
     let out = dir.path().join("glob.kbd");
-    ok(&["export", "--redis", &server.url(), "--kb", "node1_kato", "--match", "*:metadata:[0-7]*", "-o", out.to_str().unwrap()]);
+    ok(&[
+        "export",
+        "--redis",
+        &server.url(),
+        "--kb",
+        "node1_kato",
+        "--match",
+        "*:metadata:[0-7]*",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let want: BTreeSet<Vec<u8>> = seeded
         .of(b"node1_kato", SeedCategory::Metadata)
         .into_iter()
@@ -198,7 +252,10 @@ async fn keys_deleted_during_export_are_counted_not_fatal() {
     let (server, seeded) = seeded_server(&SeedSpec::small());
     let all = seeded.of_kb(b"node0_kato");
     let victims: Vec<Vec<u8>> = all.iter().step_by(7).cloned().collect();
-    let progress = DeleteOnScan { conn: Mutex::new(server.client()), victims: victims.clone() };
+    let progress = DeleteOnScan {
+        conn: Mutex::new(server.client()),
+        victims: victims.clone(),
+    };
     let conn = RedisConn::connect(&server.url()).await.unwrap();
     let options = ExportOptions {
         selection: Selection::default(),
@@ -213,9 +270,16 @@ async fn keys_deleted_during_export_are_counted_not_fatal() {
         source: SourceInfo::default(),
         selection: Default::default(),
     };
-    let (bytes, summary) = export(&conn, &[b"node0_kato".to_vec()], header, &options, Vec::new(), &progress)
-        .await
-        .unwrap();
+    let (bytes, summary) = export(
+        &conn,
+        &[b"node0_kato".to_vec()],
+        header,
+        &options,
+        Vec::new(),
+        &progress,
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.vanished, victims.len() as u64);
     assert_eq!(summary.keys, (all.len() - victims.len()) as u64);
     let archive = IndexedArchive::open(std::io::Cursor::new(bytes)).unwrap();
@@ -228,7 +292,13 @@ fn archive_to_stdout_equals_archive_to_file() {
     let (server, _) = seeded_server(&SeedSpec::small());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file.kbd");
-    ok(&["export", "--redis", &server.url(), "-o", file.to_str().unwrap()]);
+    ok(&[
+        "export",
+        "--redis",
+        &server.url(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
     let piped = ok(&["export", "--redis", &server.url(), "-o", "-"]);
     let piped_path = dir.path().join("piped.kbd");
     std::fs::write(&piped_path, &piped.stdout).unwrap();
@@ -236,10 +306,15 @@ fn archive_to_stdout_equals_archive_to_file() {
     assert_eq!(keys_of(&a), keys_of(&b));
     for (key, ra) in &a {
         let rb = &b[key];
-        assert_eq!((&ra.payload, &ra.redis_type, ra.category), (&rb.payload, &rb.redis_type, rb.category));
+        assert_eq!(
+            (&ra.payload, &ra.redis_type, ra.category),
+            (&rb.payload, &rb.redis_type, rb.category)
+        );
         match (ra.expire_at_ms, rb.expire_at_ms) {
             (None, None) => {}
-            (Some(x), Some(y)) => assert!((x - y).abs() < 5_000, "expiry of {}", display_bytes(key)),
+            (Some(x), Some(y)) => {
+                assert!((x - y).abs() < 5_000, "expiry of {}", display_bytes(key))
+            }
             other => panic!("expiry differs for {}: {other:?}", display_bytes(key)),
         }
     }
@@ -252,7 +327,13 @@ fn inspect_and_ls_match_the_server() {
     let (server, seeded) = seeded_server(&SeedSpec::small());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("all.kbd");
-    ok(&["export", "--redis", &server.url(), "-o", file.to_str().unwrap()]);
+    ok(&[
+        "export",
+        "--redis",
+        &server.url(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
     let path = file.to_str().unwrap();
 
     let inspect: Json = serde_json::from_slice(&ok(&["inspect", "--json", path]).stdout).unwrap();
@@ -260,31 +341,51 @@ fn inspect_and_ls_match_the_server() {
     assert_eq!(inspect["source"]["version"], server.version());
     let mut counted: BTreeMap<(String, String), u64> = BTreeMap::new();
     for cell in inspect["contents"].as_array().unwrap() {
-        let key = (cell["kb_id"].as_str().unwrap().to_string(), cell["category"].as_str().unwrap().to_string());
+        let key = (
+            cell["kb_id"].as_str().unwrap().to_string(),
+            cell["category"].as_str().unwrap().to_string(),
+        );
         counted.insert(key, cell["keys"].as_u64().unwrap());
     }
     let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
     for k in seeded.keys.values() {
         if let (Some(kb), Some(cat)) = (&k.kb_id, k.category) {
-            *expected.entry((display_bytes(kb), cat.name().to_string())).or_default() += 1;
+            *expected
+                .entry((display_bytes(kb), cat.name().to_string()))
+                .or_default() += 1;
         }
     }
     assert_eq!(counted, expected);
     let text = String::from_utf8(ok(&["inspect", path]).stdout).unwrap();
-    assert!(text.contains("backup only") && text.contains("SCAN windows"), "{text}");
+    assert!(
+        text.contains("backup only") && text.contains("SCAN windows"),
+        "{text}"
+    );
 
     let listed = ok(&["ls", "--json", path, "--category", "frequency"]).stdout;
     let listed: BTreeSet<Vec<u8>> = String::from_utf8(listed)
         .unwrap()
         .lines()
-        .map(|l| parse_display_bytes(serde_json::from_str::<Json>(l).unwrap()["key"].as_str().unwrap()))
+        .map(|l| {
+            parse_display_bytes(
+                serde_json::from_str::<Json>(l).unwrap()["key"]
+                    .as_str()
+                    .unwrap(),
+            )
+        })
         .collect();
     assert_eq!(listed, seeded.of_category(SeedCategory::Frequency));
 
     let long = String::from_utf8(ok(&["ls", "--long", path, "--kb", "node0_kato"]).stdout).unwrap();
     assert_eq!(long.lines().count(), seeded.of_kb(b"node0_kato").len());
-    let with_expiry = long.lines().filter(|l| l.contains('T') && l.contains('Z')).count();
-    let ttl_keys = seeded.of_kb(b"node0_kato").intersection(&seeded.with_ttl()).count();
+    let with_expiry = long
+        .lines()
+        .filter(|l| l.contains('T') && l.contains('Z'))
+        .count();
+    let ttl_keys = seeded
+        .of_kb(b"node0_kato")
+        .intersection(&seeded.with_ttl())
+        .count();
     assert_eq!(with_expiry, ttl_keys, "{long}");
 
     let from_stdin = Command::new(env!("CARGO_BIN_EXE_kbdump"))
@@ -292,14 +393,26 @@ fn inspect_and_ls_match_the_server() {
         .stdin(std::fs::File::open(&file).unwrap())
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8(from_stdin.stdout).unwrap().lines().count(), listed.len());
+    assert_eq!(
+        String::from_utf8(from_stdin.stdout)
+            .unwrap()
+            .lines()
+            .count(),
+        listed.len()
+    );
 }
 
 fn exported_archive() -> (tempfile::TempDir, PathBuf, Vec<u8>) {
     let (server, _) = seeded_server(&SeedSpec::small());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a.kbd");
-    ok(&["export", "--redis", &server.url(), "-o", file.to_str().unwrap()]);
+    ok(&[
+        "export",
+        "--redis",
+        &server.url(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
     let bytes = std::fs::read(&file).unwrap();
     (dir, file, bytes)
 }
@@ -309,10 +422,18 @@ fn verify_passes_an_intact_archive_and_names_each_damaged_block() {
     let (dir, file, bytes) = exported_archive();
     let out = ok(&["verify", file.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
-    let index = IndexedArchive::open(std::fs::File::open(&file).unwrap()).unwrap().index().clone();
+    let index = IndexedArchive::open(std::fs::File::open(&file).unwrap())
+        .unwrap()
+        .index()
+        .clone();
     let damaged = dir.path().join("damaged.kbd");
     for entry in &index.blocks {
-        for at in [entry.offset, entry.offset + 5, entry.offset + entry.len / 2, entry.offset + entry.len - 1] {
+        for at in [
+            entry.offset,
+            entry.offset + 5,
+            entry.offset + entry.len / 2,
+            entry.offset + entry.len - 1,
+        ] {
             let mut bad = bytes.clone();
             bad[at as usize] ^= 0x20;
             std::fs::write(&damaged, &bad).unwrap();
@@ -320,8 +441,17 @@ fn verify_passes_an_intact_archive_and_names_each_damaged_block() {
             assert_eq!(out.status.code(), Some(1), "flip at {at}: {}", stderr(&out));
             let report: Json = serde_json::from_slice(&out.stdout).unwrap();
             assert_eq!(report["ok"], false);
-            let offsets: Vec<u64> = report["problems"].as_array().unwrap().iter().filter_map(|p| p["offset"].as_u64()).collect();
-            assert!(offsets.contains(&entry.offset), "flip at {at} not attributed to block {}: {report}", entry.offset);
+            let offsets: Vec<u64> = report["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|p| p["offset"].as_u64())
+                .collect();
+            assert!(
+                offsets.contains(&entry.offset),
+                "flip at {at} not attributed to block {}: {report}",
+                entry.offset
+            );
         }
     }
 }
@@ -333,8 +463,18 @@ fn verify_tells_truncation_magic_and_version_apart() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (bytes[..bytes.len() / 2].to_vec(), "truncated"),
         (bytes[..bytes.len() - 3].to_vec(), "truncated"),
-        ([b"REDIS0011".as_slice(), &bytes[9..]].concat(), "not a kbdump archive"),
-        ({ let mut b = bytes.clone(); b[8] = 9; b }, "newer than this kbdump understands"),
+        (
+            [b"REDIS0011".as_slice(), &bytes[9..]].concat(),
+            "not a kbdump archive",
+        ),
+        (
+            {
+                let mut b = bytes.clone();
+                b[8] = 9;
+                b
+            },
+            "newer than this kbdump understands",
+        ),
     ];
     let mut messages = BTreeSet::new();
     for (content, expect) in cases {
@@ -348,7 +488,11 @@ fn verify_tells_truncation_magic_and_version_apart() {
         assert_eq!(out.status.code(), Some(2));
         assert!(stderr(&out).contains(expect), "inspect: {}", stderr(&out));
     }
-    assert_eq!(messages.len(), 4, "each damage has its own message: {messages:?}");
+    assert_eq!(
+        messages.len(),
+        4,
+        "each damage has its own message: {messages:?}"
+    );
 }
 
 #[test]
@@ -360,44 +504,95 @@ fn bad_inputs_fail_clearly_and_leave_nothing_behind() {
 
     let unreachable = kbdump(&["export", "--redis", "redis://127.0.0.1:1", "-o", target_s]);
     assert_eq!(unreachable.status.code(), Some(2));
-    assert!(stderr(&unreachable).contains("cannot connect to Redis at 127.0.0.1:1"), "{}", stderr(&unreachable));
+    assert!(
+        stderr(&unreachable).contains("cannot connect to Redis at 127.0.0.1:1"),
+        "{}",
+        stderr(&unreachable)
+    );
 
     let url = format!("redis://:wrong@127.0.0.1:{}", server.port());
     let wrong = kbdump(&["export", "--redis", &url, "-o", target_s]);
     assert_eq!(wrong.status.code(), Some(2));
-    assert!(stderr(&wrong).contains("authentication failed"), "{}", stderr(&wrong));
-    assert!(!stderr(&wrong).contains("wrong"), "password leaked: {}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("authentication failed"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(
+        !stderr(&wrong).contains("wrong"),
+        "password leaked: {}",
+        stderr(&wrong)
+    );
 
-    let category = kbdump(&["export", "--redis", &server.url(), "--category", "emotive", "-o", target_s]);
+    let category = kbdump(&[
+        "export",
+        "--redis",
+        &server.url(),
+        "--category",
+        "emotive",
+        "-o",
+        target_s,
+    ]);
     assert_eq!(category.status.code(), Some(2));
-    assert!(stderr(&category).contains("emotives"), "{}", stderr(&category));
+    assert!(
+        stderr(&category).contains("emotives"),
+        "{}",
+        stderr(&category)
+    );
 
     let missing_dir = dir.path().join("nope/x.kbd");
-    let out = kbdump(&["export", "--redis", &server.url(), "-o", missing_dir.to_str().unwrap()]);
+    let out = kbdump(&[
+        "export",
+        "--redis",
+        &server.url(),
+        "-o",
+        missing_dir.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
 
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no file left behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no file left behind"
+    );
 
     std::fs::write(&target, b"precious").unwrap();
     let exists = kbdump(&["export", "--redis", &server.url(), "-o", target_s]);
     assert_eq!(exists.status.code(), Some(2));
     assert!(stderr(&exists).contains("--force"), "{}", stderr(&exists));
     assert_eq!(std::fs::read(&target).unwrap(), b"precious");
-    ok(&["export", "--redis", &server.url(), "-o", target_s, "--force"]);
+    ok(&[
+        "export",
+        "--redis",
+        &server.url(),
+        "-o",
+        target_s,
+        "--force",
+    ]);
     assert_ne!(std::fs::read(&target).unwrap(), b"precious");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temp file left"
+    );
 }
 
 #[test]
 fn kbs_lists_every_kb_with_category_counts() {
     let (server, seeded) = seeded_server(&SeedSpec::small());
-    let out: Json = serde_json::from_slice(&ok(&["kbs", "--json", "--redis", &server.url()]).stdout).unwrap();
+    let out: Json =
+        serde_json::from_slice(&ok(&["kbs", "--json", "--redis", &server.url()]).stdout).unwrap();
     let listed: BTreeMap<String, u64> = out["kbs"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|kb| (kb["kb_id"].as_str().unwrap().to_string(), kb["keys"].as_u64().unwrap()))
+        .map(|kb| {
+            (
+                kb["kb_id"].as_str().unwrap().to_string(),
+                kb["keys"].as_u64().unwrap(),
+            )
+        })
         .collect();
     let expected: BTreeMap<String, u64> = seeded
         .kb_ids()

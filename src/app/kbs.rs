@@ -55,7 +55,7 @@ pub async fn run(args: KbsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
     }
     if census.unclassified > 0 {
         println!(
-            "{} keys without a kb_id prefix (not KATO keys)",
+            "{} keys belong to no kb_id (not KATO keys)",
             census.unclassified
         );
     }
