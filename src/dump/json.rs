@@ -1,0 +1,3 @@
+//! JSON form (placeholder).
+#[derive(Debug)]
+pub struct JsonError;
