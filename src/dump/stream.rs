@@ -223,8 +223,9 @@ fn pel_entry(r: &mut Reader) -> Result<PendingEntry> {
 fn consumer(r: &mut Reader, t: u8, pel: &[PendingEntry]) -> Result<Consumer> {
     let name = r.string("stream consumer name")?;
     let seen_time_ms = r.u64_le("stream consumer seen time")?;
+    // u64::MAX (-1) = never active; folded into `None` with "not stored".
     let active_time_ms = if t >= 21 {
-        Some(r.u64_le("stream consumer active time")?)
+        Some(r.u64_le("stream consumer active time")?).filter(|&v| v != u64::MAX)
     } else {
         None
     };

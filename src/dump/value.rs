@@ -169,7 +169,8 @@ pub struct PendingEntry {
 pub struct Consumer {
     pub name: Vec<u8>,
     pub seen_time_ms: u64,
-    /// Only stored by type 21.
+    /// Only stored by type 21; `None` also when the consumer never
+    /// read anything (stored as -1).
     pub active_time_ms: Option<u64>,
     /// Ids of the group PEL entries this consumer owns.
     pub pending: Vec<StreamId>,
