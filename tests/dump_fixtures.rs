@@ -270,3 +270,31 @@ fn one_key_decodes_alike_on_every_server() {
         }
     }
 }
+
+/// The JSON form reads back to exactly the same value, through text.
+#[test]
+fn json_form_round_trips_every_fixture_value() {
+    for file in fixture_files() {
+        for k in load(&file)["keys"].as_array().unwrap() {
+            let value = dump::decode(&hex(k["payload_hex"].as_str().unwrap())).unwrap();
+            let text = value.to_json().to_string();
+            let back = Value::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
+            assert_eq!(back, value, "{}", k["key"]);
+        }
+    }
+}
+
+/// KATO's JSON strings are shown as JSON, not as escaped text.
+#[test]
+fn json_documents_are_embedded() {
+    let file = fixture_files().into_iter().next().unwrap();
+    let doc = load(&file);
+    let key = doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "kb:emotives:1");
+    let value = dump::decode(&hex(key.unwrap()["payload_hex"].as_str().unwrap())).unwrap();
+    let want = serde_json::json!({"type": "string", "value": [{"joy": 0.4, "utility": -1.2}]});
+    assert_eq!(value.to_json(), want);
+}
