@@ -71,7 +71,9 @@ pub struct ExportSummary {
     pub duplicates: u64,
 }
 
-enum ToWriter {
+/// What an export produces, in order: records, and the end of each kb_id.
+#[derive(Debug)]
+pub enum ExportEvent {
     Record(Record),
     FinishKb(KbWindow),
 }
@@ -88,14 +90,14 @@ pub async fn export<W: Write + Send + 'static>(
 ) -> Result<(W, ExportSummary), ExportError> {
     // The bounded channel is the backpressure that keeps memory flat; the
     // writer (zstd, file I/O) runs on its own blocking thread.
-    let (tx, mut rx) = mpsc::channel::<ToWriter>(4096);
+    let (tx, mut rx) = mpsc::channel::<ExportEvent>(4096);
     let writer_options = options.writer;
     let writer = tokio::task::spawn_blocking(move || -> archive::Result<W> {
         let mut writer = ArchiveWriter::new(out, &header, writer_options)?;
         while let Some(message) = rx.blocking_recv() {
             match message {
-                ToWriter::Record(record) => writer.push(&record)?,
-                ToWriter::FinishKb(window) => writer.finish_kb(window)?,
+                ExportEvent::Record(record) => writer.push(&record)?,
+                ExportEvent::FinishKb(window) => writer.finish_kb(window)?,
             }
         }
         Ok(writer.finish()?.0)
@@ -112,11 +114,13 @@ pub async fn export<W: Write + Send + 'static>(
     }
 }
 
-async fn scan_all(
+/// Scans and dumps the kb_ids, sending every record and the end of each
+/// kb_id to `tx` (an archive writer, or a restore for `copy`).
+pub async fn scan_all(
     conn: &RedisConn,
     kb_ids: &[Vec<u8>],
     options: &ExportOptions,
-    tx: &Sender<ToWriter>,
+    tx: &Sender<ExportEvent>,
     summary: &mut ExportSummary,
     progress: &dyn Progress,
 ) -> Result<(), ExportError> {
@@ -126,12 +130,12 @@ async fn scan_all(
         summary.vanished += window.vanished;
         summary.duplicates += window.duplicates;
         summary.windows.push(window.clone());
-        send(tx, ToWriter::FinishKb(window)).await?;
+        send(tx, ExportEvent::FinishKb(window)).await?;
     }
     Ok(())
 }
 
-async fn send(tx: &Sender<ToWriter>, message: ToWriter) -> Result<(), ExportError> {
+async fn send(tx: &Sender<ExportEvent>, message: ExportEvent) -> Result<(), ExportError> {
     tx.send(message).await.map_err(|_| ExportError::WriterGone)
 }
 
@@ -160,7 +164,7 @@ async fn export_kb(
     kb_id: &[u8],
     all_kbs: &[Vec<u8>],
     options: &ExportOptions,
-    tx: &Sender<ToWriter>,
+    tx: &Sender<ExportEvent>,
     summary: &mut ExportSummary,
     progress: &dyn Progress,
 ) -> Result<KbWindow, ExportError> {
@@ -252,7 +256,7 @@ async fn emit_batch(
     batch: Vec<(Vec<u8>, Category)>,
     dumped: Vec<Dumped>,
     read_at_ms: i64,
-    tx: &Sender<ToWriter>,
+    tx: &Sender<ExportEvent>,
     summary: &mut ExportSummary,
     window: &mut KbWindow,
     progress: &dyn Progress,
@@ -279,7 +283,7 @@ async fn emit_batch(
             expire_at_ms: pttl_ms.map(|ms| read_at_ms + ms),
             payload,
         };
-        send(tx, ToWriter::Record(record)).await?;
+        send(tx, ExportEvent::Record(record)).await?;
     }
     window.keys += keys;
     summary.keys += keys;
@@ -288,18 +292,12 @@ async fn emit_batch(
     Ok(())
 }
 
-/// The Redis type of a DUMP payload, from its type byte.
+/// The Redis type of a DUMP payload, from its type byte and trailer version.
 pub fn payload_type_name(payload: &[u8]) -> &'static str {
-    match payload.first() {
-        Some(0) => "string",
-        Some(1 | 10 | 14 | 18) => "list",
-        Some(2 | 11 | 20) => "set",
-        Some(3 | 5 | 12 | 17) => "zset",
-        Some(4 | 9 | 13 | 16 | 22..=25) => "hash",
-        Some(15 | 19 | 21) => "stream",
-        Some(6 | 7) => "module",
-        _ => "unknown",
-    }
+    crate::dump::parse_envelope(payload)
+        .ok()
+        .and_then(|e| crate::dump::redis_type(e.type_byte, e.rdb_version))
+        .map_or("unknown", |t| t.name())
 }
 
 /// The concrete kb_ids a selection names on this server: literal ids as

@@ -16,3 +16,6 @@ pub mod pattern;
 pub mod progress;
 pub mod redis_io;
 pub mod selection;
+pub mod restore;
+pub mod sources;
+pub mod diff;

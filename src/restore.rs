@@ -1,0 +1,626 @@
+//! Restore: put archived records back into a live server, by default only
+//! the keys that are missing.
+//!
+//! Each key takes one of three paths, chosen from the target's version gate,
+//! learned once per run:
+//! - **raw**: `RESTORE key ttl payload` — the payload as archived;
+//! - **retagged**: the payload's trailer rewritten to the target's RDB version
+//!   (only when the target knows every type id in it: the encodings of the
+//!   older types never changed);
+//! - **logical**: the payload decoded and re-created with plain commands on a
+//!   temporary key, in bounded chunks, then moved into place with
+//!   `RENAMENX` (missing mode) or `RENAME` (replace mode), so the key appears
+//!   whole and atomically, and an existing key is never touched in missing
+//!   mode.
+//!
+//! A key the target refuses raw falls back to the logical path. One failing
+//! key is reported and the run goes on.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use redis::Value as Reply;
+use serde::Serialize;
+use tokio::sync::mpsc::{Receiver, Sender};
+
+use crate::archive::Record;
+use crate::dump::{self, CommandOptions, ServerKind};
+use crate::export::now_ms;
+use crate::kato::{display_bytes, Category};
+use crate::progress::Progress;
+use crate::redis_io::{RedisConn, RedisIoError, ServerInfo};
+
+/// What happens to keys that already exist on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Never touch an existing key (RESTORE without REPLACE).
+    #[default]
+    Missing,
+    /// Overwrite existing keys.
+    Replace,
+}
+
+/// How a key was (or would be) written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Raw,
+    Retagged,
+    Logical,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Restored(Method),
+    /// Already present on the target (missing mode).
+    Kept,
+    /// Its archived expiry has passed.
+    Expired,
+    Failed(String),
+}
+
+/// Per kb_id x category counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub restored: u64,
+    pub kept: u64,
+    pub expired: u64,
+    pub failed: u64,
+    pub raw: u64,
+    pub retagged: u64,
+    pub logical: u64,
+}
+
+impl Counts {
+    fn add(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Restored(method) => {
+                self.restored += 1;
+                match method {
+                    Method::Raw => self.raw += 1,
+                    Method::Retagged => self.retagged += 1,
+                    Method::Logical => self.logical += 1,
+                }
+            }
+            Outcome::Kept => self.kept += 1,
+            Outcome::Expired => self.expired += 1,
+            Outcome::Failed(_) => self.failed += 1,
+        }
+    }
+
+    pub fn merge(&mut self, other: &Counts) {
+        self.restored += other.restored;
+        self.kept += other.kept;
+        self.expired += other.expired;
+        self.failed += other.failed;
+        self.raw += other.raw;
+        self.retagged += other.retagged;
+        self.logical += other.logical;
+    }
+}
+
+/// A key that could not be restored, or a part of the source that could not
+/// be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The key (escaped for display), or the damaged block.
+    pub what: String,
+    pub reason: String,
+}
+
+/// What a restore did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestoreSummary {
+    pub tallies: BTreeMap<(Vec<u8>, Category), Counts>,
+    pub failures: Vec<Failure>,
+    /// Keys overwritten in replace mode, saved to the undo archive.
+    pub saved_for_undo: u64,
+}
+
+impl RestoreSummary {
+    pub fn total(&self) -> Counts {
+        let mut total = Counts::default();
+        self.tallies.values().for_each(|c| total.merge(c));
+        total
+    }
+
+    pub fn has_failures(&self) -> bool {
+        !self.failures.is_empty()
+    }
+}
+
+/// How a restore runs.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub mode: Mode,
+    /// `(from, to)`: keys of kb_id `from` are written under kb_id `to`.
+    pub renames: Vec<(Vec<u8>, Vec<u8>)>,
+    pub dry_run: bool,
+    /// Always re-create keys with plain commands.
+    pub force_logical: bool,
+    /// Keys per pipeline.
+    pub batch_keys: usize,
+    /// Pipelines in flight.
+    pub in_flight: usize,
+    /// Chunking of the logical path.
+    pub max_elements: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            mode: Mode::Missing,
+            renames: Vec::new(),
+            dry_run: false,
+            force_logical: false,
+            batch_keys: 256,
+            in_flight: 4,
+            max_elements: 1000,
+            max_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Redis(#[from] RedisIoError),
+    #[error(
+        "the target {address} evicted {evicted} keys during the restore (maxmemory-policy {policy}): \
+         restoring more would silently delete other data, so the restore stopped. Free memory or raise \
+         maxmemory, then rerun (missing mode skips what is already back)"
+    )]
+    Evicting {
+        address: String,
+        evicted: u64,
+        policy: String,
+    },
+    #[error(
+        "the selection holds about {needed} bytes but the target {address} has only {headroom} bytes \
+         below maxmemory, and its policy {policy} would evict other keys to make room; free memory or \
+         raise maxmemory, or pass --force to restore anyway"
+    )]
+    NoHeadroom {
+        address: String,
+        needed: u64,
+        headroom: u64,
+        policy: String,
+    },
+    #[error("saving overwritten keys to the undo archive failed: {0}")]
+    Undo(String),
+    #[error("a restore task stopped unexpectedly")]
+    TaskGone,
+}
+
+/// An item from a record source: a record, or a part that could not be read.
+#[derive(Debug)]
+pub enum SourceItem {
+    Record(Record),
+    Damaged { what: String, reason: String },
+}
+
+/// The target server and what it accepts, learned once per run.
+#[derive(Clone)]
+pub struct Target {
+    pub conn: RedisConn,
+    pub info: ServerInfo,
+    pub kind: ServerKind,
+}
+
+impl Target {
+    pub async fn connect(url: &str) -> Result<Target, RedisIoError> {
+        let mut conn = RedisConn::connect(url).await?;
+        let info = conn.server_info().await?;
+        let kind = conn.server_kind(&info).await?;
+        Ok(Target { conn, info, kind })
+    }
+
+    fn evicts(&self) -> bool {
+        self.info.maxmemory > 0 && self.info.maxmemory_policy != "noeviction"
+    }
+
+    /// Refuses a restore that would push the target over `maxmemory` when
+    /// its policy evicts keys to make room. `payload_bytes` is the size of
+    /// the selection's DUMP payloads; the in-memory size is estimated at
+    /// twice that (encodings expand, and every key has overhead).
+    pub fn check_headroom(&self, payload_bytes: u64) -> Result<(), RestoreError> {
+        if !self.evicts() {
+            return Ok(());
+        }
+        let needed = payload_bytes.saturating_mul(2);
+        let headroom = self.info.maxmemory.saturating_sub(self.info.used_memory);
+        if needed > headroom {
+            return Err(RestoreError::NoHeadroom {
+                address: self.conn.address().to_string(),
+                needed,
+                headroom,
+                policy: self.info.maxmemory_policy.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A key ready to be written.
+struct Pending {
+    kb_id: Vec<u8>,
+    category: Category,
+    key: Vec<u8>,
+    ttl_ms: i64,
+    payload: Vec<u8>,
+}
+
+type Results = Vec<(Vec<u8>, Category, Vec<u8>, Outcome)>;
+
+/// Restores every record that arrives on `source` into `target`.
+/// `undo` receives the previous value of every key overwritten in replace
+/// mode before it is overwritten.
+pub async fn restore(
+    target: &Target,
+    mut source: Receiver<SourceItem>,
+    options: &RestoreOptions,
+    undo: Option<Sender<Record>>,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary, RestoreError> {
+    let mut summary = RestoreSummary::default();
+    let evicted_at_start = target.info.evicted_keys;
+    let saved = std::sync::Arc::new(AtomicU64::new(0));
+    let mut running = FuturesUnordered::new();
+    let mut batch = Vec::with_capacity(options.batch_keys);
+    let mut source_open = true;
+    while source_open || !running.is_empty() || !batch.is_empty() {
+        if source_open && running.len() < options.in_flight.max(1) {
+            match source.recv().await {
+                Some(SourceItem::Record(record)) => {
+                    if let Some(pending) = prepare(record, options, &mut summary) {
+                        batch.push(pending);
+                    }
+                    if batch.len() < options.batch_keys {
+                        continue;
+                    }
+                }
+                Some(SourceItem::Damaged { what, reason }) => {
+                    summary.failures.push(Failure { what, reason });
+                    continue;
+                }
+                None => source_open = false,
+            }
+        }
+        if !batch.is_empty() && running.len() < options.in_flight.max(1) {
+            let work = std::mem::replace(&mut batch, Vec::with_capacity(options.batch_keys));
+            let (target, options, undo, saved) = (target.clone(), options.clone(), undo.clone(), saved.clone());
+            running.push(tokio::spawn(async move { write_batch(&target, work, &options, undo, &saved).await }));
+            continue;
+        }
+        let Some(done) = running.next().await else { continue };
+        let results = done.map_err(|_| RestoreError::TaskGone)??;
+        record_results(&mut summary, results, progress);
+        watch_evictions(target, evicted_at_start).await?;
+    }
+    summary.saved_for_undo = saved.load(Ordering::Relaxed);
+    progress.finish();
+    Ok(summary)
+}
+
+fn record_results(summary: &mut RestoreSummary, results: Results, progress: &dyn Progress) {
+    let mut done = 0;
+    for (kb_id, category, key, outcome) in results {
+        summary.tallies.entry((kb_id, category)).or_default().add(&outcome);
+        if let Outcome::Failed(reason) = outcome {
+            summary.failures.push(Failure { what: display_bytes(&key), reason });
+        }
+        done += 1;
+    }
+    progress.advance(done, 0);
+}
+
+async fn watch_evictions(target: &Target, evicted_at_start: u64) -> Result<(), RestoreError> {
+    if !target.evicts() {
+        return Ok(());
+    }
+    let info = target.conn.clone().server_info().await?;
+    if info.evicted_keys > evicted_at_start {
+        return Err(RestoreError::Evicting {
+            address: target.conn.address().to_string(),
+            evicted: info.evicted_keys - evicted_at_start,
+            policy: info.maxmemory_policy,
+        });
+    }
+    Ok(())
+}
+
+/// Renames and expiry: turns a record into a pending write, or counts it as
+/// expired.
+fn prepare(record: Record, options: &RestoreOptions, summary: &mut RestoreSummary) -> Option<Pending> {
+    let (kb_id, key) = renamed(&record.kb_id, &record.key, &options.renames);
+    let ttl_ms = match record.expire_at_ms {
+        None => 0,
+        Some(at) => at - now_ms(),
+    };
+    if record.expire_at_ms.is_some() && ttl_ms <= 0 {
+        summary.tallies.entry((kb_id, record.category)).or_default().add(&Outcome::Expired);
+        return None;
+    }
+    Some(Pending {
+        kb_id,
+        category: record.category,
+        key,
+        ttl_ms,
+        payload: record.payload,
+    })
+}
+
+/// Applies `--rename-kb FROM=TO` to a record's kb_id and key.
+pub fn renamed(kb_id: &[u8], key: &[u8], renames: &[(Vec<u8>, Vec<u8>)]) -> (Vec<u8>, Vec<u8>) {
+    for (from, to) in renames {
+        if kb_id == from.as_slice() && key.starts_with(from) && key.get(from.len()) == Some(&b':') {
+            return (to.clone(), [to.as_slice(), &key[from.len()..]].concat());
+        }
+    }
+    (kb_id.to_vec(), key.to_vec())
+}
+
+/// The path a payload takes on this target.
+pub fn plan(kind: &ServerKind, payload: &[u8], force_logical: bool) -> Method {
+    let Ok(envelope) = dump::parse_envelope(payload) else {
+        return Method::Logical;
+    };
+    if force_logical {
+        return Method::Logical;
+    }
+    let knows_type = dump::target_knows_type(kind, envelope.type_byte, envelope.rdb_version);
+    if knows_type && dump::target_accepts_version(kind, envelope.rdb_version) {
+        Method::Raw
+    } else if knows_type {
+        Method::Retagged
+    } else {
+        Method::Logical
+    }
+}
+
+async fn write_batch(
+    target: &Target,
+    batch: Vec<Pending>,
+    options: &RestoreOptions,
+    undo: Option<Sender<Record>>,
+    saved: &AtomicU64,
+) -> Result<Results, RestoreError> {
+    let mut conn = target.conn.clone();
+    if options.dry_run {
+        return dry_run(&mut conn, &target.kind, batch, options).await;
+    }
+    if options.mode == Mode::Replace {
+        if let Some(undo) = &undo {
+            save_for_undo(&mut conn, &batch, undo, saved).await?;
+        }
+    }
+    let methods: Vec<Method> = batch.iter().map(|p| plan(&target.kind, &p.payload, options.force_logical)).collect();
+    let mut outcomes = restore_raw(&mut conn, &target.kind, &batch, &methods, options.mode).await?;
+    for (i, pending) in batch.iter().enumerate() {
+        if outcomes[i].is_none() {
+            outcomes[i] = Some(restore_logical(&mut conn, &target.kind, pending, options).await?);
+        }
+    }
+    Ok(batch
+        .into_iter()
+        .zip(outcomes)
+        .map(|(p, o)| (p.kb_id, p.category, p.key, o.expect("every key has an outcome")))
+        .collect())
+}
+
+/// RESTOREs the raw and retagged keys in one pipeline. `None` marks keys for
+/// the logical path (planned so, or refused raw).
+async fn restore_raw(
+    conn: &mut RedisConn,
+    kind: &ServerKind,
+    batch: &[Pending],
+    methods: &[Method],
+    mode: Mode,
+) -> Result<Vec<Option<Outcome>>, RedisIoError> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    let mut sent = Vec::new();
+    for (i, (pending, method)) in batch.iter().zip(methods).enumerate() {
+        let payload = match method {
+            Method::Raw => pending.payload.clone(),
+            Method::Retagged => match dump::retag(&pending.payload, kind.rdb_version) {
+                Ok(p) => p,
+                Err(_) => continue,
+            },
+            Method::Logical => continue,
+        };
+        let cmd = pipe.cmd("RESTORE").arg(&pending.key).arg(pending.ttl_ms).arg(payload);
+        if mode == Mode::Replace {
+            cmd.arg("REPLACE");
+        }
+        sent.push((i, *method));
+    }
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+    if sent.is_empty() {
+        return Ok(outcomes);
+    }
+    let replies = conn.pipeline(&pipe, "RESTORE").await?;
+    for ((i, method), reply) in sent.into_iter().zip(replies) {
+        outcomes[i] = match reply {
+            Reply::Okay | Reply::SimpleString(_) => Some(Outcome::Restored(method)),
+            Reply::ServerError(e) if e.code() == "BUSYKEY" => Some(Outcome::Kept),
+            Reply::ServerError(e) if is_fatal_reply(e.code(), e.details()) => {
+                Some(Outcome::Failed(format!("{} {}", e.code(), e.details().unwrap_or(""))))
+            }
+            // Refused payload: take the logical path.
+            _ => None,
+        };
+    }
+    Ok(outcomes)
+}
+
+/// Errors that the logical path would hit too, so there is no point in
+/// falling back.
+fn is_fatal_reply(code: &str, details: Option<&str>) -> bool {
+    matches!(code, "OOM" | "NOPERM" | "READONLY" | "MISCONF" | "LOADING")
+        || details.is_some_and(|d| d.contains("OOM command not allowed"))
+}
+
+/// Re-creates one key with plain commands on a temporary key, then moves it
+/// into place atomically.
+async fn restore_logical(
+    conn: &mut RedisConn,
+    kind: &ServerKind,
+    pending: &Pending,
+    options: &RestoreOptions,
+) -> Result<Outcome, RedisIoError> {
+    let value = match dump::decode(&pending.payload) {
+        Ok(v) => v,
+        Err(e) => return Ok(Outcome::Failed(format!("cannot decode the payload: {e}"))),
+    };
+    let mut command_options = CommandOptions::for_server(kind);
+    command_options.max_elements = options.max_elements;
+    command_options.max_bytes = options.max_bytes;
+    let temp = temp_key(&pending.key);
+    let commands = value.to_commands(&temp, &command_options);
+    if commands.is_empty() {
+        return Ok(Outcome::Failed(format!(
+            "the target refused the payload and a {} value cannot be re-created with commands",
+            value.redis_type().name()
+        )));
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    pipe.cmd("DEL").arg(&temp);
+    for command in &commands {
+        let mut cmd = redis::cmd(&String::from_utf8_lossy(&command[0]));
+        for arg in &command[1..] {
+            cmd.arg(arg);
+        }
+        pipe.add_command(cmd);
+    }
+    if pending.ttl_ms > 0 {
+        pipe.cmd("PEXPIRE").arg(&temp).arg(pending.ttl_ms);
+    }
+    let rename = if options.mode == Mode::Missing { "RENAMENX" } else { "RENAME" };
+    pipe.cmd(rename).arg(&temp).arg(&pending.key);
+    let replies = conn.pipeline(&pipe, "logical restore").await?;
+    let failure = replies.iter().find_map(|r| match r {
+        Reply::ServerError(e) => Some(format!("{} {}", e.code(), e.details().unwrap_or(""))),
+        _ => None,
+    });
+    let outcome = match (failure, replies.last()) {
+        (Some(reason), _) => Outcome::Failed(format!("re-creating with commands failed: {reason}")),
+        (None, Some(Reply::Int(0))) => Outcome::Kept,
+        (None, _) => Outcome::Restored(Method::Logical),
+    };
+    if outcome != Outcome::Restored(Method::Logical) {
+        let _: Result<i64, _> = conn.query(redis::cmd("DEL").arg(&temp).clone(), "DEL").await;
+    }
+    Ok(outcome)
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary key name next to `key`. The `{…}` hash tag keeps it in the
+/// key's own cluster slot (when the key has no tag of its own), and the
+/// prefix makes leftovers of an interrupted run easy to find.
+fn temp_key(key: &[u8]) -> Vec<u8> {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tag = hash_tag(key);
+    [b"__kbdump_tmp:{".as_slice(), tag, format!("}}:{}:{n}", std::process::id()).as_bytes()].concat()
+}
+
+/// The part of a key that Redis Cluster hashes (the text inside the first
+/// non-empty `{…}`, or the whole key).
+fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+/// Saves the current value of every key in the batch that exists.
+async fn save_for_undo(conn: &mut RedisConn, batch: &[Pending], undo: &Sender<Record>, saved: &AtomicU64) -> Result<(), RestoreError> {
+    let keys: Vec<Vec<u8>> = batch.iter().map(|p| p.key.clone()).collect();
+    let dumped = conn.dump_keys(&keys).await?;
+    let read_at = now_ms();
+    for (pending, dumped) in batch.iter().zip(dumped) {
+        if let crate::redis_io::Dumped::Present { payload, pttl_ms } = dumped {
+            let record = Record {
+                key: pending.key.clone(),
+                kb_id: pending.kb_id.clone(),
+                category: pending.category,
+                redis_type: crate::export::payload_type_name(&payload).to_string(),
+                expire_at_ms: pttl_ms.map(|ms| read_at + ms),
+                payload,
+            };
+            undo.send(record).await.map_err(|_| RestoreError::Undo("the undo writer stopped".into()))?;
+            saved.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+/// Reports what a real run would do, writing nothing.
+async fn dry_run(conn: &mut RedisConn, kind: &ServerKind, batch: Vec<Pending>, options: &RestoreOptions) -> Result<Results, RestoreError> {
+    let mut pipe = redis::pipe();
+    for pending in &batch {
+        pipe.cmd("EXISTS").arg(&pending.key);
+    }
+    let exists: Vec<i64> = conn
+        .pipeline(&pipe, "EXISTS")
+        .await?
+        .into_iter()
+        .map(|r| if let Reply::Int(n) = r { n } else { 0 })
+        .collect();
+    Ok(batch
+        .into_iter()
+        .zip(exists)
+        .map(|(p, exists)| {
+            let outcome = if exists > 0 && options.mode == Mode::Missing {
+                Outcome::Kept
+            } else {
+                match dump::decode(&p.payload) {
+                    Err(e) => Outcome::Failed(format!("cannot decode the payload: {e}")),
+                    Ok(_) => Outcome::Restored(plan(kind, &p.payload, options.force_logical)),
+                }
+            };
+            (p.kb_id, p.category, p.key, outcome)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::Product;
+
+    #[test]
+    fn renames_apply_to_the_kb_prefix_only() {
+        let renames = vec![(b"a".to_vec(), b"b".to_vec())];
+        assert_eq!(renamed(b"a", b"a:emotives:x", &renames), (b"b".to_vec(), b"b:emotives:x".to_vec()));
+        assert_eq!(renamed(b"ab", b"ab:emotives:x", &renames), (b"ab".to_vec(), b"ab:emotives:x".to_vec()));
+    }
+
+    #[test]
+    fn temp_keys_share_the_hash_slot_of_their_key() {
+        assert!(temp_key(b"user:{42}:x").starts_with(b"__kbdump_tmp:{42}:"));
+        assert!(temp_key(b"kb:emotives:p").starts_with(b"__kbdump_tmp:{kb:emotives:p}:"));
+        assert_ne!(temp_key(b"k"), temp_key(b"k"));
+    }
+
+    #[test]
+    fn plan_follows_the_version_gate() {
+        let redis62 = ServerKind { product: Product::Redis, rdb_version: 9, relaxed: false };
+        let string_v10 = dump::seal(0, b"\x03abc", 10);
+        let listpack_hash_v10 = dump::seal(16, b"\x00", 10);
+        assert_eq!(plan(&redis62, &string_v10, false), Method::Retagged);
+        assert_eq!(plan(&redis62, &listpack_hash_v10, false), Method::Logical);
+        let redis70 = ServerKind { product: Product::Redis, rdb_version: 10, relaxed: false };
+        assert_eq!(plan(&redis70, &listpack_hash_v10, false), Method::Raw);
+        assert_eq!(plan(&redis70, &listpack_hash_v10, true), Method::Logical);
+    }
+}
