@@ -13,7 +13,10 @@ Examples:
   kbdump export --kb node0_kato -o node0.kbd
   kbdump inspect node0.kbd
   kbdump ls node0.kbd --category emotives --long
-  kbdump verify node0.kbd";
+  kbdump verify node0.kbd
+  kbdump diff node0.kbd --kb node0_kato
+  kbdump restore node0.kbd --kb node0_kato --category emotives
+  kbdump copy --from redis://old:6379 --to redis://new:6379";
 
 /// Key-level backup, selective restore and migration of KATO knowledge bases
 /// in Redis.
@@ -40,6 +43,12 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Export kb_ids from a live server into a .kbd archive (or stdout).
     Export(app::export::ExportArgs),
+    /// Put archived keys back into a live server (by default only missing ones).
+    Restore(app::restore::RestoreArgs),
+    /// Compare an archive with a live server: missing, extra, changed keys.
+    Diff(app::diff::DiffArgs),
+    /// Copy kb_ids from one server to another, across versions.
+    Copy(app::copy::CopyArgs),
     /// List the kb_ids on a server with per-category key counts.
     Kbs(app::kbs::KbsArgs),
     /// Summarise an archive: header, source, per kb_id x category counts.

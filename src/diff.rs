@@ -90,12 +90,24 @@ impl DiffReport {
     }
 
     fn note(&mut self, kb_id: &[u8], category: Category, key: Vec<u8>, kind: Kind, detail: String) {
-        self.tallies.entry((kb_id.to_vec(), category)).or_default().add(kind);
-        self.keys.push(KeyDiff { key, kb_id: kb_id.to_vec(), category, kind, detail });
+        self.tallies
+            .entry((kb_id.to_vec(), category))
+            .or_default()
+            .add(kind);
+        self.keys.push(KeyDiff {
+            key,
+            kb_id: kb_id.to_vec(),
+            category,
+            kind,
+            detail,
+        });
     }
 
     fn same(&mut self, kb_id: &[u8], category: Category) {
-        self.tallies.entry((kb_id.to_vec(), category)).or_default().same += 1;
+        self.tallies
+            .entry((kb_id.to_vec(), category))
+            .or_default()
+            .same += 1;
     }
 }
 
@@ -145,7 +157,11 @@ impl KeySet {
 
 /// Compares every archived record from `source` with `conn`, then scans the
 /// server for selected keys of the archive's kb_ids that the archive lacks.
-pub async fn diff(conn: &RedisConn, mut source: Receiver<SourceItem>, options: &DiffOptions) -> Result<DiffReport, RedisIoError> {
+pub async fn diff(
+    conn: &RedisConn,
+    mut source: Receiver<SourceItem>,
+    options: &DiffOptions,
+) -> Result<DiffReport, RedisIoError> {
     let mut report = DiffReport::default();
     let mut archived = KeySet::default();
     let mut kb_ids = BTreeSet::new();
@@ -158,7 +174,8 @@ pub async fn diff(conn: &RedisConn, mut source: Receiver<SourceItem>, options: &
                 kb_ids.insert(record.kb_id.clone());
                 batch.push(record);
                 if batch.len() >= options.batch_keys {
-                    compare_batch(&mut conn, std::mem::take(&mut batch), options, &mut report).await?;
+                    compare_batch(&mut conn, std::mem::take(&mut batch), options, &mut report)
+                        .await?;
                 }
             }
             SourceItem::Damaged { what, reason } => report.damaged.push(Failure { what, reason }),
@@ -169,11 +186,18 @@ pub async fn diff(conn: &RedisConn, mut source: Receiver<SourceItem>, options: &
     for kb_id in &kb_ids {
         find_extra(&mut conn, kb_id, &kb_ids, &archived, options, &mut report).await?;
     }
-    report.keys.sort_by(|a, b| (&a.kb_id, a.category, a.kind, &a.key).cmp(&(&b.kb_id, b.category, b.kind, &b.key)));
+    report.keys.sort_by(|a, b| {
+        (&a.kb_id, a.category, a.kind, &a.key).cmp(&(&b.kb_id, b.category, b.kind, &b.key))
+    });
     Ok(report)
 }
 
-async fn compare_batch(conn: &mut RedisConn, batch: Vec<Record>, options: &DiffOptions, report: &mut DiffReport) -> Result<(), RedisIoError> {
+async fn compare_batch(
+    conn: &mut RedisConn,
+    batch: Vec<Record>,
+    options: &DiffOptions,
+    report: &mut DiffReport,
+) -> Result<(), RedisIoError> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -186,14 +210,30 @@ async fn compare_batch(conn: &mut RedisConn, batch: Vec<Record>, options: &DiffO
     Ok(())
 }
 
-fn compare_one(record: Record, live: Dumped, now: i64, options: &DiffOptions, report: &mut DiffReport) {
+fn compare_one(
+    record: Record,
+    live: Dumped,
+    now: i64,
+    options: &DiffOptions,
+    report: &mut DiffReport,
+) {
     let (kb, cat) = (record.kb_id.clone(), record.category);
     if record.expire_at_ms.is_some_and(|at| at <= now) {
-        report.tallies.entry((kb, cat)).or_default().expired_in_archive += 1;
+        report
+            .tallies
+            .entry((kb, cat))
+            .or_default()
+            .expired_in_archive += 1;
         return;
     }
     let Dumped::Present { payload, pttl_ms } = live else {
-        report.note(&kb, cat, record.key, Kind::Missing, "not on the server".into());
+        report.note(
+            &kb,
+            cat,
+            record.key,
+            Kind::Missing,
+            "not on the server".into(),
+        );
         return;
     };
     if let Some(detail) = value_difference(&record.payload, &payload) {
@@ -201,7 +241,11 @@ fn compare_one(record: Record, live: Dumped, now: i64, options: &DiffOptions, re
         return;
     }
     let live_expiry = pttl_ms.map(|ms| now + ms);
-    match expiry_difference(record.expire_at_ms, live_expiry, options.expiry_tolerance_ms) {
+    match expiry_difference(
+        record.expire_at_ms,
+        live_expiry,
+        options.expiry_tolerance_ms,
+    ) {
         Some(detail) => report.note(&kb, cat, record.key, Kind::Expiry, detail),
         None => report.same(&kb, cat),
     }
@@ -221,17 +265,28 @@ pub fn value_difference(archived: &[u8], live: &[u8]) -> Option<String> {
         Err(e) => return Some(format!("live payload cannot be decoded: {e}")),
     };
     if a.redis_type() != b.redis_type() {
-        return Some(format!("type {} in the archive, {} on the server", a.redis_type().name(), b.redis_type().name()));
+        return Some(format!(
+            "type {} in the archive, {} on the server",
+            a.redis_type().name(),
+            b.redis_type().name()
+        ));
     }
     (!a.logically_eq(&b)).then(|| format!("{} value differs", a.redis_type().name()))
 }
 
 fn expiry_difference(archived: Option<i64>, live: Option<i64>, tolerance: i64) -> Option<String> {
-    let show = |e: Option<i64>| e.map_or("none".to_string(), |ms| format!("{ms} ms")).replace(" ms", "");
+    let show = |e: Option<i64>| {
+        e.map_or("none".to_string(), |ms| format!("{ms} ms"))
+            .replace(" ms", "")
+    };
     match (archived, live) {
         (None, None) => None,
         (Some(a), Some(b)) if (a - b).abs() <= tolerance => None,
-        _ => Some(format!("expiry {} in the archive, {} on the server (unix ms)", show(archived), show(live))),
+        _ => Some(format!(
+            "expiry {} in the archive, {} on the server (unix ms)",
+            show(archived),
+            show(live)
+        )),
     }
 }
 
@@ -249,7 +304,9 @@ async fn find_extra(
     loop {
         let (next, keys) = conn.scan_page(cursor, &pattern, 1000).await?;
         for key in keys {
-            let Some(c) = kato::classify_with(&key, all_kbs) else { continue };
+            let Some(c) = kato::classify_with(&key, all_kbs) else {
+                continue;
+            };
             if c.kb_id != kb_id || !options.selection.selects(kb_id, c.category, &key) {
                 continue;
             }
@@ -258,7 +315,13 @@ async fn find_extra(
             }
             seen.insert(&key);
             let category = c.category;
-            report.note(kb_id, category, key, Kind::Extra, "not in the archive".into());
+            report.note(
+                kb_id,
+                category,
+                key,
+                Kind::Extra,
+                "not in the archive".into(),
+            );
         }
         if next == 0 {
             return Ok(());
@@ -276,14 +339,18 @@ mod tests {
         assert_eq!(expiry_difference(None, None, 100), None);
         assert_eq!(expiry_difference(Some(1000), Some(1050), 100), None);
         assert!(expiry_difference(Some(1000), Some(1200), 100).is_some());
-        assert!(expiry_difference(None, Some(1), 100).unwrap().contains("none"));
+        assert!(expiry_difference(None, Some(1), 100)
+            .unwrap()
+            .contains("none"));
     }
 
     #[test]
     fn same_value_in_two_encodings_is_equal() {
         // A hash as listpack (type 16, Redis 7.0 vector) and the same hash as
         // a plain hashtable (type 4) built by hand.
-        let listpack = hex("101e1e0000000600826631038276310382663203020182663303f2e0930404ff0a001efbda3a36e72b9e");
+        let listpack = hex(
+            "101e1e0000000600826631038276310382663203020182663303f2e0930404ff0a001efbda3a36e72b9e",
+        );
         let mut body = vec![3u8];
         for (f, v) in [("f1", "v1"), ("f2", "2"), ("f3", "300000")] {
             body.push(f.len() as u8);
@@ -294,10 +361,15 @@ mod tests {
         let hashtable = dump::seal(4, &body, 10);
         assert_eq!(value_difference(&listpack, &hashtable), None);
         let other = dump::seal(0, b"\x02v1", 10);
-        assert!(value_difference(&listpack, &other).unwrap().contains("type hash"));
+        assert!(value_difference(&listpack, &other)
+            .unwrap()
+            .contains("type hash"));
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 }

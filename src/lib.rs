@@ -7,6 +7,7 @@
 pub mod app;
 pub mod archive;
 pub mod cli;
+pub mod diff;
 pub mod dump;
 pub mod export;
 pub mod kato;
@@ -15,7 +16,6 @@ pub mod output;
 pub mod pattern;
 pub mod progress;
 pub mod redis_io;
-pub mod selection;
 pub mod restore;
+pub mod selection;
 pub mod sources;
-pub mod diff;

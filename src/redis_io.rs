@@ -209,7 +209,10 @@ impl RedisConn {
     /// Valkey's `rdb-version-check` setting (strict when it cannot be read).
     pub async fn server_kind(&mut self, info: &ServerInfo) -> Result<ServerKind> {
         let rdb_version = info.rdb_version().ok_or_else(|| {
-            self.protocol("INFO", format!("unknown server version {} {}", info.product, info.version))
+            self.protocol(
+                "INFO",
+                format!("unknown server version {} {}", info.product, info.version),
+            )
         })?;
         let mut relaxed = false;
         if info.product() == Product::Valkey {

@@ -291,11 +291,16 @@ pub async fn restore(
         }
         if !batch.is_empty() && running.len() < options.in_flight.max(1) {
             let work = std::mem::replace(&mut batch, Vec::with_capacity(options.batch_keys));
-            let (target, options, undo, saved) = (target.clone(), options.clone(), undo.clone(), saved.clone());
-            running.push(tokio::spawn(async move { write_batch(&target, work, &options, undo, &saved).await }));
+            let (target, options, undo, saved) =
+                (target.clone(), options.clone(), undo.clone(), saved.clone());
+            running.push(tokio::spawn(async move {
+                write_batch(&target, work, &options, undo, &saved).await
+            }));
             continue;
         }
-        let Some(done) = running.next().await else { continue };
+        let Some(done) = running.next().await else {
+            continue;
+        };
         let results = done.map_err(|_| RestoreError::TaskGone)??;
         record_results(&mut summary, results, progress);
         watch_evictions(target, evicted_at_start).await?;
@@ -308,9 +313,16 @@ pub async fn restore(
 fn record_results(summary: &mut RestoreSummary, results: Results, progress: &dyn Progress) {
     let mut done = 0;
     for (kb_id, category, key, outcome) in results {
-        summary.tallies.entry((kb_id, category)).or_default().add(&outcome);
+        summary
+            .tallies
+            .entry((kb_id, category))
+            .or_default()
+            .add(&outcome);
         if let Outcome::Failed(reason) = outcome {
-            summary.failures.push(Failure { what: display_bytes(&key), reason });
+            summary.failures.push(Failure {
+                what: display_bytes(&key),
+                reason,
+            });
         }
         done += 1;
     }
@@ -334,14 +346,22 @@ async fn watch_evictions(target: &Target, evicted_at_start: u64) -> Result<(), R
 
 /// Renames and expiry: turns a record into a pending write, or counts it as
 /// expired.
-fn prepare(record: Record, options: &RestoreOptions, summary: &mut RestoreSummary) -> Option<Pending> {
+fn prepare(
+    record: Record,
+    options: &RestoreOptions,
+    summary: &mut RestoreSummary,
+) -> Option<Pending> {
     let (kb_id, key) = renamed(&record.kb_id, &record.key, &options.renames);
     let ttl_ms = match record.expire_at_ms {
         None => 0,
         Some(at) => at - now_ms(),
     };
     if record.expire_at_ms.is_some() && ttl_ms <= 0 {
-        summary.tallies.entry((kb_id, record.category)).or_default().add(&Outcome::Expired);
+        summary
+            .tallies
+            .entry((kb_id, record.category))
+            .or_default()
+            .add(&Outcome::Expired);
         return None;
     }
     Some(Pending {
@@ -397,7 +417,10 @@ async fn write_batch(
             save_for_undo(&mut conn, &batch, undo, saved).await?;
         }
     }
-    let methods: Vec<Method> = batch.iter().map(|p| plan(&target.kind, &p.payload, options.force_logical)).collect();
+    let methods: Vec<Method> = batch
+        .iter()
+        .map(|p| plan(&target.kind, &p.payload, options.force_logical))
+        .collect();
     let mut outcomes = restore_raw(&mut conn, &target.kind, &batch, &methods, options.mode).await?;
     for (i, pending) in batch.iter().enumerate() {
         if outcomes[i].is_none() {
@@ -407,7 +430,14 @@ async fn write_batch(
     Ok(batch
         .into_iter()
         .zip(outcomes)
-        .map(|(p, o)| (p.kb_id, p.category, p.key, o.expect("every key has an outcome")))
+        .map(|(p, o)| {
+            (
+                p.kb_id,
+                p.category,
+                p.key,
+                o.expect("every key has an outcome"),
+            )
+        })
         .collect())
 }
 
@@ -432,7 +462,11 @@ async fn restore_raw(
             },
             Method::Logical => continue,
         };
-        let cmd = pipe.cmd("RESTORE").arg(&pending.key).arg(pending.ttl_ms).arg(payload);
+        let cmd = pipe
+            .cmd("RESTORE")
+            .arg(&pending.key)
+            .arg(pending.ttl_ms)
+            .arg(payload);
         if mode == Mode::Replace {
             cmd.arg("REPLACE");
         }
@@ -447,9 +481,9 @@ async fn restore_raw(
         outcomes[i] = match reply {
             Reply::Okay | Reply::SimpleString(_) => Some(Outcome::Restored(method)),
             Reply::ServerError(e) if e.code() == "BUSYKEY" => Some(Outcome::Kept),
-            Reply::ServerError(e) if is_fatal_reply(e.code(), e.details()) => {
-                Some(Outcome::Failed(format!("{} {}", e.code(), e.details().unwrap_or(""))))
-            }
+            Reply::ServerError(e) if is_fatal_reply(e.code(), e.details()) => Some(
+                Outcome::Failed(format!("{} {}", e.code(), e.details().unwrap_or(""))),
+            ),
             // Refused payload: take the logical path.
             _ => None,
         };
@@ -500,7 +534,11 @@ async fn restore_logical(
     if pending.ttl_ms > 0 {
         pipe.cmd("PEXPIRE").arg(&temp).arg(pending.ttl_ms);
     }
-    let rename = if options.mode == Mode::Missing { "RENAMENX" } else { "RENAME" };
+    let rename = if options.mode == Mode::Missing {
+        "RENAMENX"
+    } else {
+        "RENAME"
+    };
     pipe.cmd(rename).arg(&temp).arg(&pending.key);
     let replies = conn.pipeline(&pipe, "logical restore").await?;
     let failure = replies.iter().find_map(|r| match r {
@@ -513,7 +551,9 @@ async fn restore_logical(
         (None, _) => Outcome::Restored(Method::Logical),
     };
     if outcome != Outcome::Restored(Method::Logical) {
-        let _: Result<i64, _> = conn.query(redis::cmd("DEL").arg(&temp).clone(), "DEL").await;
+        let _: Result<i64, _> = conn
+            .query(redis::cmd("DEL").arg(&temp).clone(), "DEL")
+            .await;
     }
     Ok(outcome)
 }
@@ -526,7 +566,12 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 fn temp_key(key: &[u8]) -> Vec<u8> {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tag = hash_tag(key);
-    [b"__kbdump_tmp:{".as_slice(), tag, format!("}}:{}:{n}", std::process::id()).as_bytes()].concat()
+    [
+        b"__kbdump_tmp:{".as_slice(),
+        tag,
+        format!("}}:{}:{n}", std::process::id()).as_bytes(),
+    ]
+    .concat()
 }
 
 /// The part of a key that Redis Cluster hashes (the text inside the first
@@ -543,7 +588,12 @@ fn hash_tag(key: &[u8]) -> &[u8] {
 }
 
 /// Saves the current value of every key in the batch that exists.
-async fn save_for_undo(conn: &mut RedisConn, batch: &[Pending], undo: &Sender<Record>, saved: &AtomicU64) -> Result<(), RestoreError> {
+async fn save_for_undo(
+    conn: &mut RedisConn,
+    batch: &[Pending],
+    undo: &Sender<Record>,
+    saved: &AtomicU64,
+) -> Result<(), RestoreError> {
     let keys: Vec<Vec<u8>> = batch.iter().map(|p| p.key.clone()).collect();
     let dumped = conn.dump_keys(&keys).await?;
     let read_at = now_ms();
@@ -557,7 +607,9 @@ async fn save_for_undo(conn: &mut RedisConn, batch: &[Pending], undo: &Sender<Re
                 expire_at_ms: pttl_ms.map(|ms| read_at + ms),
                 payload,
             };
-            undo.send(record).await.map_err(|_| RestoreError::Undo("the undo writer stopped".into()))?;
+            undo.send(record)
+                .await
+                .map_err(|_| RestoreError::Undo("the undo writer stopped".into()))?;
             saved.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -565,7 +617,12 @@ async fn save_for_undo(conn: &mut RedisConn, batch: &[Pending], undo: &Sender<Re
 }
 
 /// Reports what a real run would do, writing nothing.
-async fn dry_run(conn: &mut RedisConn, kind: &ServerKind, batch: Vec<Pending>, options: &RestoreOptions) -> Result<Results, RestoreError> {
+async fn dry_run(
+    conn: &mut RedisConn,
+    kind: &ServerKind,
+    batch: Vec<Pending>,
+    options: &RestoreOptions,
+) -> Result<Results, RestoreError> {
     let mut pipe = redis::pipe();
     for pending in &batch {
         pipe.cmd("EXISTS").arg(&pending.key);
@@ -601,8 +658,14 @@ mod tests {
     #[test]
     fn renames_apply_to_the_kb_prefix_only() {
         let renames = vec![(b"a".to_vec(), b"b".to_vec())];
-        assert_eq!(renamed(b"a", b"a:emotives:x", &renames), (b"b".to_vec(), b"b:emotives:x".to_vec()));
-        assert_eq!(renamed(b"ab", b"ab:emotives:x", &renames), (b"ab".to_vec(), b"ab:emotives:x".to_vec()));
+        assert_eq!(
+            renamed(b"a", b"a:emotives:x", &renames),
+            (b"b".to_vec(), b"b:emotives:x".to_vec())
+        );
+        assert_eq!(
+            renamed(b"ab", b"ab:emotives:x", &renames),
+            (b"ab".to_vec(), b"ab:emotives:x".to_vec())
+        );
     }
 
     #[test]
@@ -614,12 +677,20 @@ mod tests {
 
     #[test]
     fn plan_follows_the_version_gate() {
-        let redis62 = ServerKind { product: Product::Redis, rdb_version: 9, relaxed: false };
+        let redis62 = ServerKind {
+            product: Product::Redis,
+            rdb_version: 9,
+            relaxed: false,
+        };
         let string_v10 = dump::seal(0, b"\x03abc", 10);
         let listpack_hash_v10 = dump::seal(16, b"\x00", 10);
         assert_eq!(plan(&redis62, &string_v10, false), Method::Retagged);
         assert_eq!(plan(&redis62, &listpack_hash_v10, false), Method::Logical);
-        let redis70 = ServerKind { product: Product::Redis, rdb_version: 10, relaxed: false };
+        let redis70 = ServerKind {
+            product: Product::Redis,
+            rdb_version: 10,
+            relaxed: false,
+        };
         assert_eq!(plan(&redis70, &listpack_hash_v10, false), Method::Raw);
         assert_eq!(plan(&redis70, &listpack_hash_v10, true), Method::Logical);
     }

@@ -19,7 +19,10 @@ pub type SourceResult = Result<Header, archive::Error>;
 
 /// The selected payload bytes of a seekable archive, from its index (for
 /// the memory guard), and its header.
-pub fn selected_payload_bytes<R: Read + Seek>(input: R, selection: &Selection) -> archive::Result<(Header, u64)> {
+pub fn selected_payload_bytes<R: Read + Seek>(
+    input: R,
+    selection: &Selection,
+) -> archive::Result<(Header, u64)> {
     let archive = IndexedArchive::open(input)?;
     let bytes = archive
         .index()
@@ -65,14 +68,19 @@ pub fn spawn_file_source<R: Read + Seek + Send + 'static>(
 /// without decompression; a block with a bad checksum is reported and
 /// skipped; damage that loses the frame structure ends the stream with a
 /// `Damaged` item.
-pub fn spawn_stream_source<R: Read + Send + 'static>(input: R, selection: Selection) -> (Receiver<SourceItem>, JoinHandle<SourceResult>) {
+pub fn spawn_stream_source<R: Read + Send + 'static>(
+    input: R,
+    selection: Selection,
+) -> (Receiver<SourceItem>, JoinHandle<SourceResult>) {
     let (tx, rx) = channel(CHANNEL_RECORDS);
     let handle = tokio::task::spawn_blocking(move || {
         let mut reader = ArchiveReader::new(input)?;
         loop {
             match reader.next_block() {
                 Ok(Some(block)) => {
-                    if selection.block_selected(&block.meta.kb_id, block.meta.category) && !send_block(&tx, &block, &selection) {
+                    if selection.block_selected(&block.meta.kb_id, block.meta.category)
+                        && !send_block(&tx, &block, &selection)
+                    {
                         break;
                     }
                 }
@@ -112,7 +120,10 @@ fn send_block(tx: &Sender<SourceItem>, block: &Block, selection: &Selection) -> 
         let item = match record {
             Ok(r) if !selection.key_selected(&r.key) => continue,
             Ok(r) => SourceItem::Record(r),
-            Err(e) => SourceItem::Damaged { what: block.describe(), reason: e.to_string() },
+            Err(e) => SourceItem::Damaged {
+                what: block.describe(),
+                reason: e.to_string(),
+            },
         };
         if tx.blocking_send(item).is_err() {
             return false;
@@ -122,5 +133,9 @@ fn send_block(tx: &Sender<SourceItem>, block: &Block, selection: &Selection) -> 
 }
 
 fn damaged(tx: &Sender<SourceItem>, what: String, e: archive::Error) -> bool {
-    tx.blocking_send(SourceItem::Damaged { what, reason: e.to_string() }).is_ok()
+    tx.blocking_send(SourceItem::Damaged {
+        what,
+        reason: e.to_string(),
+    })
+    .is_ok()
 }

@@ -2,11 +2,14 @@
 //! progress, print results. The only place that uses anyhow and stdout.
 
 pub mod args;
+pub mod copy;
+pub mod diff;
 pub mod export;
 pub mod inspect;
 pub mod kbs;
 pub mod ls;
 pub mod progress;
+pub mod restore;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -37,6 +40,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(args, &global).await,
         Command::Ls(args) => ls::run(args, &global).await,
         Command::Verify(args) => verify::run(args, &global).await,
+        Command::Restore(args) => restore::run(args, &global).await,
+        Command::Diff(args) => diff::run(args, &global).await,
+        Command::Copy(args) => copy::run(args, &global).await,
     }
 }
 

@@ -1,0 +1,85 @@
+//! `kbdump copy`: server to server, no intermediate file.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::args::SelectArgs;
+use super::progress::key_progress;
+use super::restore::{exit_code, report, WriteArgs};
+use super::GlobalOpts;
+use crate::export::{resolve_kbs, scan_all, ExportEvent, ExportOptions, ExportSummary};
+use crate::progress::NoProgress;
+use crate::redis_io::RedisConn;
+use crate::restore::{restore, SourceItem, Target};
+
+const EXAMPLES: &str = "\
+Export and restore joined by a bounded channel: constant memory, no file.
+Across server versions keys are retagged or re-created with commands where
+the target refuses the source's DUMP payloads.
+
+Examples:
+  kbdump copy --from redis://old:6379 --to redis://new:6379
+  kbdump copy --from redis://prod:6379 --to redis://127.0.0.1:6380 --kb node0_kato
+  kbdump copy --from redis://a:6379 --to redis://a:6379 --kb node0_kato --rename-kb node0_kato=node0_copy";
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct CopyArgs {
+    /// Source Redis URL.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub from: String,
+    /// Target Redis URL.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub to: String,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
+    let mut source = RedisConn::connect(&args.from).await.context("source")?;
+    let target = Target::connect(&args.to).await.context("target")?;
+    let selection = args.select.selection();
+    let kb_ids = resolve_kbs(&mut source, &selection).await?;
+    let export_options = ExportOptions {
+        selection,
+        ..ExportOptions::default()
+    };
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::channel::<ExportEvent>(4096);
+    let (items_tx, items_rx) = super::restore::channel();
+    let exporter = tokio::spawn(async move {
+        let mut summary = ExportSummary::default();
+        scan_all(
+            &source,
+            &kb_ids,
+            &export_options,
+            &events_tx,
+            &mut summary,
+            &NoProgress,
+        )
+        .await
+    });
+    let forwarder = tokio::spawn(async move {
+        while let Some(event) = events_rx.recv().await {
+            if let ExportEvent::Record(record) = event {
+                if items_tx.send(SourceItem::Record(record)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let options = args.write.options();
+    let progress = key_progress(global);
+    let summary = restore(&target, items_rx, &options, None, progress.as_ref()).await?;
+    exporter
+        .await
+        .context("the export side stopped unexpectedly")??;
+    forwarder
+        .await
+        .context("the copy channel stopped unexpectedly")?;
+    report(&summary, &options, &target, None, global)?;
+    Ok(exit_code(&summary))
+}

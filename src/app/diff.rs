@@ -1,0 +1,137 @@
+//! `kbdump diff`: what differs between an archive and a live server.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::args::{open_file, ArchiveInput, RedisArgs, SelectArgs};
+use super::restore::source_outcome;
+use super::{print_json, GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
+use crate::diff::{diff, DiffOptions, DiffReport, Kind};
+use crate::kato::display_bytes;
+use crate::redis_io::RedisConn;
+use crate::sources::{spawn_file_source, spawn_stream_source};
+
+const EXAMPLES: &str = "\
+Exit status: 0 identical, 1 different, 2 error.
+
+Examples:
+  kbdump diff node0.kbd --redis redis://127.0.0.1:6379
+  kbdump diff node0.kbd --kb node0_kato --category emotives
+  kbdump diff node0.kbd --json | jq '.keys[] | select(.kind == \"missing\") | .key'";
+
+/// Examples shown per group in the text output.
+const EXAMPLES_PER_GROUP: usize = 5;
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct DiffArgs {
+    /// Archive file, or `-` for stdin.
+    #[arg(value_name = "FILE|-")]
+    pub file: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Expiries closer than this many milliseconds count as equal.
+    #[arg(long, default_value_t = 2000)]
+    pub expiry_tolerance_ms: i64,
+}
+
+pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
+    let input = ArchiveInput::parse(&args.file);
+    let selection = args.select.selection();
+    let conn = RedisConn::connect(&args.redis.redis).await?;
+    let (rx, source) = match &input {
+        ArchiveInput::Path(p) => spawn_file_source(open_file(p)?, selection.clone()),
+        ArchiveInput::Stdin => spawn_stream_source(input.open_stream()?, selection.clone()),
+    };
+    let options = DiffOptions {
+        selection,
+        expiry_tolerance_ms: args.expiry_tolerance_ms,
+        ..DiffOptions::default()
+    };
+    let report = diff(&conn, rx, &options).await?;
+    source_outcome(source, &input).await?;
+    if global.json {
+        print_json(&to_json(&report, conn.address()))?;
+    } else {
+        print!("{}", to_text(&report, conn.address()));
+    }
+    Ok(if !report.damaged.is_empty() {
+        ExitCode::from(EXIT_ERROR)
+    } else if report.is_identical() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    })
+}
+
+fn to_json(report: &DiffReport, server: &str) -> serde_json::Value {
+    let cells: Vec<_> = report
+        .tallies
+        .iter()
+        .map(|((kb, cat), c)| {
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            v["kb_id"] = json!(display_bytes(kb));
+            v["category"] = json!(cat.to_string());
+            v
+        })
+        .collect();
+    json!({
+        "server": server,
+        "identical": report.is_identical(),
+        "contents": cells,
+        "keys": report.keys,
+        "damaged": report.damaged,
+    })
+}
+
+fn to_text(report: &DiffReport, server: &str) -> String {
+    let mut out = String::new();
+    if report.is_identical() && report.damaged.is_empty() {
+        let same: u64 = report.tallies.values().map(|c| c.same).sum();
+        return format!("identical: all {same} archived keys match {server}\n");
+    }
+    out += &format!(
+        "{:<24} {:<12} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        "kb_id", "category", "same", "missing", "extra", "changed", "expiry"
+    );
+    for ((kb, cat), c) in &report.tallies {
+        out += &format!(
+            "{:<24} {:<12} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            display_bytes(kb),
+            cat,
+            c.same,
+            c.missing,
+            c.extra,
+            c.changed,
+            c.expiry
+        );
+    }
+    let mut groups: BTreeMap<(String, String, Kind), Vec<String>> = BTreeMap::new();
+    for k in &report.keys {
+        groups
+            .entry((display_bytes(&k.kb_id), k.category.to_string(), k.kind))
+            .or_default()
+            .push(format!("{} ({})", display_bytes(&k.key), k.detail));
+    }
+    for ((kb, cat, kind), keys) in &groups {
+        out += &format!("\n{kind:?} in {kb} {cat} ({}):\n", keys.len()).to_lowercase();
+        for key in keys.iter().take(EXAMPLES_PER_GROUP) {
+            out += &format!("  {key}\n");
+        }
+        if keys.len() > EXAMPLES_PER_GROUP {
+            out += &format!(
+                "  ... {} more; --json lists every key\n",
+                keys.len() - EXAMPLES_PER_GROUP
+            );
+        }
+    }
+    for d in &report.damaged {
+        out += &format!("damaged archive: {}: {}\n", d.what, d.reason);
+    }
+    out
+}
