@@ -5,3 +5,5 @@
 //! networks; `redis_io` knows nothing about the command line.
 
 pub mod dump;
+pub mod clickhouse_io;
+pub mod rebuild;
