@@ -87,7 +87,10 @@ impl ChTarget {
         let bad = |reason: String| ChError::BadUrl { reason };
         let url = url::Url::parse(raw).map_err(|e| bad(e.to_string()))?;
         if url.scheme() != "http" {
-            return Err(bad(format!("scheme {:?} is not supported (use http)", url.scheme())));
+            return Err(bad(format!(
+                "scheme {:?} is not supported (use http)",
+                url.scheme()
+            )));
         }
         let host = url.host_str().ok_or_else(|| bad("no host".into()))?;
         let port = url.port().unwrap_or(8123);
@@ -99,7 +102,12 @@ impl ChTarget {
             .map(|(_, v)| v.into_owned())
             .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
         let base = format!("http://{host}:{port}");
-        Ok(ChTarget { base, user, password, database })
+        Ok(ChTarget {
+            base,
+            user,
+            password,
+            database,
+        })
     }
 
     /// The database holding KATO's tables.
@@ -283,8 +291,15 @@ fn classify(target: &ChTarget, doing: &str, err: clickhouse::error::Error) -> Ch
     let detail = err.to_string();
     match err {
         E::Network(_) | E::TimedOut => ChError::Unreachable { server, detail },
-        _ if is_auth_error(&detail) => ChError::Auth { server, detail: first_line(&detail) },
-        _ => ChError::Query { server, doing: doing.to_string(), detail: first_line(&detail) },
+        _ if is_auth_error(&detail) => ChError::Auth {
+            server,
+            detail: first_line(&detail),
+        },
+        _ => ChError::Query {
+            server,
+            doing: doing.to_string(),
+            detail: first_line(&detail),
+        },
     }
 }
 
@@ -325,7 +340,13 @@ mod tests {
 
     #[test]
     fn bad_urls_are_rejected() {
-        assert!(matches!(ChTarget::parse("nonsense"), Err(ChError::BadUrl { .. })));
-        assert!(matches!(ChTarget::parse("https://h:8443"), Err(ChError::BadUrl { .. })));
+        assert!(matches!(
+            ChTarget::parse("nonsense"),
+            Err(ChError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            ChTarget::parse("https://h:8443"),
+            Err(ChError::BadUrl { .. })
+        ));
     }
 }

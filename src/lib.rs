@@ -4,6 +4,6 @@
 //! The pure parts (`archive`, `dump`, `kato`, `pattern`) know nothing about
 //! networks; `redis_io` knows nothing about the command line.
 
-pub mod dump;
 pub mod clickhouse_io;
+pub mod dump;
 pub mod rebuild;

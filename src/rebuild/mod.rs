@@ -1,7 +1,392 @@
 /*!
 Rebuild of the derivable Redis data of KATO knowledge bases from
-ClickHouse's `patterns_data`.
+ClickHouse's `kato.patterns_data`, writing what KATO's own rehydration
+(`scripts/rehydrate_redis.py`) writes, byte for byte.
+
+Per kb_id the rows are read **twice**, each time as a stream:
+
+1. pass one accumulates the symbol tables ([`stats::SymbolTable`]: one
+   entry per distinct symbol) and, as it goes, writes `frequency:{p}` = 1
+   with `SET NX` and the `symbol_to_patterns:{s}` sets, one `SADD` per
+   symbol per batch of [`RebuildOptions::batch_patterns`] rows (SADD is a
+   union, so writing the sets incrementally needs no per-set memory);
+2. then `symbols:freq`, `symbols:pmf` and the three `global:*` counters
+   are written from the finished table;
+3. pass two computes each pattern's metrics against the finished table
+   and writes them.
+
+Memory is the symbol table plus one batch of rows, whatever the number of
+patterns; the price is reading the kb's rows from ClickHouse twice (which
+is cheap: the table is partitioned by kb_id). Rows are not ordered: nothing
+KATO writes depends on row order. If KATO writes patterns between the two
+passes, pass two may see rows pass one did not; the summary reports it
+(`rows_changed`) and a rerun fixes it.
+
+Differences from KATO, on purpose: `frequency:{p}` is written with NX, so
+a surviving match count is never lowered (KATO overwrites it with 1); and
+`global_normalized_entropy` is summed in a fixed order (see
+[`stats::PatternMetrics`]).
 */
 
+pub mod apply;
 pub mod pytext;
 pub mod stats;
+
+use crate::clickhouse_io::{Ch, ChError};
+use apply::{Counts, Sink};
+use indexmap::IndexMap;
+use redis::aio::ConnectionLike;
+use stats::{pattern_metrics, symbol_counts, SymbolTable};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+/// Errors of a rebuild.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading ClickHouse failed.
+    #[error(transparent)]
+    ClickHouse(#[from] ChError),
+    /// Writing Redis failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// How to rebuild.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RebuildOptions {
+    /// Count what would be written; write nothing.
+    pub dry_run: bool,
+    /// Write only entries that are absent; never change an existing one.
+    pub only_missing: bool,
+    /// Rows per batch of `symbol_to_patterns` writes.
+    pub batch_patterns: usize,
+}
+
+impl Default for RebuildOptions {
+    fn default() -> Self {
+        RebuildOptions {
+            dry_run: false,
+            only_missing: false,
+            batch_patterns: 5000,
+        }
+    }
+}
+
+/// Which pass a progress report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Symbol tables, frequencies and symbol sets.
+    Symbols,
+    /// Per-pattern metrics.
+    Metrics,
+}
+
+/// Progress reports of a rebuild; every method has a no-op default.
+pub trait Progress: Send + Sync {
+    /// A pass over `total` rows of `kb_id` begins.
+    fn begin(&self, _kb_id: &str, _pass: Pass, _total: u64) {}
+    /// `n` more rows are done.
+    fn advance(&self, _n: u64) {}
+    /// The pass is over.
+    fn end(&self) {}
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What a rebuild did for one kb_id.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KbSummary {
+    /// The knowledge base.
+    pub kb_id: String,
+    /// Rows read in pass one.
+    pub patterns: u64,
+    /// Distinct symbols.
+    pub symbols: u64,
+    /// Patterns that got metrics (those with at least one symbol).
+    pub metrics: u64,
+    /// Whether pass two saw a different number of rows than pass one.
+    pub rows_changed: bool,
+    /// Written/skipped entries per category (`frequency`, `symbols`,
+    /// `globals`, `metrics`).
+    pub categories: BTreeMap<&'static str, Counts>,
+    /// Totals over the categories.
+    pub written: u64,
+    /// Entries left alone because they existed.
+    pub skipped: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Rebuilds each kb_id in turn; all kb_ids in ClickHouse when `kb_ids` is
+/// empty.
+pub async fn rebuild<C>(
+    ch: &Ch,
+    conn: C,
+    kb_ids: &[String],
+    opts: &RebuildOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<KbSummary>, Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    ch.require_patterns().await?;
+    let kb_ids = match kb_ids {
+        [] => ch.kb_ids().await?,
+        given => given.to_vec(),
+    };
+    let mut out = Vec::with_capacity(kb_ids.len());
+    for kb in &kb_ids {
+        out.push(rebuild_kb(ch, conn.clone(), kb, opts, progress).await?);
+    }
+    Ok(out)
+}
+
+/// Rebuilds one kb_id.
+pub async fn rebuild_kb<C>(
+    ch: &Ch,
+    conn: C,
+    kb: &str,
+    opts: &RebuildOptions,
+    progress: &dyn Progress,
+) -> Result<KbSummary, Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let total = ch.pattern_count(kb).await?;
+    let mut sink = Sink::new(conn, opts.dry_run);
+    progress.begin(kb, Pass::Symbols, total);
+    let table = pass_symbols(ch, &mut sink, kb, opts, progress).await?;
+    progress.end();
+    let mut metrics = 0;
+    let mut rows_changed = false;
+    if table.patterns() > 0 {
+        write_tables(&mut sink, kb, &table, opts.only_missing).await?;
+        progress.begin(kb, Pass::Metrics, table.patterns());
+        let rows;
+        (rows, metrics) = pass_metrics(ch, &mut sink, kb, &table, opts, progress).await?;
+        progress.end();
+        rows_changed = rows != table.patterns();
+    }
+    let categories = sink.finish().await?;
+    Ok(KbSummary {
+        kb_id: kb.to_string(),
+        patterns: table.patterns(),
+        symbols: table.distinct() as u64,
+        metrics,
+        rows_changed,
+        written: categories.values().map(|c| c.written).sum(),
+        skipped: categories.values().map(|c| c.skipped).sum(),
+        categories,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `{kb}:{middle}{tail}` as bytes.
+pub fn key(kb: &str, middle: &str, tail: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kb.len() + middle.len() + tail.len() + 1);
+    k.extend_from_slice(kb.as_bytes());
+    k.push(b':');
+    k.extend_from_slice(middle.as_bytes());
+    k.extend_from_slice(tail);
+    k
+}
+
+/// Pattern names of one batch, grouped by symbol.
+type SetBatch = IndexMap<Vec<u8>, Vec<Vec<u8>>>;
+
+async fn pass_symbols<C>(
+    ch: &Ch,
+    sink: &mut Sink<C>,
+    kb: &str,
+    opts: &RebuildOptions,
+    progress: &dyn Progress,
+) -> Result<SymbolTable, Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let mut table = SymbolTable::default();
+    let mut batch = SetBatch::new();
+    let mut sets = SetStates::default();
+    let mut rows_in_batch = 0;
+    let mut cursor = ch.patterns(kb)?;
+    while let Some(row) = cursor
+        .next()
+        .await
+        .map_err(|e| ch.error("reading patterns_data", e))?
+    {
+        sink.set("frequency", &key(kb, "frequency:", row.name), b"1", true)
+            .await?;
+        let counts = symbol_counts(&row.pattern_data);
+        table.add_counts(&counts);
+        for symbol in counts.keys() {
+            batch
+                .entry(symbol.to_vec())
+                .or_default()
+                .push(row.name.to_vec());
+        }
+        rows_in_batch += 1;
+        if rows_in_batch >= opts.batch_patterns {
+            progress.advance(rows_in_batch as u64);
+            write_sets(sink, kb, &mut batch, &mut sets, opts.only_missing).await?;
+            rows_in_batch = 0;
+        }
+    }
+    progress.advance(rows_in_batch as u64);
+    write_sets(sink, kb, &mut batch, &mut sets, opts.only_missing).await?;
+    Ok(table)
+}
+
+/// Per symbol: whether its set may be written (`true`) or existed before
+/// the rebuild and is left alone in only-missing mode (`false`).
+#[derive(Default)]
+struct SetStates(HashMap<Vec<u8>, bool>);
+
+async fn write_sets<C>(
+    sink: &mut Sink<C>,
+    kb: &str,
+    batch: &mut SetBatch,
+    sets: &mut SetStates,
+    only_missing: bool,
+) -> Result<(), Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let new: Vec<&Vec<u8>> = batch.keys().filter(|s| !sets.0.contains_key(*s)).collect();
+    let keys: Vec<Vec<u8>> = new
+        .iter()
+        .map(|s| key(kb, "symbol_to_patterns:", s))
+        .collect();
+    let existed = if only_missing {
+        sink.exists(&keys).await?
+    } else {
+        vec![false; keys.len()]
+    };
+    for (symbol, existed) in new.into_iter().zip(existed) {
+        sink.count("symbols", u64::from(!existed), u64::from(existed));
+        sets.0.insert(symbol.clone(), !existed);
+    }
+    for (symbol, names) in batch.drain(..) {
+        if !sets.0[&symbol] {
+            continue;
+        }
+        let set_key = key(kb, "symbol_to_patterns:", &symbol);
+        for chunk in names.chunks(1000) {
+            let members: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            sink.sadd(&set_key, &members).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_tables<C>(
+    sink: &mut Sink<C>,
+    kb: &str,
+    table: &SymbolTable,
+    only_missing: bool,
+) -> Result<(), Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let freq_key = key(kb, "symbols:freq", b"");
+    let pmf_key = key(kb, "symbols:pmf", b"");
+    if only_missing {
+        for (symbol, stat) in table.iter() {
+            sink.hset_nx(
+                "symbols",
+                &freq_key,
+                symbol,
+                stat.freq.to_string().as_bytes(),
+            )
+            .await?;
+            sink.hset_nx("symbols", &pmf_key, symbol, stat.pmf.to_string().as_bytes())
+                .await?;
+        }
+    } else {
+        let symbols: Vec<_> = table.iter().collect();
+        for chunk in symbols.chunks(512) {
+            let freq: Vec<_> = chunk
+                .iter()
+                .map(|(s, st)| (*s, st.freq.to_string().into_bytes()))
+                .collect();
+            let pmf: Vec<_> = chunk
+                .iter()
+                .map(|(s, st)| (*s, st.pmf.to_string().into_bytes()))
+                .collect();
+            sink.hset_many("symbols", &freq_key, &freq).await?;
+            sink.hset_many("symbols", &pmf_key, &pmf).await?;
+        }
+    }
+    let globals = [
+        ("global:total_unique_patterns", table.patterns()),
+        ("global:total_pattern_frequencies", table.patterns()),
+        (
+            "global:total_symbols_in_patterns_frequencies",
+            table.occurrences(),
+        ),
+    ];
+    for (name, value) in globals {
+        sink.set(
+            "globals",
+            &key(kb, name, b""),
+            value.to_string().as_bytes(),
+            only_missing,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn pass_metrics<C>(
+    ch: &Ch,
+    sink: &mut Sink<C>,
+    kb: &str,
+    table: &SymbolTable,
+    opts: &RebuildOptions,
+    progress: &dyn Progress,
+) -> Result<(u64, u64), Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let (mut rows, mut metrics) = (0u64, 0u64);
+    let nx = opts.only_missing;
+    let mut cursor = ch.patterns(kb)?;
+    while let Some(row) = cursor
+        .next()
+        .await
+        .map_err(|e| ch.error("reading patterns_data", e))?
+    {
+        rows += 1;
+        if rows % 4096 == 0 {
+            progress.advance(4096);
+        }
+        let Some(m) = pattern_metrics(&row.pattern_data, table) else {
+            continue;
+        };
+        metrics += 1;
+        let name = row.name;
+        let floats = [
+            ("entropy:", m.entropy),
+            ("normalized_entropy:", m.normalized_entropy),
+            ("global_normalized_entropy:", m.global_normalized_entropy),
+        ];
+        for (middle, value) in floats {
+            let text = pytext::float_repr(value);
+            sink.set("metrics", &key(kb, middle, name), text.as_bytes(), nx)
+                .await?;
+        }
+        sink.set(
+            "metrics",
+            &key(kb, "tf_vector:", name),
+            m.tf_vector_json.as_bytes(),
+            nx,
+        )
+        .await?;
+    }
+    progress.advance(rows % 4096);
+    Ok((rows, metrics))
+}

@@ -32,8 +32,13 @@ pub struct SymbolTable {
 impl SymbolTable {
     /// Accounts for one pattern (one ClickHouse row).
     pub fn add_pattern<S: AsRef<[u8]>>(&mut self, events: &[Vec<S>]) {
+        self.add_counts(&symbol_counts(events));
+    }
+
+    /// Accounts for one pattern given its [`symbol_counts`].
+    pub fn add_counts(&mut self, counts: &IndexMap<&[u8], u32>) {
         self.patterns += 1;
-        for (symbol, count) in symbol_counts(events) {
+        for (&symbol, &count) in counts {
             self.occurrences += u64::from(count);
             let stat = self.symbols.entry(symbol.to_vec()).or_default();
             stat.freq += u64::from(count);
@@ -139,7 +144,11 @@ fn global_entropy(counts: &IndexMap<&[u8], u32>, table: &SymbolTable, ln_t: f64)
     let mut sum = 0.0;
     for symbol in symbols {
         let pmf = table.get(symbol).map_or(0, |s| s.pmf);
-        let prob = if patterns > 0.0 { pmf as f64 / patterns } else { 0.0 };
+        let prob = if patterns > 0.0 {
+            pmf as f64 / patterns
+        } else {
+            0.0
+        };
         if prob > 0.0 {
             sum -= prob * (prob.ln() / ln_t);
         }
@@ -183,7 +192,10 @@ mod tests {
         let m = pattern_metrics(&p1, &t).unwrap();
         assert_eq!(m.entropy, 0.9182958340544896);
         assert_eq!(m.normalized_entropy, 0.579380164285695);
-        assert_eq!(m.tf_vector_json, r#"{"a": 0.6666666666666666, "b": 0.3333333333333333}"#);
+        assert_eq!(
+            m.tf_vector_json,
+            r#"{"a": 0.6666666666666666, "b": 0.3333333333333333}"#
+        );
         assert_eq!(m.global_normalized_entropy, 0.3154648767857287);
     }
 
