@@ -4,6 +4,17 @@
 //! The pure parts (`archive`, `dump`, `kato`, `pattern`) know nothing about
 //! networks; `redis_io` knows nothing about the command line.
 
+pub mod app;
+pub mod archive;
+pub mod cli;
 pub mod clickhouse_io;
 pub mod dump;
+pub mod export;
+pub mod kato;
+pub mod offline;
+pub mod output;
+pub mod pattern;
+pub mod progress;
 pub mod rebuild;
+pub mod redis_io;
+pub mod selection;

@@ -1,0 +1,241 @@
+//! `kbdump export`.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+
+use super::args::{RedisArgs, SelectArgs};
+use super::progress::{human_bytes, key_progress};
+use super::{print_json, GlobalOpts};
+use crate::archive::{Header, SourceInfo, FORMAT_VERSION};
+use crate::export::{export, now_ms, resolve_kbs, ExportOptions, ExportSummary};
+use crate::kato::display_bytes;
+use crate::output::AtomicFile;
+use crate::redis_io::RedisConn;
+
+const EXAMPLES: &str = "\
+Examples:
+  kbdump export --kb node0_kato -o node0.kbd
+  kbdump export --kb 'node*' --category emotives --category metadata -o precious.kbd
+  kbdump export -o all.kbd                      # every kb_id found on the server
+  kbdump export --kb node0_kato -o - | ssh backup 'cat > node0.kbd'
+
+A SCAN export is not a point-in-time snapshot: each key is read at some moment
+inside its kb_id's SCAN window, which the archive records.";
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Archive to write, or `-` for stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE|-")]
+    pub output: String,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// zstd compression level (1-19).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// SCAN COUNT hint.
+    #[arg(long, default_value_t = 1000)]
+    pub scan_count: usize,
+}
+
+pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
+    let to_stdout = args.output == "-";
+    // Refuse a bad output path before touching the server.
+    let file = if to_stdout {
+        None
+    } else {
+        Some(AtomicFile::create(
+            &PathBuf::from(&args.output),
+            args.force,
+        )?)
+    };
+    let mut conn = RedisConn::connect(&args.redis.redis).await?;
+    let info = conn.server_info().await?;
+    let selection = args.select.selection();
+    let kb_ids = resolve_kbs(&mut conn, &selection).await?;
+    if kb_ids.is_empty() {
+        eprintln!(
+            "kbdump: warning: no kb_id on {} matches the selection; the archive will be empty",
+            conn.address()
+        );
+    }
+    let header = Header {
+        format_version: FORMAT_VERSION,
+        tool: format!("kbdump {}", env!("CARGO_PKG_VERSION")),
+        created_at_ms: now_ms(),
+        source: SourceInfo {
+            kind: "redis-server".into(),
+            address: conn.address().to_string(),
+            product: info.product.clone(),
+            version: info.version.clone(),
+            rdb_version: info.rdb_version(),
+            mode: if info.cluster {
+                "cluster"
+            } else {
+                "standalone"
+            }
+            .into(),
+            db: u32::try_from(conn.db()).unwrap_or(0),
+        },
+        selection: args.select.spec(),
+    };
+    let options = ExportOptions {
+        selection,
+        scan_count: args.scan_count,
+        writer: crate::archive::WriterOptions {
+            level: args.level,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let progress = key_progress(global);
+    let (summary, written) = match file {
+        Some(file) => {
+            let out = BufWriter::with_capacity(1 << 20, file);
+            let (out, summary) =
+                export(&conn, &kb_ids, header, &options, out, progress.as_ref()).await?;
+            let file = out
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .context("flushing the archive")?;
+            let written = std::fs::metadata(file.temp_path())
+                .map(|m| m.len())
+                .unwrap_or(0);
+            file.commit()?;
+            (summary, written)
+        }
+        None => {
+            let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
+            let (mut out, summary) =
+                export(&conn, &kb_ids, header, &options, out, progress.as_ref()).await?;
+            out.flush().context("writing the archive to stdout")?;
+            (summary, 0)
+        }
+    };
+    report(&args, &conn, &info, &summary, written, to_stdout, global)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(
+    args: &ExportArgs,
+    conn: &RedisConn,
+    info: &crate::redis_io::ServerInfo,
+    summary: &ExportSummary,
+    written: u64,
+    to_stdout: bool,
+    global: &GlobalOpts,
+) -> anyhow::Result<()> {
+    let value = summary_json(args, conn, info, summary, written);
+    if global.json {
+        if to_stdout {
+            eprintln!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            print_json(&value)?;
+        }
+        return Ok(());
+    }
+    let text = summary_text(args, conn, info, summary, written);
+    if to_stdout {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+fn summary_json(
+    args: &ExportArgs,
+    conn: &RedisConn,
+    info: &crate::redis_io::ServerInfo,
+    summary: &ExportSummary,
+    written: u64,
+) -> serde_json::Value {
+    let kbs: Vec<_> = summary
+        .windows
+        .iter()
+        .map(|w| {
+            let categories: serde_json::Map<_, _> = summary
+                .tallies
+                .iter()
+                .filter(|((kb, _), _)| *kb == w.kb_id)
+                .map(|((_, cat), t)| (cat.to_string(), json!({"keys": t.keys, "bytes": t.bytes})))
+                .collect();
+            json!({
+                "kb_id": display_bytes(&w.kb_id),
+                "keys": w.keys,
+                "vanished": w.vanished,
+                "duplicates": w.duplicates,
+                "scan_started_ms": w.scan_started_ms,
+                "scan_finished_ms": w.scan_finished_ms,
+                "categories": categories,
+            })
+        })
+        .collect();
+    json!({
+        "output": args.output,
+        "archive_bytes": written,
+        "source": {"address": conn.address(), "product": info.product, "version": info.version},
+        "keys": summary.keys,
+        "payload_bytes": summary.payload_bytes,
+        "vanished": summary.vanished,
+        "duplicates": summary.duplicates,
+        "kbs": kbs,
+    })
+}
+
+fn summary_text(
+    args: &ExportArgs,
+    conn: &RedisConn,
+    info: &crate::redis_io::ServerInfo,
+    summary: &ExportSummary,
+    written: u64,
+) -> String {
+    let mut out = format!(
+        "exported {} keys ({} of payload) from {} ({} {}) to {}{}\n",
+        summary.keys,
+        human_bytes(summary.payload_bytes),
+        conn.address(),
+        info.product,
+        info.version,
+        if args.output == "-" {
+            "stdout"
+        } else {
+            &args.output
+        },
+        if written > 0 {
+            format!(" ({})", human_bytes(written))
+        } else {
+            String::new()
+        },
+    );
+    out.push_str(&format!(
+        "{:<24} {:<12} {:>10} {:>12}\n",
+        "kb_id", "category", "keys", "bytes"
+    ));
+    for ((kb, cat), t) in &summary.tallies {
+        out.push_str(&format!(
+            "{:<24} {:<12} {:>10} {:>12}\n",
+            display_bytes(kb),
+            cat,
+            t.keys,
+            t.bytes
+        ));
+    }
+    if summary.vanished > 0 || summary.duplicates > 0 {
+        out.push_str(&format!(
+            "{} keys vanished between SCAN and DUMP (deleted, expired or evicted); {} repeated SCAN results dropped\n",
+            summary.vanished, summary.duplicates
+        ));
+    }
+    out
+}

@@ -1,0 +1,223 @@
+//! `kbdump inspect`: what an archive holds, without a server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::args::{open_file, ArchiveInput};
+use super::progress::human_bytes;
+use super::{print_json, GlobalOpts};
+use crate::kato::{display_bytes, Category};
+use crate::offline::{overview_file, overview_stream, Overview};
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Examples:\n  kbdump inspect node0.kbd\n  kbdump inspect --json node0.kbd\n  cat node0.kbd | kbdump inspect -"
+)]
+pub struct InspectArgs {
+    /// Archive file, or `-` for stdin.
+    #[arg(value_name = "FILE|-")]
+    pub file: String,
+}
+
+#[derive(Default)]
+struct Cell {
+    blocks: u64,
+    keys: u64,
+    bytes: u64,
+}
+
+pub async fn run(args: InspectArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
+    let input = ArchiveInput::parse(&args.file);
+    let overview = match &input {
+        ArchiveInput::Path(p) => overview_file(open_file(p)?),
+        ArchiveInput::Stdin => overview_stream(input.open_stream()?),
+    }
+    .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))?;
+    let cells = tally(&overview);
+    if global.json {
+        print_json(&to_json(&overview, &cells))?;
+    } else {
+        print!("{}", to_text(&input.name(), &overview, &cells));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tally(overview: &Overview) -> BTreeMap<(Vec<u8>, Category), Cell> {
+    let mut cells: BTreeMap<_, Cell> = BTreeMap::new();
+    for (_, meta) in &overview.blocks {
+        let cell = cells
+            .entry((meta.kb_id.clone(), meta.category))
+            .or_default();
+        cell.blocks += 1;
+        cell.keys += meta.records;
+        cell.bytes += meta.payload_bytes;
+    }
+    cells
+}
+
+fn rdb_versions(overview: &Overview) -> BTreeSet<u16> {
+    overview
+        .blocks
+        .iter()
+        .flat_map(|(_, m)| m.rdb_versions.iter().copied())
+        .collect()
+}
+
+fn to_json(overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category), Cell>) -> serde_json::Value {
+    let h = &overview.header;
+    let contents: Vec<_> = cells
+        .iter()
+        .map(|((kb, cat), c)| {
+            json!({"kb_id": display_bytes(kb), "category": cat.to_string(), "keys": c.keys,
+                   "bytes": c.bytes, "blocks": c.blocks, "recoverability": cat.recoverability().describe()})
+        })
+        .collect();
+    let windows: Vec<_> = overview
+        .kbs
+        .iter()
+        .map(|w| json!({"kb_id": display_bytes(&w.kb_id), "scan_started_ms": w.scan_started_ms,
+                         "scan_finished_ms": w.scan_finished_ms, "keys": w.keys, "vanished": w.vanished,
+                         "duplicates": w.duplicates}))
+        .collect();
+    json!({
+        "format_version": h.format_version,
+        "tool": h.tool,
+        "created_at_ms": h.created_at_ms,
+        "source": {"kind": h.source.kind, "address": h.source.address, "product": h.source.product,
+                   "version": h.source.version, "rdb_version": h.source.rdb_version, "mode": h.source.mode, "db": h.source.db},
+        "selection": {
+            "kbs": h.selection.kbs.iter().map(|k| display_bytes(k)).collect::<Vec<_>>(),
+            "categories": h.selection.categories.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "matches": h.selection.matches.iter().map(|k| display_bytes(k)).collect::<Vec<_>>(),
+        },
+        "rdb_versions": rdb_versions(overview),
+        "keys": cells.values().map(|c| c.keys).sum::<u64>(),
+        "bytes": cells.values().map(|c| c.bytes).sum::<u64>(),
+        "contents": contents,
+        "kbs": windows,
+    })
+}
+
+fn to_text(name: &str, overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category), Cell>) -> String {
+    let h = &overview.header;
+    let s = &h.source;
+    let mut out = format!(
+        "archive   {name}\nformat    v{} written by {}\ncreated   {}\n",
+        h.format_version,
+        h.tool,
+        iso_ms(h.created_at_ms)
+    );
+    out += &format!(
+        "source    {} {} {} at {} (db {}, {}), RDB version {}\n",
+        s.kind,
+        s.product,
+        s.version,
+        s.address,
+        s.db,
+        s.mode,
+        s.rdb_version
+            .map_or("unknown".to_string(), |v| v.to_string())
+    );
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "all".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    out += &format!(
+        "selection kbs: {}; categories: {}; keys: {}\n",
+        list(h.selection.kbs.iter().map(|k| display_bytes(k)).collect()),
+        list(
+            h.selection
+                .categories
+                .iter()
+                .map(|c| c.to_string())
+                .collect()
+        ),
+        list(
+            h.selection
+                .matches
+                .iter()
+                .map(|k| display_bytes(k))
+                .collect()
+        )
+    );
+    out += &format!("payloads  RDB versions {:?}\n", rdb_versions(overview));
+    out += &format!(
+        "\n{:<24} {:<12} {:>10} {:>12}  recoverability\n",
+        "kb_id", "category", "keys", "bytes"
+    );
+    for ((kb, cat), c) in cells {
+        out += &format!(
+            "{:<24} {:<12} {:>10} {:>12}  {}\n",
+            display_bytes(kb),
+            cat,
+            c.keys,
+            human_bytes(c.bytes),
+            cat.recoverability().describe()
+        );
+    }
+    out += &format!(
+        "{:<24} {:<12} {:>10} {:>12}\n",
+        "total",
+        "",
+        cells.values().map(|c| c.keys).sum::<u64>(),
+        human_bytes(cells.values().map(|c| c.bytes).sum())
+    );
+    if !overview.kbs.is_empty() {
+        out += "\nSCAN windows (each key was read at some moment inside its window):\n";
+        for w in &overview.kbs {
+            out += &format!(
+                "  {:<24} {} .. {}  ({} keys, {} vanished, {} duplicates dropped)\n",
+                display_bytes(&w.kb_id),
+                iso_ms(w.scan_started_ms),
+                iso_ms(w.scan_finished_ms),
+                w.keys,
+                w.vanished,
+                w.duplicates
+            );
+        }
+    }
+    out
+}
+
+/// Unix milliseconds as an ISO-8601 UTC timestamp.
+pub fn iso_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso_timestamps() {
+        assert_eq!(super::iso_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::iso_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(super::iso_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

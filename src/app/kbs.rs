@@ -1,0 +1,63 @@
+//! `kbdump kbs`: which kb_ids a server holds.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::args::RedisArgs;
+use super::{print_json, GlobalOpts};
+use crate::kato::{display_bytes, Category};
+use crate::redis_io::RedisConn;
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Examples:\n  kbdump kbs --redis redis://127.0.0.1:6379\n  kbdump kbs --json | jq '.kbs[].kb_id'"
+)]
+pub struct KbsArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+pub async fn run(args: KbsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
+    let mut conn = RedisConn::connect(&args.redis.redis).await?;
+    let census = conn.discover_kbs(b"*").await?;
+    if global.json {
+        let kbs: Vec<_> = census
+            .kbs
+            .iter()
+            .map(|(kb, counts)| {
+                let categories: serde_json::Map<_, _> =
+                    counts.iter().map(|(c, n)| (c.to_string(), json!(n))).collect();
+                json!({"kb_id": display_bytes(kb), "keys": counts.values().sum::<u64>(), "categories": categories})
+            })
+            .collect();
+        print_json(
+            &json!({"server": conn.address(), "kbs": kbs, "unclassified_keys": census.unclassified}),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{:<24} {:>10}", "kb_id", "keys");
+    for c in Category::ALL {
+        print!(" {:>11}", c.name());
+    }
+    println!();
+    for (kb, counts) in &census.kbs {
+        print!(
+            "{:<24} {:>10}",
+            display_bytes(kb),
+            counts.values().sum::<u64>()
+        );
+        for c in Category::ALL {
+            print!(" {:>11}", counts.get(&c).copied().unwrap_or(0));
+        }
+        println!();
+    }
+    if census.unclassified > 0 {
+        println!(
+            "{} keys without a kb_id prefix (not KATO keys)",
+            census.unclassified
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,60 @@
+//! Command implementations: turn parsed arguments into library calls, draw
+//! progress, print results. The only place that uses anyhow and stdout.
+
+pub mod args;
+pub mod export;
+pub mod inspect;
+pub mod kbs;
+pub mod ls;
+pub mod progress;
+pub mod verify;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Flags every command shares.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GlobalOpts {
+    pub json: bool,
+    pub quiet: bool,
+}
+
+/// Exit status for "a check said no".
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit status for errors.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = GlobalOpts {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+    };
+    match cli.command {
+        Command::Export(args) => export::run(args, &global).await,
+        Command::Kbs(args) => kbs::run(args, &global).await,
+        Command::Inspect(args) => inspect::run(args, &global).await,
+        Command::Ls(args) => ls::run(args, &global).await,
+        Command::Verify(args) => verify::run(args, &global).await,
+    }
+}
+
+/// Prints a JSON value on stdout.
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// True when an error chain ends in a broken pipe (stdout closed by `head`),
+/// which is not a failure of ours.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,26 @@
+//! The `.kbd` archive format, version 1 (documented in `docs/FORMAT.md`).
+//!
+//! Pure: reads from `impl Read`, writes to `impl Write`, knows nothing about
+//! Redis connections. An archive is a magic number and a format version,
+//! then a sequence of checksummed frames: one header, any number of blocks
+//! (each holding the records of one kb_id and category, zstd-compressed on
+//! its own), an index of the blocks, and a fixed-size end frame. Frames make
+//! the format streamable (export to a pipe, restore from one); the index and
+//! the end frame make a seekable file selectively readable.
+
+mod error;
+mod frame;
+mod reader;
+mod types;
+mod writer;
+
+pub use error::{Error, Result};
+pub use frame::{FrameKind, END_MAGIC, FORMAT_VERSION, MAGIC};
+pub use reader::{ArchiveReader, Block, BlockRecords, IndexedArchive};
+pub use types::{
+    BlockMeta, Header, Index, IndexEntry, KbWindow, Record, SelectionSpec, SourceInfo,
+};
+pub use writer::{ArchiveWriter, WriterOptions};
+
+#[cfg(test)]
+mod tests;

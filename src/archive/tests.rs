@@ -1,0 +1,236 @@
+use std::io::Cursor;
+
+use super::*;
+use crate::kato::Category;
+
+fn header() -> Header {
+    Header {
+        format_version: FORMAT_VERSION,
+        tool: "kbdump test".into(),
+        created_at_ms: 1_700_000_000_000,
+        source: SourceInfo {
+            kind: "redis-server".into(),
+            address: "127.0.0.1:6379".into(),
+            product: "redis".into(),
+            version: "7.0.15".into(),
+            rdb_version: Some(10),
+            mode: "standalone".into(),
+            db: 0,
+        },
+        selection: SelectionSpec::default(),
+    }
+}
+
+fn record(kb: &[u8], category: Category, i: u32) -> Record {
+    let mut payload = vec![0u8];
+    payload.extend_from_slice(format!("value-{i}").as_bytes());
+    payload.extend_from_slice(&[10, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    Record {
+        key: [kb, b":", category.name().as_bytes(), b":", &i.to_le_bytes()].concat(),
+        kb_id: kb.to_vec(),
+        category,
+        redis_type: "string".into(),
+        expire_at_ms: i
+            .is_multiple_of(3)
+            .then_some(1_800_000_000_000 + i64::from(i)),
+        payload,
+    }
+}
+
+fn sample_records() -> Vec<Record> {
+    let mut out = Vec::new();
+    for kb in [&b"node0"[..], b"kb*\xff"] {
+        for (i, cat) in [Category::Emotives, Category::Frequency, Category::Other]
+            .into_iter()
+            .cycle()
+            .take(30)
+            .enumerate()
+        {
+            out.push(record(kb, cat, i as u32));
+        }
+    }
+    out
+}
+
+fn write(records: &[Record], options: WriterOptions) -> Vec<u8> {
+    let mut writer = ArchiveWriter::new(Vec::new(), &header(), options).unwrap();
+    let mut kb: Option<Vec<u8>> = None;
+    for r in records {
+        if kb.as_deref() != Some(&r.kb_id[..]) {
+            if let Some(done) = kb.take() {
+                writer.finish_kb(window(&done)).unwrap();
+            }
+            kb = Some(r.kb_id.clone());
+        }
+        writer.push(r).unwrap();
+    }
+    if let Some(done) = kb {
+        writer.finish_kb(window(&done)).unwrap();
+    }
+    writer.finish().unwrap().0
+}
+
+fn window(kb: &[u8]) -> KbWindow {
+    KbWindow {
+        kb_id: kb.to_vec(),
+        scan_started_ms: 1,
+        scan_finished_ms: 2,
+        keys: 30,
+        vanished: 0,
+        duplicates: 0,
+    }
+}
+
+fn read_all_streaming(bytes: &[u8]) -> Result<Vec<Record>> {
+    let mut reader = ArchiveReader::new(Cursor::new(bytes))?;
+    let mut out = Vec::new();
+    while let Some(block) = reader.next_block()? {
+        for r in block.records()? {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+fn sorted(mut v: Vec<Record>) -> Vec<Record> {
+    v.sort_by(|a, b| a.key.cmp(&b.key));
+    v
+}
+
+#[test]
+fn streaming_round_trip_keeps_every_field() {
+    let records = sample_records();
+    let bytes = write(&records, WriterOptions::default());
+    let back = read_all_streaming(&bytes).unwrap();
+    assert_eq!(sorted(back), sorted(records));
+}
+
+#[test]
+fn small_blocks_split_and_index_lists_them() {
+    let records = sample_records();
+    let options = WriterOptions {
+        block_target: 64,
+        ..WriterOptions::default()
+    };
+    let bytes = write(&records, options);
+    let mut archive = IndexedArchive::open(Cursor::new(&bytes)).unwrap();
+    assert_eq!(archive.header(), &header());
+    let entries = archive.index().blocks.clone();
+    assert!(entries.len() > 6, "expected many small blocks");
+    assert_eq!(archive.index().kbs.len(), 2);
+    let mut back = Vec::new();
+    for entry in &entries {
+        let block = archive.read_block(entry).unwrap();
+        for r in block.records().unwrap() {
+            let r = r.unwrap();
+            assert_eq!(
+                (&r.kb_id, r.category),
+                (&entry.meta.kb_id, entry.meta.category)
+            );
+            back.push(r);
+        }
+    }
+    assert_eq!(sorted(back), sorted(records));
+}
+
+#[test]
+fn interleaved_kbs_stay_within_the_open_budget() {
+    let mut records = sample_records();
+    records.sort_by_key(|r| r.key.iter().rev().copied().collect::<Vec<_>>());
+    let options = WriterOptions {
+        open_budget: 200,
+        ..WriterOptions::default()
+    };
+    let bytes = write(&records, options);
+    assert_eq!(sorted(read_all_streaming(&bytes).unwrap()), sorted(records));
+}
+
+#[test]
+fn every_flipped_byte_is_detected_without_panic() {
+    let bytes = write(&sample_records(), WriterOptions::default());
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x01;
+        assert!(
+            read_all_streaming(&bad).is_err(),
+            "flip at byte {i} went unnoticed"
+        );
+        let _ = IndexedArchive::open(Cursor::new(&bad)).map(|mut a| {
+            let entries = a.index().blocks.clone();
+            entries.iter().for_each(|e| {
+                let _ = a.read_block(e).map(|b| b.records().map(|r| r.count()));
+            })
+        });
+    }
+}
+
+#[test]
+fn every_truncation_is_reported_as_truncation() {
+    let bytes = write(&sample_records(), WriterOptions::default());
+    for cut in 0..bytes.len() {
+        let err = read_all_streaming(&bytes[..cut]).unwrap_err();
+        assert!(
+            matches!(err, Error::Truncated { .. }),
+            "cut at {cut}: {err}"
+        );
+        let err = IndexedArchive::open(Cursor::new(&bytes[..cut]))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, Error::Truncated { .. } | Error::Corrupt { .. }),
+            "cut at {cut}: {err}"
+        );
+    }
+}
+
+#[test]
+fn future_version_and_bad_magic_are_refused_with_their_own_errors() {
+    let mut bytes = write(&sample_records(), WriterOptions::default());
+    bytes[8] = 2;
+    let err = read_all_streaming(&bytes).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade kbdump"));
+    let err = read_all_streaming(b"REDIS0011 not an archive").unwrap_err();
+    assert!(matches!(err, Error::BadMagic { .. }), "{err}");
+}
+
+#[test]
+fn empty_archive_is_valid() {
+    let bytes = write(&[], WriterOptions::default());
+    assert!(read_all_streaming(&bytes).unwrap().is_empty());
+    let archive = IndexedArchive::open(Cursor::new(&bytes)).unwrap();
+    assert_eq!(archive.end_info().record_count, 0);
+}
+
+#[test]
+fn damaged_block_leaves_other_blocks_readable_in_a_stream() {
+    let records = sample_records();
+    let bytes = write(&records, WriterOptions::default());
+    let archive = IndexedArchive::open(Cursor::new(&bytes)).unwrap();
+    let victim = archive.index().blocks[1].clone();
+    let mut bad = bytes.clone();
+    bad[(victim.offset + victim.len - 1) as usize] ^= 0xff;
+    let mut reader = ArchiveReader::new(Cursor::new(&bad)).unwrap();
+    let (mut good, mut damaged) = (0, 0);
+    loop {
+        match reader.next_block() {
+            Ok(Some(_)) => good += 1,
+            Ok(None) => break,
+            Err(Error::Checksum { offset, .. }) => {
+                assert_eq!(offset, victim.offset);
+                damaged += 1;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((good, damaged), (archive.index().blocks.len() - 1, 1));
+}

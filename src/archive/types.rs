@@ -1,0 +1,143 @@
+//! The MessagePack structures inside frames. All are encoded as maps with
+//! named fields, so a later v1 writer may add fields that this reader skips
+//! (see the versioning rules in docs/FORMAT.md).
+
+use serde::{Deserialize, Serialize};
+
+use crate::kato::Category;
+
+/// The header frame: what the archive is and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format_version: u16,
+    /// `kbdump <version>` of the writer.
+    pub tool: String,
+    /// Unix milliseconds when the export started.
+    pub created_at_ms: i64,
+    pub source: SourceInfo,
+    pub selection: SelectionSpec,
+}
+
+/// The server the data came from. Never holds credentials.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// `redis-server`, `rdb-file`, `clickhouse-mirror`, …
+    pub kind: String,
+    /// `host:port` (or file name), without user or password.
+    pub address: String,
+    /// `redis` or `valkey`.
+    pub product: String,
+    pub version: String,
+    /// RDB version of the DUMP payloads, as predicted from the server version
+    /// (each block also lists the versions it actually holds).
+    pub rdb_version: Option<u16>,
+    /// `standalone` or `cluster`.
+    pub mode: String,
+    pub db: u32,
+}
+
+/// The selection the archive was made with, as the user gave it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SelectionSpec {
+    /// kb_ids or globs; empty means all discovered kb_ids.
+    #[serde(with = "serde_bytes_vec")]
+    pub kbs: Vec<Vec<u8>>,
+    pub categories: Vec<Category>,
+    #[serde(with = "serde_bytes_vec")]
+    pub matches: Vec<Vec<u8>>,
+}
+
+/// One key as archived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Vec<u8>,
+    pub kb_id: Vec<u8>,
+    pub category: Category,
+    /// Redis type name (`string`, `hash`, …) derived from the payload.
+    pub redis_type: String,
+    /// Absolute expiry in unix milliseconds, `None` for a persistent key.
+    pub expire_at_ms: Option<i64>,
+    /// The DUMP payload exactly as the server returned it.
+    pub payload: Vec<u8>,
+}
+
+/// How a record is stored inside a block (kb_id and category live in the
+/// block's metadata, once).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RecordWire<'a> {
+    #[serde(with = "serde_bytes", borrow)]
+    pub key: std::borrow::Cow<'a, [u8]>,
+    #[serde(rename = "type")]
+    pub redis_type: std::borrow::Cow<'a, str>,
+    pub expire_at_ms: Option<i64>,
+    #[serde(with = "serde_bytes", borrow)]
+    pub payload: std::borrow::Cow<'a, [u8]>,
+}
+
+/// Uncompressed metadata at the start of a block frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    #[serde(with = "serde_bytes")]
+    pub kb_id: Vec<u8>,
+    pub category: Category,
+    /// Number of records in the block.
+    pub records: u64,
+    /// Sum of the DUMP payload sizes.
+    pub payload_bytes: u64,
+    /// Size of the decompressed record stream.
+    pub raw_len: u64,
+    /// Distinct RDB versions among the payloads.
+    pub rdb_versions: Vec<u16>,
+    /// Distinct payload type bytes among the payloads.
+    pub type_bytes: Vec<u8>,
+}
+
+/// One block as listed in the index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// Offset of the block frame from the start of the archive.
+    pub offset: u64,
+    /// Frame length including its 9-byte header.
+    pub len: u64,
+    #[serde(flatten)]
+    pub meta: BlockMeta,
+}
+
+/// The SCAN window and counters of one kb_id.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct KbWindow {
+    #[serde(with = "serde_bytes")]
+    pub kb_id: Vec<u8>,
+    /// Unix ms when the SCAN of this kb_id started and finished: the archive
+    /// holds each key as it was at some instant inside this window.
+    pub scan_started_ms: i64,
+    pub scan_finished_ms: i64,
+    pub keys: u64,
+    /// Keys SCAN returned that were gone by the time they were DUMPed.
+    pub vanished: u64,
+    /// Repeats that SCAN returned and the export dropped.
+    pub duplicates: u64,
+}
+
+/// The index frame.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Index {
+    pub blocks: Vec<IndexEntry>,
+    pub kbs: Vec<KbWindow>,
+}
+
+/// `Vec<Vec<u8>>` as a MessagePack array of `bin`.
+mod serde_bytes_vec {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let wrapped: Vec<&serde_bytes::Bytes> =
+            v.iter().map(|b| serde_bytes::Bytes::new(b)).collect();
+        wrapped.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let v: Vec<serde_bytes::ByteBuf> = Vec::deserialize(d)?;
+        Ok(v.into_iter().map(serde_bytes::ByteBuf::into_vec).collect())
+    }
+}

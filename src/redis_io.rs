@@ -1,0 +1,398 @@
+//! Talking to a live Redis or Valkey server: connect, describe, SCAN,
+//! pipelined DUMP + PTTL. Knows nothing about the command line.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Value};
+
+use crate::kato::{self, Category};
+
+/// A server-side failure, naming the server (never its credentials).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisIoError {
+    #[error(
+        "invalid Redis URL {url:?}: {reason}; expected redis://[user:password@]host:port[/db]"
+    )]
+    BadUrl { url: String, reason: String },
+    #[error("cannot connect to Redis at {address}: {cause}; is the server running and reachable?")]
+    Connect { address: String, cause: RedisError },
+    #[error("authentication failed at {address}: {cause}; check the user and password in the URL")]
+    Auth { address: String, cause: RedisError },
+    #[error("Redis at {address} failed on {what}: {cause}")]
+    Command {
+        address: String,
+        what: String,
+        cause: RedisError,
+    },
+    #[error("Redis at {address} answered {what} with something unexpected: {detail}")]
+    Protocol {
+        address: String,
+        what: String,
+        detail: String,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, RedisIoError>;
+
+/// What a server says about itself.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServerInfo {
+    /// `redis` or `valkey`.
+    pub product: String,
+    pub version: String,
+    pub cluster: bool,
+    pub maxmemory: u64,
+    pub maxmemory_policy: String,
+    pub used_memory: u64,
+    pub evicted_keys: u64,
+}
+
+impl ServerInfo {
+    /// The RDB version this server writes into DUMP trailers.
+    pub fn rdb_version(&self) -> Option<u16> {
+        predicted_rdb_version(&self.product, &self.version)
+    }
+}
+
+/// RDB version per release (see the DUMP format notes): Redis 5.0–6.2 → 9,
+/// 7.0 → 10, 7.2 → 11, 7.4–8.4 → 12, 8.6 → 13; Valkey 7.2–8.x → 11, 9.x → 80.
+pub fn predicted_rdb_version(product: &str, version: &str) -> Option<u16> {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    let v = match (product, major, minor) {
+        ("valkey", 9.., _) => 80,
+        ("valkey", _, _) => 11,
+        (_, 5 | 6, _) => 9,
+        (_, 7, 0 | 1) => 10,
+        (_, 7, 2 | 3) => 11,
+        (_, 7, _) => 12,
+        (_, 8, 0..=5) => 12,
+        (_, 8, _) => 13,
+        (_, 4, _) => 8,
+        _ => return None,
+    };
+    Some(v)
+}
+
+/// One key as read: payload and expiry, or gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dumped {
+    Present {
+        payload: Vec<u8>,
+        /// Remaining milliseconds, `None` when the key has no expiry.
+        pttl_ms: Option<i64>,
+    },
+    /// The key vanished between SCAN and DUMP (deleted, expired, evicted).
+    Vanished,
+}
+
+/// A multiplexed async connection with its credential-free address.
+#[derive(Clone)]
+pub struct RedisConn {
+    conn: MultiplexedConnection,
+    address: String,
+    db: i64,
+}
+
+/// `host:port` of a URL without user or password, for messages and headers.
+pub fn redacted_address(info: &redis::ConnectionInfo) -> String {
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+        redis::ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port} (tls)"),
+        redis::ConnectionAddr::Unix(path) => format!("unix:{}", path.display()),
+        other => format!("{other}"),
+    }
+}
+
+/// Removes `user:password@` from a URL for display.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl RedisConn {
+    /// Connects and checks the server answers (and accepts the credentials).
+    pub async fn connect(url: &str) -> Result<RedisConn> {
+        let client = Client::open(url).map_err(|e| RedisIoError::BadUrl {
+            url: redact_url(url),
+            reason: e.to_string(),
+        })?;
+        let info = client.get_connection_info().clone();
+        let address = redacted_address(&info);
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(10)))
+            .set_response_timeout(Some(Duration::from_secs(300)));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|source| connect_error(&address, source))?;
+        let mut this = RedisConn {
+            conn,
+            address,
+            db: info.redis_settings().db(),
+        };
+        let pong: String = this.query(redis::cmd("PING"), "PING").await?;
+        if pong != "PONG" {
+            return Err(this.protocol("PING", format!("{pong:?}")));
+        }
+        Ok(this)
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn db(&self) -> i64 {
+        self.db
+    }
+
+    /// Runs one command, mapping errors to ones that name this server.
+    pub async fn query<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: redis::Cmd,
+        what: &str,
+    ) -> Result<T> {
+        cmd.query_async(&mut self.conn)
+            .await
+            .map_err(|source| self.command_error(what, source))
+    }
+
+    /// Runs a pipeline; per-command errors are returned inside the values
+    /// (`ignore_errors`) so one refused key does not fail the batch.
+    pub async fn pipeline(&mut self, pipe: &redis::Pipeline, what: &str) -> Result<Vec<Value>> {
+        pipe.query_async(&mut self.conn)
+            .await
+            .map_err(|source| self.command_error(what, source))
+    }
+
+    pub(crate) fn command_error(&self, what: &str, source: RedisError) -> RedisIoError {
+        if is_auth_error(&source) {
+            return RedisIoError::Auth {
+                address: self.address.clone(),
+                cause: source,
+            };
+        }
+        if source.is_io_error() || source.is_connection_dropped() || source.is_connection_refusal()
+        {
+            return RedisIoError::Connect {
+                address: self.address.clone(),
+                cause: source,
+            };
+        }
+        RedisIoError::Command {
+            address: self.address.clone(),
+            what: what.to_string(),
+            cause: source,
+        }
+    }
+
+    pub(crate) fn protocol(&self, what: &str, detail: String) -> RedisIoError {
+        RedisIoError::Protocol {
+            address: self.address.clone(),
+            what: what.to_string(),
+            detail,
+        }
+    }
+
+    /// Product, version, cluster mode and memory settings from INFO.
+    pub async fn server_info(&mut self) -> Result<ServerInfo> {
+        let text: String = self.query(redis::cmd("INFO"), "INFO").await?;
+        Ok(parse_info(&text))
+    }
+
+    /// One SCAN call. Pages may be empty before the cursor returns to 0.
+    pub async fn scan_page(
+        &mut self,
+        cursor: u64,
+        pattern: &[u8],
+        count: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        self.query(cmd, "SCAN").await
+    }
+
+    /// DUMP and PTTL of each key, pipelined in one round trip.
+    pub async fn dump_keys(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Dumped>> {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("DUMP").arg(key).cmd("PTTL").arg(key);
+        }
+        let values = self.pipeline(&pipe, "DUMP/PTTL").await?;
+        if values.len() != keys.len() * 2 {
+            return Err(self.protocol(
+                "DUMP/PTTL",
+                format!("{} replies for {} keys", values.len(), keys.len()),
+            ));
+        }
+        values
+            .chunks(2)
+            .map(|pair| self.dumped_from(&pair[0], &pair[1]))
+            .collect()
+    }
+
+    fn dumped_from(&self, dump: &Value, pttl: &Value) -> Result<Dumped> {
+        let payload = match dump {
+            Value::Nil => return Ok(Dumped::Vanished),
+            Value::BulkString(bytes) => bytes.clone(),
+            Value::ServerError(e) => return Err(self.protocol("DUMP", format!("{e:?}"))),
+            other => return Err(self.protocol("DUMP", format!("{other:?}"))),
+        };
+        match pttl {
+            Value::Int(-2) => Ok(Dumped::Vanished),
+            Value::Int(-1) => Ok(Dumped::Present {
+                payload,
+                pttl_ms: None,
+            }),
+            Value::Int(ms) if *ms >= 0 => Ok(Dumped::Present {
+                payload,
+                pttl_ms: Some(*ms),
+            }),
+            other => Err(self.protocol("PTTL", format!("{other:?}"))),
+        }
+    }
+
+    /// Every kb_id on the server with its per-category key counts (a full
+    /// SCAN; `pattern` narrows it, e.g. `node*:*`).
+    pub async fn discover_kbs(&mut self, pattern: &[u8]) -> Result<KbCensus> {
+        let mut census = KbCensus::default();
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = self.scan_page(cursor, pattern, 1000).await?;
+            for key in &keys {
+                census.add(key);
+            }
+            if next == 0 {
+                return Ok(census);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// kb_ids and their key counts per category, from one SCAN pass. Counts may
+/// include a key twice when SCAN repeats it (rehashing); they are a census,
+/// not an export.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KbCensus {
+    pub kbs: BTreeMap<Vec<u8>, BTreeMap<Category, u64>>,
+    /// Keys that have no `kb_id:` prefix at all.
+    pub unclassified: u64,
+}
+
+impl KbCensus {
+    fn add(&mut self, key: &[u8]) {
+        match kato::classify(key) {
+            Some(c) => {
+                *self
+                    .kbs
+                    .entry(c.kb_id.to_vec())
+                    .or_default()
+                    .entry(c.category)
+                    .or_default() += 1
+            }
+            None => self.unclassified += 1,
+        }
+    }
+}
+
+fn connect_error(address: &str, source: RedisError) -> RedisIoError {
+    if is_auth_error(&source) {
+        RedisIoError::Auth {
+            address: address.to_string(),
+            cause: source,
+        }
+    } else {
+        RedisIoError::Connect {
+            address: address.to_string(),
+            cause: source,
+        }
+    }
+}
+
+fn is_auth_error(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+        || e.to_string().contains("WRONGPASS")
+        || e.to_string().contains("NOAUTH")
+}
+
+/// Parses the fields of INFO that kbdump uses.
+pub fn parse_info(text: &str) -> ServerInfo {
+    let fields: BTreeMap<&str, &str> = text
+        .lines()
+        .filter_map(|line| line.trim_end().split_once(':'))
+        .collect();
+    let number = |name: &str| fields.get(name).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let (product, version) = match fields.get("valkey_version") {
+        Some(v) => ("valkey", *v),
+        None => (
+            fields.get("server_name").copied().unwrap_or("redis"),
+            fields.get("redis_version").copied().unwrap_or(""),
+        ),
+    };
+    ServerInfo {
+        product: product.to_string(),
+        version: version.to_string(),
+        cluster: fields.get("cluster_enabled") == Some(&"1"),
+        maxmemory: number("maxmemory"),
+        maxmemory_policy: fields.get("maxmemory_policy").unwrap_or(&"").to_string(),
+        used_memory: number("used_memory"),
+        evicted_keys: number("evicted_keys"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rdb_versions_follow_the_release_table() {
+        assert_eq!(predicted_rdb_version("redis", "6.2.14"), Some(9));
+        assert_eq!(predicted_rdb_version("redis", "7.0.15"), Some(10));
+        assert_eq!(predicted_rdb_version("redis", "7.2.4"), Some(11));
+        assert_eq!(predicted_rdb_version("redis", "7.4.1"), Some(12));
+        assert_eq!(predicted_rdb_version("redis", "8.2.3"), Some(12));
+        assert_eq!(predicted_rdb_version("redis", "8.6.0"), Some(13));
+        assert_eq!(predicted_rdb_version("valkey", "8.1.8"), Some(11));
+        assert_eq!(predicted_rdb_version("valkey", "9.1.2"), Some(80));
+        assert_eq!(predicted_rdb_version("redis", "garbage"), None);
+    }
+
+    #[test]
+    fn info_parsing_tells_valkey_from_redis() {
+        let valkey = parse_info("# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:9.1.2\r\n# Memory\r\nmaxmemory:100\r\nmaxmemory_policy:allkeys-lru\r\n");
+        assert_eq!(
+            (valkey.product.as_str(), valkey.version.as_str()),
+            ("valkey", "9.1.2")
+        );
+        assert_eq!(
+            (valkey.maxmemory, valkey.maxmemory_policy.as_str()),
+            (100, "allkeys-lru")
+        );
+        let redis = parse_info("redis_version:7.0.15\r\ncluster_enabled:0\r\nevicted_keys:3\r\n");
+        assert_eq!(
+            (redis.product.as_str(), redis.version.as_str()),
+            ("redis", "7.0.15")
+        );
+        assert_eq!((redis.cluster, redis.evicted_keys), (false, 3));
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    }
+}
