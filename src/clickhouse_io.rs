@@ -288,7 +288,7 @@ const PATTERNS_HINT: &str =
 fn classify(target: &ChTarget, doing: &str, err: clickhouse::error::Error) -> ChError {
     use clickhouse::error::Error as E;
     let server = target.base.clone();
-    let detail = err.to_string();
+    let detail = error_chain(&err);
     match err {
         E::Network(_) | E::TimedOut => ChError::Unreachable { server, detail },
         _ if is_auth_error(&detail) => ChError::Auth {
@@ -309,6 +309,22 @@ fn is_auth_error(detail: &str) -> bool {
     ["Code: 192", "Code: 193", "Code: 194", "Code: 516"]
         .iter()
         .any(|code| detail.contains(code))
+}
+
+/// The error and its sources, `: `-separated (hyper hides the useful part,
+/// e.g. "Connection refused", in a source).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn first_line(s: &str) -> String {

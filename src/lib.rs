@@ -6,11 +6,13 @@
 
 pub mod app;
 pub mod archive;
+pub mod check;
 pub mod cli;
 pub mod clickhouse_io;
 pub mod dump;
 pub mod export;
 pub mod kato;
+pub mod mirror;
 pub mod offline;
 pub mod output;
 pub mod pattern;

@@ -6,7 +6,8 @@ mod chs;
 
 use chs::{snapshot, MiniRedis, Val};
 use kbdump::clickhouse_io::Ch;
-use kbdump::rebuild::{rebuild, NoProgress, RebuildOptions};
+use kbdump::progress::NoProgress;
+use kbdump::rebuild::{rebuild, RebuildOptions};
 use redis::AsyncCommands;
 
 async fn seeded(test: &str, kbs: &[(&str, usize)]) -> Ch {

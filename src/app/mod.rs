@@ -2,11 +2,15 @@
 //! progress, print results. The only place that uses anyhow and stdout.
 
 pub mod args;
+pub mod check;
+pub mod clickhouse_args;
 pub mod export;
 pub mod inspect;
 pub mod kbs;
 pub mod ls;
+pub mod mirror;
 pub mod progress;
+pub mod rebuild;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -37,6 +41,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(args, &global).await,
         Command::Ls(args) => ls::run(args, &global).await,
         Command::Verify(args) => verify::run(args, &global).await,
+        Command::Rebuild(args) => rebuild::run(args, &global).await,
+        Command::Mirror(args) => mirror::run(args, &global).await,
+        Command::Check(args) => check::run(args, &global).await,
     }
 }
 

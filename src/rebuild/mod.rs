@@ -33,6 +33,7 @@ pub mod pytext;
 pub mod stats;
 
 use crate::clickhouse_io::{Ch, ChError};
+use crate::progress::Progress;
 use apply::{Counts, Sink};
 use indexmap::IndexMap;
 use redis::aio::ConnectionLike;
@@ -73,29 +74,6 @@ impl Default for RebuildOptions {
         }
     }
 }
-
-/// Which pass a progress report is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
-    /// Symbol tables, frequencies and symbol sets.
-    Symbols,
-    /// Per-pattern metrics.
-    Metrics,
-}
-
-/// Progress reports of a rebuild; every method has a no-op default.
-pub trait Progress: Send + Sync {
-    /// A pass over `total` rows of `kb_id` begins.
-    fn begin(&self, _kb_id: &str, _pass: Pass, _total: u64) {}
-    /// `n` more rows are done.
-    fn advance(&self, _n: u64) {}
-    /// The pass is over.
-    fn end(&self) {}
-}
-
-/// Reports nothing.
-pub struct NoProgress;
-impl Progress for NoProgress {}
 
 /// What a rebuild did for one kb_id.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -142,6 +120,7 @@ where
     for kb in &kb_ids {
         out.push(rebuild_kb(ch, conn.clone(), kb, opts, progress).await?);
     }
+    progress.finish();
     Ok(out)
 }
 
@@ -157,19 +136,16 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     let started = Instant::now();
-    let total = ch.pattern_count(kb).await?;
     let mut sink = Sink::new(conn, opts.dry_run);
-    progress.begin(kb, Pass::Symbols, total);
+    progress.stage(&format!("{kb}: symbols"));
     let table = pass_symbols(ch, &mut sink, kb, opts, progress).await?;
-    progress.end();
     let mut metrics = 0;
     let mut rows_changed = false;
     if table.patterns() > 0 {
         write_tables(&mut sink, kb, &table, opts.only_missing).await?;
-        progress.begin(kb, Pass::Metrics, table.patterns());
+        progress.stage(&format!("{kb}: metrics"));
         let rows;
         (rows, metrics) = pass_metrics(ch, &mut sink, kb, &table, opts, progress).await?;
-        progress.end();
         rows_changed = rows != table.patterns();
     }
     let categories = sink.finish().await?;
@@ -231,12 +207,12 @@ where
         }
         rows_in_batch += 1;
         if rows_in_batch >= opts.batch_patterns {
-            progress.advance(rows_in_batch as u64);
+            progress.advance(rows_in_batch as u64, 0);
             write_sets(sink, kb, &mut batch, &mut sets, opts.only_missing).await?;
             rows_in_batch = 0;
         }
     }
-    progress.advance(rows_in_batch as u64);
+    progress.advance(rows_in_batch as u64, 0);
     write_sets(sink, kb, &mut batch, &mut sets, opts.only_missing).await?;
     Ok(table)
 }
@@ -362,7 +338,7 @@ where
     {
         rows += 1;
         if rows % 4096 == 0 {
-            progress.advance(4096);
+            progress.advance(4096, 0);
         }
         let Some(m) = pattern_metrics(&row.pattern_data, table) else {
             continue;
@@ -387,6 +363,6 @@ where
         )
         .await?;
     }
-    progress.advance(rows % 4096);
+    progress.advance(rows % 4096, 0);
     Ok((rows, metrics))
 }
