@@ -35,10 +35,9 @@ pub mod stats;
 use crate::clickhouse_io::{Ch, ChError};
 use crate::progress::Progress;
 use apply::{Counts, Sink};
-use indexmap::IndexMap;
 use redis::aio::ConnectionLike;
 use stats::{pattern_metrics, symbol_counts, SymbolTable};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Errors of a rebuild.
@@ -172,8 +171,18 @@ pub fn key(kb: &str, middle: &str, tail: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Pattern names of one batch, grouped by symbol.
-type SetBatch = IndexMap<Vec<u8>, Vec<Vec<u8>>>;
+/// One batch of pass one: pattern names, and (symbol index, name index)
+/// pairs for the `symbol_to_patterns` sets.
+#[derive(Default)]
+struct SetBatch {
+    names: Vec<Vec<u8>>,
+    pairs: Vec<(usize, usize)>,
+}
+
+/// Per symbol index: 0 = not seen by a batch yet, 1 = write its set,
+/// 2 = its set existed before the rebuild (only-missing mode: leave it).
+#[derive(Default)]
+struct SetStates(Vec<u8>);
 
 async fn pass_symbols<C>(
     ch: &Ch,
@@ -186,9 +195,8 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     let mut table = SymbolTable::default();
-    let mut batch = SetBatch::new();
+    let mut batch = SetBatch::default();
     let mut sets = SetStates::default();
-    let mut rows_in_batch = 0;
     let mut cursor = ch.patterns(kb)?;
     while let Some(row) = cursor
         .next()
@@ -199,32 +207,26 @@ where
             .await?;
         let counts = symbol_counts(&row.pattern_data);
         table.add_counts(&counts);
+        let name = batch.names.len();
+        batch.names.push(row.name.to_vec());
         for symbol in counts.keys() {
-            batch
-                .entry(symbol.to_vec())
-                .or_default()
-                .push(row.name.to_vec());
+            let index = table.index_of(symbol).expect("just added");
+            batch.pairs.push((index, name));
         }
-        rows_in_batch += 1;
-        if rows_in_batch >= opts.batch_patterns {
-            progress.advance(rows_in_batch as u64, 0);
-            write_sets(sink, kb, &mut batch, &mut sets, opts.only_missing).await?;
-            rows_in_batch = 0;
+        if batch.names.len() >= opts.batch_patterns {
+            progress.advance(batch.names.len() as u64, 0);
+            write_sets(sink, kb, &table, &mut batch, &mut sets, opts.only_missing).await?;
         }
     }
-    progress.advance(rows_in_batch as u64, 0);
-    write_sets(sink, kb, &mut batch, &mut sets, opts.only_missing).await?;
+    progress.advance(batch.names.len() as u64, 0);
+    write_sets(sink, kb, &table, &mut batch, &mut sets, opts.only_missing).await?;
     Ok(table)
 }
-
-/// Per symbol: whether its set may be written (`true`) or existed before
-/// the rebuild and is left alone in only-missing mode (`false`).
-#[derive(Default)]
-struct SetStates(HashMap<Vec<u8>, bool>);
 
 async fn write_sets<C>(
     sink: &mut Sink<C>,
     kb: &str,
+    table: &SymbolTable,
     batch: &mut SetBatch,
     sets: &mut SetStates,
     only_missing: bool,
@@ -232,30 +234,41 @@ async fn write_sets<C>(
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    let new: Vec<&Vec<u8>> = batch.keys().filter(|s| !sets.0.contains_key(*s)).collect();
+    sets.0.resize(table.distinct(), 0);
+    batch.pairs.sort_unstable();
+    let mut new: Vec<usize> = batch
+        .pairs
+        .iter()
+        .map(|p| p.0)
+        .filter(|&i| sets.0[i] == 0)
+        .collect();
+    new.dedup();
     let keys: Vec<Vec<u8>> = new
         .iter()
-        .map(|s| key(kb, "symbol_to_patterns:", s))
+        .map(|&i| key(kb, "symbol_to_patterns:", table.symbol_at(i)))
         .collect();
     let existed = if only_missing {
         sink.exists(&keys).await?
     } else {
         vec![false; keys.len()]
     };
-    for (symbol, existed) in new.into_iter().zip(existed) {
+    for (&i, existed) in new.iter().zip(existed) {
         sink.count("symbols", u64::from(!existed), u64::from(existed));
-        sets.0.insert(symbol.clone(), !existed);
+        sets.0[i] = if existed { 2 } else { 1 };
     }
-    for (symbol, names) in batch.drain(..) {
-        if !sets.0[&symbol] {
+    for group in batch.pairs.chunk_by(|a, b| a.0 == b.0) {
+        let symbol = group[0].0;
+        if sets.0[symbol] != 1 {
             continue;
         }
-        let set_key = key(kb, "symbol_to_patterns:", &symbol);
-        for chunk in names.chunks(1000) {
-            let members: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        let set_key = key(kb, "symbol_to_patterns:", table.symbol_at(symbol));
+        for chunk in group.chunks(1000) {
+            let members: Vec<&[u8]> = chunk.iter().map(|p| batch.names[p.1].as_slice()).collect();
             sink.sadd(&set_key, &members).await?;
         }
     }
+    batch.names.clear();
+    batch.pairs.clear();
     Ok(())
 }
 

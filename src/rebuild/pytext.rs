@@ -47,17 +47,49 @@ pub fn push_float_repr(out: &mut String, x: f64) {
 /// Formats a finite positive value. Rust's `{:e}` already yields the
 /// shortest round-trip digits (`1.5e-5`); only the layout differs.
 fn push_finite(out: &mut String, a: f64) {
-    let sci = format!("{a:e}");
+    let mut buf = StackBuf::default();
+    let _ = write!(buf, "{a:e}");
+    let sci = buf.as_str();
     let (mantissa, exp) = sci.split_once('e').expect("LowerExp has an 'e'");
     let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let mut digit_buf = [0u8; 32];
+    let mut k = 0;
+    for b in mantissa.bytes().filter(|b| *b != b'.') {
+        digit_buf[k] = b;
+        k += 1;
+    }
+    let digits = std::str::from_utf8(&digit_buf[..k]).expect("ASCII digits");
     // Python's float_repr_style 'short': scientific iff decpt <= -4 or
     // decpt > 16, where decpt = exp + 1 (Python/pystrtod.c).
     let decpt = exp + 1;
     if decpt <= -4 || decpt > 16 {
-        push_scientific(out, &digits, exp);
+        push_scientific(out, digits, exp);
     } else {
-        push_fixed(out, &digits, decpt);
+        push_fixed(out, digits, decpt);
+    }
+}
+
+/// A fixed buffer for `{:e}` output (at most 24 bytes for an f64), so
+/// formatting a float allocates nothing.
+#[derive(Default)]
+struct StackBuf {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl StackBuf {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("fmt writes UTF-8")
+    }
+}
+
+impl std::fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 

@@ -9,6 +9,13 @@ and `log2`). The one exception is documented on [`PatternMetrics`].
 
 use indexmap::IndexMap;
 
+/// A fast, non-cryptographic hasher: symbols are not attacker-chosen keys
+/// of a long-lived service, and SipHash showed up in profiles.
+type Fast = foldhash::fast::RandomState;
+
+/// Per-pattern symbol counts in first-occurrence order.
+pub type Counts<'a> = IndexMap<&'a [u8], u32, Fast>;
+
 /// What a kb's patterns say about one symbol.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SymbolStat {
@@ -24,7 +31,7 @@ pub struct SymbolStat {
 /// the hash fields in.
 #[derive(Debug, Default)]
 pub struct SymbolTable {
-    symbols: IndexMap<Vec<u8>, SymbolStat>,
+    symbols: IndexMap<Vec<u8>, SymbolStat, Fast>,
     patterns: u64,
     occurrences: u64,
 }
@@ -36,11 +43,14 @@ impl SymbolTable {
     }
 
     /// Accounts for one pattern given its [`symbol_counts`].
-    pub fn add_counts(&mut self, counts: &IndexMap<&[u8], u32>) {
+    pub fn add_counts(&mut self, counts: &Counts<'_>) {
         self.patterns += 1;
         for (&symbol, &count) in counts {
             self.occurrences += u64::from(count);
-            let stat = self.symbols.entry(symbol.to_vec()).or_default();
+            let stat = match self.symbols.get_mut(symbol) {
+                Some(stat) => stat,
+                None => self.symbols.entry(symbol.to_vec()).or_default(),
+            };
             stat.freq += u64::from(count);
             stat.pmf += 1;
         }
@@ -61,6 +71,18 @@ impl SymbolTable {
         self.symbols.len()
     }
 
+    /// Position of a symbol in first-seen order.
+    pub fn index_of(&self, symbol: &[u8]) -> Option<usize> {
+        self.symbols.get_index_of(symbol)
+    }
+
+    /// The symbol at a position.
+    pub fn symbol_at(&self, index: usize) -> &[u8] {
+        self.symbols
+            .get_index(index)
+            .map_or(&[], |(k, _)| k.as_slice())
+    }
+
     /// Statistics of one symbol.
     pub fn get(&self, symbol: &[u8]) -> Option<SymbolStat> {
         self.symbols.get(symbol).copied()
@@ -74,8 +96,8 @@ impl SymbolTable {
 
 /// Per-pattern symbol counts in first-occurrence order, like Python's
 /// `Counter(s for event in pattern_data for s in event)`.
-pub fn symbol_counts<S: AsRef<[u8]>>(events: &[Vec<S>]) -> IndexMap<&[u8], u32> {
-    let mut counts: IndexMap<&[u8], u32> = IndexMap::new();
+pub fn symbol_counts<S: AsRef<[u8]>>(events: &[Vec<S>]) -> Counts<'_> {
+    let mut counts = Counts::default();
     for symbol in events.iter().flatten() {
         *counts.entry(symbol.as_ref()).or_insert(0) += 1;
     }
@@ -137,7 +159,7 @@ pub fn pattern_metrics<S: AsRef<[u8]>>(
     })
 }
 
-fn global_entropy(counts: &IndexMap<&[u8], u32>, table: &SymbolTable, ln_t: f64) -> f64 {
+fn global_entropy(counts: &Counts<'_>, table: &SymbolTable, ln_t: f64) -> f64 {
     let mut symbols: Vec<&[u8]> = counts.keys().copied().collect();
     symbols.sort_unstable();
     let patterns = table.patterns() as f64;
