@@ -57,6 +57,12 @@ pub enum Command {
     Ls(app::ls::LsArgs),
     /// Check every block, the index and every payload of an archive.
     Verify(app::verify::VerifyArgs),
+    /// Rebuild the derivable data of kb_ids from ClickHouse into Redis.
+    Rebuild(app::rebuild::RebuildArgs),
+    /// Copy frequency, emotives, metadata and affinity into ClickHouse.
+    Mirror(app::mirror::MirrorArgs),
+    /// Compare ClickHouse's patterns with Redis; exit 1 on findings.
+    Check(app::check::CheckArgs),
 }
 
 #[cfg(test)]

@@ -6,15 +6,19 @@
 
 pub mod app;
 pub mod archive;
+pub mod check;
 pub mod cli;
+pub mod clickhouse_io;
 pub mod diff;
 pub mod dump;
 pub mod export;
 pub mod kato;
+pub mod mirror;
 pub mod offline;
 pub mod output;
 pub mod pattern;
 pub mod progress;
+pub mod rebuild;
 pub mod redis_io;
 pub mod restore;
 pub mod selection;

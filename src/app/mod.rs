@@ -2,13 +2,17 @@
 //! progress, print results. The only place that uses anyhow and stdout.
 
 pub mod args;
+pub mod check;
+pub mod clickhouse_args;
 pub mod copy;
 pub mod diff;
 pub mod export;
 pub mod inspect;
 pub mod kbs;
 pub mod ls;
+pub mod mirror;
 pub mod progress;
+pub mod rebuild;
 pub mod restore;
 pub mod verify;
 
@@ -43,6 +47,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => restore::run(args, &global).await,
         Command::Diff(args) => diff::run(args, &global).await,
         Command::Copy(args) => copy::run(args, &global).await,
+        Command::Rebuild(args) => rebuild::run(args, &global).await,
+        Command::Mirror(args) => mirror::run(args, &global).await,
+        Command::Check(args) => check::run(args, &global).await,
     }
 }
 

@@ -1,0 +1,49 @@
+//! The `--clickhouse` flag shared by rebuild, mirror and check, and the
+//! Redis write connection they use.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::clickhouse_io::Ch;
+use crate::redis_io::{redact_url, RedisConn};
+
+/// Which ClickHouse to talk to.
+#[derive(Debug, Clone, Args)]
+pub struct ClickHouseArgs {
+    /// ClickHouse HTTP URL: http://[user:password@]host:port/?database=NAME
+    /// (database `kato` when not given).
+    #[arg(
+        long,
+        env = "CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123",
+        hide_env_values = true
+    )]
+    pub clickhouse: String,
+}
+
+impl ClickHouseArgs {
+    /// A client for the URL, after checking the server answers.
+    pub async fn connect(&self) -> anyhow::Result<Ch> {
+        let ch = Ch::from_url(&self.clickhouse)?;
+        ch.ping().await?;
+        Ok(ch)
+    }
+}
+
+/// A multiplexed connection without the default 500 ms response timeout
+/// (large write pipelines take longer), after `RedisConn::connect` has
+/// checked the server and the credentials.
+pub async fn write_connection(
+    url: &str,
+) -> anyhow::Result<(RedisConn, redis::aio::MultiplexedConnection)> {
+    let checked = RedisConn::connect(url).await?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(10)))
+        .set_response_timeout(Some(Duration::from_secs(300)));
+    let conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", redact_url(url)))?;
+    Ok((checked, conn))
+}

@@ -1,0 +1,381 @@
+/*!
+Rebuild of the derivable Redis data of KATO knowledge bases from
+ClickHouse's `kato.patterns_data`, writing what KATO's own rehydration
+(`scripts/rehydrate_redis.py`) writes, byte for byte.
+
+Per kb_id the rows are read **twice**, each time as a stream:
+
+1. pass one accumulates the symbol tables ([`stats::SymbolTable`]: one
+   entry per distinct symbol) and, as it goes, writes `frequency:{p}` = 1
+   with `SET NX` and the `symbol_to_patterns:{s}` sets, one `SADD` per
+   symbol per batch of [`RebuildOptions::batch_patterns`] rows (SADD is a
+   union, so writing the sets incrementally needs no per-set memory);
+2. then `symbols:freq`, `symbols:pmf` and the three `global:*` counters
+   are written from the finished table;
+3. pass two computes each pattern's metrics against the finished table
+   and writes them.
+
+Memory is the symbol table plus one batch of rows, whatever the number of
+patterns; the price is reading the kb's rows from ClickHouse twice (which
+is cheap: the table is partitioned by kb_id). Rows are not ordered: nothing
+KATO writes depends on row order. If KATO writes patterns between the two
+passes, pass two may see rows pass one did not; the summary reports it
+(`rows_changed`) and a rerun fixes it.
+
+Differences from KATO, on purpose: `frequency:{p}` is written with NX, so
+a surviving match count is never lowered (KATO overwrites it with 1); and
+`global_normalized_entropy` is summed in a fixed order (see
+[`stats::PatternMetrics`]).
+*/
+
+pub mod apply;
+pub mod pytext;
+pub mod stats;
+
+use crate::clickhouse_io::{Ch, ChError};
+use crate::progress::Progress;
+use apply::{Counts, Sink};
+use redis::aio::ConnectionLike;
+use stats::{pattern_metrics, symbol_counts, SymbolTable};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Errors of a rebuild.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading ClickHouse failed.
+    #[error(transparent)]
+    ClickHouse(#[from] ChError),
+    /// Writing Redis failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// How to rebuild.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RebuildOptions {
+    /// Count what would be written; write nothing.
+    pub dry_run: bool,
+    /// Write only entries that are absent; never change an existing one.
+    pub only_missing: bool,
+    /// Rows per batch of `symbol_to_patterns` writes.
+    pub batch_patterns: usize,
+}
+
+impl Default for RebuildOptions {
+    fn default() -> Self {
+        RebuildOptions {
+            dry_run: false,
+            only_missing: false,
+            batch_patterns: 5000,
+        }
+    }
+}
+
+/// What a rebuild did for one kb_id.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KbSummary {
+    /// The knowledge base.
+    pub kb_id: String,
+    /// Rows read in pass one.
+    pub patterns: u64,
+    /// Distinct symbols.
+    pub symbols: u64,
+    /// Patterns that got metrics (those with at least one symbol).
+    pub metrics: u64,
+    /// Whether pass two saw a different number of rows than pass one.
+    pub rows_changed: bool,
+    /// Written/skipped entries per category (`frequency`, `symbols`,
+    /// `globals`, `metrics`).
+    pub categories: BTreeMap<&'static str, Counts>,
+    /// Totals over the categories.
+    pub written: u64,
+    /// Entries left alone because they existed.
+    pub skipped: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Rebuilds each kb_id in turn; all kb_ids in ClickHouse when `kb_ids` is
+/// empty.
+pub async fn rebuild<C>(
+    ch: &Ch,
+    conn: C,
+    kb_ids: &[String],
+    opts: &RebuildOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<KbSummary>, Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    ch.require_patterns().await?;
+    let kb_ids = match kb_ids {
+        [] => ch.kb_ids().await?,
+        given => given.to_vec(),
+    };
+    let mut out = Vec::with_capacity(kb_ids.len());
+    for kb in &kb_ids {
+        out.push(rebuild_kb(ch, conn.clone(), kb, opts, progress).await?);
+    }
+    progress.finish();
+    Ok(out)
+}
+
+/// Rebuilds one kb_id.
+pub async fn rebuild_kb<C>(
+    ch: &Ch,
+    conn: C,
+    kb: &str,
+    opts: &RebuildOptions,
+    progress: &dyn Progress,
+) -> Result<KbSummary, Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let mut sink = Sink::new(conn, opts.dry_run);
+    progress.stage(&format!("{kb}: symbols"));
+    let table = pass_symbols(ch, &mut sink, kb, opts, progress).await?;
+    let mut metrics = 0;
+    let mut rows_changed = false;
+    if table.patterns() > 0 {
+        write_tables(&mut sink, kb, &table, opts.only_missing).await?;
+        progress.stage(&format!("{kb}: metrics"));
+        let rows;
+        (rows, metrics) = pass_metrics(ch, &mut sink, kb, &table, opts, progress).await?;
+        rows_changed = rows != table.patterns();
+    }
+    let categories = sink.finish().await?;
+    Ok(KbSummary {
+        kb_id: kb.to_string(),
+        patterns: table.patterns(),
+        symbols: table.distinct() as u64,
+        metrics,
+        rows_changed,
+        written: categories.values().map(|c| c.written).sum(),
+        skipped: categories.values().map(|c| c.skipped).sum(),
+        categories,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `{kb}:{middle}{tail}` as bytes.
+pub fn key(kb: &str, middle: &str, tail: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kb.len() + middle.len() + tail.len() + 1);
+    k.extend_from_slice(kb.as_bytes());
+    k.push(b':');
+    k.extend_from_slice(middle.as_bytes());
+    k.extend_from_slice(tail);
+    k
+}
+
+/// One batch of pass one: pattern names, and (symbol index, name index)
+/// pairs for the `symbol_to_patterns` sets.
+#[derive(Default)]
+struct SetBatch {
+    names: Vec<Vec<u8>>,
+    pairs: Vec<(usize, usize)>,
+}
+
+/// Per symbol index: 0 = not seen by a batch yet, 1 = write its set,
+/// 2 = its set existed before the rebuild (only-missing mode: leave it).
+#[derive(Default)]
+struct SetStates(Vec<u8>);
+
+async fn pass_symbols<C>(
+    ch: &Ch,
+    sink: &mut Sink<C>,
+    kb: &str,
+    opts: &RebuildOptions,
+    progress: &dyn Progress,
+) -> Result<SymbolTable, Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let mut table = SymbolTable::default();
+    let mut batch = SetBatch::default();
+    let mut sets = SetStates::default();
+    let mut cursor = ch.patterns(kb)?;
+    while let Some(row) = cursor
+        .next()
+        .await
+        .map_err(|e| ch.error("reading patterns_data", e))?
+    {
+        sink.set("frequency", &key(kb, "frequency:", row.name), b"1", true)
+            .await?;
+        let counts = symbol_counts(&row.pattern_data);
+        table.add_counts(&counts);
+        let name = batch.names.len();
+        batch.names.push(row.name.to_vec());
+        for symbol in counts.keys() {
+            let index = table.index_of(symbol).expect("just added");
+            batch.pairs.push((index, name));
+        }
+        if batch.names.len() >= opts.batch_patterns {
+            progress.advance(batch.names.len() as u64, 0);
+            write_sets(sink, kb, &table, &mut batch, &mut sets, opts.only_missing).await?;
+        }
+    }
+    progress.advance(batch.names.len() as u64, 0);
+    write_sets(sink, kb, &table, &mut batch, &mut sets, opts.only_missing).await?;
+    Ok(table)
+}
+
+async fn write_sets<C>(
+    sink: &mut Sink<C>,
+    kb: &str,
+    table: &SymbolTable,
+    batch: &mut SetBatch,
+    sets: &mut SetStates,
+    only_missing: bool,
+) -> Result<(), Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    sets.0.resize(table.distinct(), 0);
+    batch.pairs.sort_unstable();
+    let mut new: Vec<usize> = batch
+        .pairs
+        .iter()
+        .map(|p| p.0)
+        .filter(|&i| sets.0[i] == 0)
+        .collect();
+    new.dedup();
+    let keys: Vec<Vec<u8>> = new
+        .iter()
+        .map(|&i| key(kb, "symbol_to_patterns:", table.symbol_at(i)))
+        .collect();
+    let existed = if only_missing {
+        sink.exists(&keys).await?
+    } else {
+        vec![false; keys.len()]
+    };
+    for (&i, existed) in new.iter().zip(existed) {
+        sink.count("symbols", u64::from(!existed), u64::from(existed));
+        sets.0[i] = if existed { 2 } else { 1 };
+    }
+    for group in batch.pairs.chunk_by(|a, b| a.0 == b.0) {
+        let symbol = group[0].0;
+        if sets.0[symbol] != 1 {
+            continue;
+        }
+        let set_key = key(kb, "symbol_to_patterns:", table.symbol_at(symbol));
+        for chunk in group.chunks(1000) {
+            let members: Vec<&[u8]> = chunk.iter().map(|p| batch.names[p.1].as_slice()).collect();
+            sink.sadd(&set_key, &members).await?;
+        }
+    }
+    batch.names.clear();
+    batch.pairs.clear();
+    Ok(())
+}
+
+async fn write_tables<C>(
+    sink: &mut Sink<C>,
+    kb: &str,
+    table: &SymbolTable,
+    only_missing: bool,
+) -> Result<(), Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let freq_key = key(kb, "symbols:freq", b"");
+    let pmf_key = key(kb, "symbols:pmf", b"");
+    if only_missing {
+        for (symbol, stat) in table.iter() {
+            sink.hset_nx(
+                "symbols",
+                &freq_key,
+                symbol,
+                stat.freq.to_string().as_bytes(),
+            )
+            .await?;
+            sink.hset_nx("symbols", &pmf_key, symbol, stat.pmf.to_string().as_bytes())
+                .await?;
+        }
+    } else {
+        let symbols: Vec<_> = table.iter().collect();
+        for chunk in symbols.chunks(512) {
+            let freq: Vec<_> = chunk
+                .iter()
+                .map(|(s, st)| (*s, st.freq.to_string().into_bytes()))
+                .collect();
+            let pmf: Vec<_> = chunk
+                .iter()
+                .map(|(s, st)| (*s, st.pmf.to_string().into_bytes()))
+                .collect();
+            sink.hset_many("symbols", &freq_key, &freq).await?;
+            sink.hset_many("symbols", &pmf_key, &pmf).await?;
+        }
+    }
+    let globals = [
+        ("global:total_unique_patterns", table.patterns()),
+        ("global:total_pattern_frequencies", table.patterns()),
+        (
+            "global:total_symbols_in_patterns_frequencies",
+            table.occurrences(),
+        ),
+    ];
+    for (name, value) in globals {
+        sink.set(
+            "globals",
+            &key(kb, name, b""),
+            value.to_string().as_bytes(),
+            only_missing,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn pass_metrics<C>(
+    ch: &Ch,
+    sink: &mut Sink<C>,
+    kb: &str,
+    table: &SymbolTable,
+    opts: &RebuildOptions,
+    progress: &dyn Progress,
+) -> Result<(u64, u64), Error>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let (mut rows, mut metrics) = (0u64, 0u64);
+    let nx = opts.only_missing;
+    let mut cursor = ch.patterns(kb)?;
+    while let Some(row) = cursor
+        .next()
+        .await
+        .map_err(|e| ch.error("reading patterns_data", e))?
+    {
+        rows += 1;
+        if rows % 4096 == 0 {
+            progress.advance(4096, 0);
+        }
+        let Some(m) = pattern_metrics(&row.pattern_data, table) else {
+            continue;
+        };
+        metrics += 1;
+        let name = row.name;
+        let floats = [
+            ("entropy:", m.entropy),
+            ("normalized_entropy:", m.normalized_entropy),
+            ("global_normalized_entropy:", m.global_normalized_entropy),
+        ];
+        for (middle, value) in floats {
+            let text = pytext::float_repr(value);
+            sink.set("metrics", &key(kb, middle, name), text.as_bytes(), nx)
+                .await?;
+        }
+        sink.set(
+            "metrics",
+            &key(kb, "tf_vector:", name),
+            m.tf_vector_json.as_bytes(),
+            nx,
+        )
+        .await?;
+    }
+    progress.advance(rows % 4096, 0);
+    Ok((rows, metrics))
+}
