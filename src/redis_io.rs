@@ -171,18 +171,11 @@ impl RedisConn {
     }
 
     pub(crate) fn command_error(&self, what: &str, source: RedisError) -> RedisIoError {
-        if is_auth_error(&source) {
-            return RedisIoError::Auth {
-                address: self.address.clone(),
-                cause: source,
-            };
-        }
-        if source.is_io_error() || source.is_connection_dropped() || source.is_connection_refusal()
-        {
-            return RedisIoError::Connect {
-                address: self.address.clone(),
-                cause: source,
-            };
+        let lost = source.is_io_error()
+            || source.is_connection_dropped()
+            || source.is_connection_refusal();
+        if lost || is_auth_error(&source) {
+            return connect_error(&self.address, source);
         }
         RedisIoError::Command {
             address: self.address.clone(),
@@ -324,14 +317,7 @@ impl KbCensus {
         let known: Vec<Vec<u8>> = self.kbs.keys().cloned().collect();
         for key in std::mem::take(&mut self.unmarked) {
             match kato::classify_with(&key, &known) {
-                Some(c) => {
-                    *self
-                        .kbs
-                        .entry(c.kb_id.to_vec())
-                        .or_default()
-                        .entry(c.category)
-                        .or_default() += 1
-                }
+                Some(c) => self.count(c.kb_id, c.category),
                 None => self.unclassified += 1,
             }
         }
@@ -342,17 +328,19 @@ impl KbCensus {
         self.unclassified += before - after;
     }
 
+    fn count(&mut self, kb_id: &[u8], category: Category) {
+        *self
+            .kbs
+            .entry(kb_id.to_vec())
+            .or_default()
+            .entry(category)
+            .or_default() += 1;
+    }
+
     fn add(&mut self, key: &[u8]) {
         match kato::classify(key) {
             Some(c) if c.category == Category::Other => self.unmarked.push(key.to_vec()),
-            Some(c) => {
-                *self
-                    .kbs
-                    .entry(c.kb_id.to_vec())
-                    .or_default()
-                    .entry(c.category)
-                    .or_default() += 1
-            }
+            Some(c) => self.count(c.kb_id, c.category),
             None => self.unclassified += 1,
         }
     }
