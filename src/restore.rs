@@ -147,6 +147,10 @@ pub struct RestoreOptions {
     /// Chunking of the logical path.
     pub max_elements: usize,
     pub max_bytes: usize,
+    /// Estimated memory (see [`estimated_memory`]) the run may add to the
+    /// target before it stops: the memory guard for sources whose size is
+    /// not known up front (a pipe, a copy).
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for RestoreOptions {
@@ -160,6 +164,7 @@ impl Default for RestoreOptions {
             in_flight: 4,
             max_elements: 1000,
             max_bytes: 1 << 20,
+            memory_budget: None,
         }
     }
 }
@@ -180,7 +185,7 @@ pub enum RestoreError {
     },
     #[error(
         "the selection holds about {needed} bytes but the target {address} has only {headroom} bytes \
-         below maxmemory, and its policy {policy} would evict other keys to make room; free memory or \
+         below maxmemory (less a 5% reserve), and its policy {policy} would evict other keys to make room; free memory or \
          raise maxmemory, or pass --force to restore anyway"
     )]
     NoHeadroom {
@@ -188,6 +193,19 @@ pub enum RestoreError {
         needed: u64,
         headroom: u64,
         policy: String,
+    },
+    #[error(
+        "stopped before writing more: the keys read so far need about {needed} bytes but the \
+         target {address} had only {headroom} bytes below maxmemory (less a 5% reserve), and its policy {policy} would \
+         evict other keys to make room; {written} keys were written. Free memory or raise maxmemory \
+         and rerun (missing mode skips what is already back), or pass --force"
+    )]
+    BudgetExceeded {
+        address: String,
+        needed: u64,
+        headroom: u64,
+        policy: String,
+        written: u64,
     },
     #[error("saving overwritten keys to the undo archive failed: {0}")]
     Undo(String),
@@ -222,16 +240,28 @@ impl Target {
         self.info.maxmemory > 0 && self.info.maxmemory_policy != "noeviction"
     }
 
+    /// Free memory below `maxmemory`, less a reserve of 5% of it: client
+    /// buffers and the server's own bookkeeping grow during a run too, and
+    /// filling memory to the last byte makes the next command evict.
+    fn headroom(&self) -> u64 {
+        let usable = self.info.maxmemory - self.info.maxmemory / 20;
+        usable.saturating_sub(self.info.used_memory)
+    }
+
+    /// The memory a run may add when the target evicts, else `None`.
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.evicts().then(|| self.headroom())
+    }
+
     /// Refuses a restore that would push the target over `maxmemory` when
-    /// its policy evicts keys to make room. `payload_bytes` is the size of
-    /// the selection's DUMP payloads; the in-memory size is estimated at
-    /// twice that (encodings expand, and every key has overhead).
-    pub fn check_headroom(&self, payload_bytes: u64) -> Result<(), RestoreError> {
+    /// its policy evicts keys to make room. `payload_bytes` and `keys` are
+    /// the size of the selection (see [`estimated_memory`]).
+    pub fn check_headroom(&self, payload_bytes: u64, keys: u64) -> Result<(), RestoreError> {
         if !self.evicts() {
             return Ok(());
         }
-        let needed = payload_bytes.saturating_mul(2);
-        let headroom = self.info.maxmemory.saturating_sub(self.info.used_memory);
+        let needed = estimated_memory(payload_bytes, keys);
+        let headroom = self.headroom();
         if needed > headroom {
             return Err(RestoreError::NoHeadroom {
                 address: self.conn.address().to_string(),
@@ -244,12 +274,29 @@ impl Target {
     }
 }
 
+/// Server memory per key beyond its payload: dict entry, key string,
+/// object headers and allocator rounding. Measured at 90-120 bytes for
+/// KATO-like keys on Redis 7.0; twice the payload alone under-estimated a
+/// dataset of small keys by half and let a guarded restore evict keys.
+const KEY_OVERHEAD: u64 = 160;
+
+/// What `keys` keys with `payload_bytes` of DUMP payloads take in server
+/// memory, erring high: encodings expand (twice the payload), and every
+/// key has a fixed overhead.
+pub fn estimated_memory(payload_bytes: u64, keys: u64) -> u64 {
+    payload_bytes
+        .saturating_mul(2)
+        .saturating_add(keys.saturating_mul(KEY_OVERHEAD))
+}
+
 /// A key ready to be written.
 struct Pending {
     kb_id: Vec<u8>,
     category: Category,
     key: Vec<u8>,
-    ttl_ms: i64,
+    /// Absolute (unix ms), so that a key written late in the run still
+    /// expires at its original instant.
+    expire_at_ms: Option<i64>,
     payload: Vec<u8>,
 }
 
@@ -271,6 +318,7 @@ pub async fn restore(
     let mut running = FuturesUnordered::new();
     let mut batch = Vec::with_capacity(options.batch_keys);
     let mut source_open = true;
+    let (mut payload_bytes, mut keys) = (0u64, 0u64);
     while source_open || !running.is_empty() || !batch.is_empty() {
         if source_open && running.len() < options.in_flight.max(1) {
             match source.recv().await {
@@ -291,6 +339,14 @@ pub async fn restore(
         }
         if !batch.is_empty() && running.len() < options.in_flight.max(1) {
             let work = std::mem::replace(&mut batch, Vec::with_capacity(options.batch_keys));
+            payload_bytes += work.iter().map(|p| p.payload.len() as u64).sum::<u64>();
+            keys += work.len() as u64;
+            check_budget(
+                target,
+                options,
+                estimated_memory(payload_bytes, keys),
+                &summary,
+            )?;
             let (target, options, undo, saved) =
                 (target.clone(), options.clone(), undo.clone(), saved.clone());
             running.push(tokio::spawn(async move {
@@ -308,6 +364,26 @@ pub async fn restore(
     summary.saved_for_undo = saved.load(Ordering::Relaxed);
     progress.finish();
     Ok(summary)
+}
+
+/// Stops the run before a batch that would take the target past the
+/// memory budget (a dry run writes nothing, so it is never stopped).
+fn check_budget(
+    target: &Target,
+    options: &RestoreOptions,
+    needed: u64,
+    summary: &RestoreSummary,
+) -> Result<(), RestoreError> {
+    match options.memory_budget {
+        Some(budget) if !options.dry_run && needed > budget => Err(RestoreError::BudgetExceeded {
+            address: target.conn.address().to_string(),
+            needed,
+            headroom: target.headroom(),
+            policy: target.info.maxmemory_policy.clone(),
+            written: summary.total().restored,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn record_results(summary: &mut RestoreSummary, results: Results, progress: &dyn Progress) {
@@ -352,11 +428,7 @@ fn prepare(
     summary: &mut RestoreSummary,
 ) -> Option<Pending> {
     let (kb_id, key) = renamed(&record.kb_id, &record.key, &options.renames);
-    let ttl_ms = match record.expire_at_ms {
-        None => 0,
-        Some(at) => at - now_ms(),
-    };
-    if record.expire_at_ms.is_some() && ttl_ms <= 0 {
+    if record.expire_at_ms.is_some_and(|at| at <= now_ms()) {
         summary
             .tallies
             .entry((kb_id, record.category))
@@ -368,7 +440,7 @@ fn prepare(
         kb_id,
         category: record.category,
         key,
-        ttl_ms,
+        expire_at_ms: record.expire_at_ms,
         payload: record.payload,
     })
 }
@@ -462,11 +534,12 @@ async fn restore_raw(
             },
             Method::Logical => continue,
         };
-        let cmd = pipe
-            .cmd("RESTORE")
-            .arg(&pending.key)
-            .arg(pending.ttl_ms)
-            .arg(payload);
+        let cmd = pipe.cmd("RESTORE").arg(&pending.key);
+        match pending.expire_at_ms {
+            // ABSTTL (Redis >= 5.0): the instant, not a TTL measured earlier.
+            Some(at) => cmd.arg(at).arg(payload).arg("ABSTTL"),
+            None => cmd.arg(0).arg(payload),
+        };
         if mode == Mode::Replace {
             cmd.arg("REPLACE");
         }
@@ -498,8 +571,14 @@ fn is_fatal_reply(code: &str, details: Option<&str>) -> bool {
         || details.is_some_and(|d| d.contains("OOM command not allowed"))
 }
 
+/// How long a temporary key of the logical path lives if the run dies
+/// before moving it into place, so interrupted runs leave no garbage.
+const TEMP_KEY_TTL_MS: i64 = 3_600_000;
+
 /// Re-creates one key with plain commands on a temporary key, then moves it
-/// into place atomically.
+/// into place atomically. The key is moved only when every command
+/// succeeded: a value half-built (OOM midway, say) never replaces or
+/// creates the real key.
 async fn restore_logical(
     conn: &mut RedisConn,
     kind: &ServerKind,
@@ -521,34 +600,13 @@ async fn restore_logical(
             value.redis_type().name()
         )));
     }
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    pipe.cmd("DEL").arg(&temp);
-    for command in &commands {
-        let mut cmd = redis::cmd(&String::from_utf8_lossy(&command[0]));
-        for arg in &command[1..] {
-            cmd.arg(arg);
-        }
-        pipe.add_command(cmd);
-    }
-    if pending.ttl_ms > 0 {
-        pipe.cmd("PEXPIRE").arg(&temp).arg(pending.ttl_ms);
-    }
-    let rename = if options.mode == Mode::Missing {
-        "RENAMENX"
-    } else {
-        "RENAME"
-    };
-    pipe.cmd(rename).arg(&temp).arg(&pending.key);
-    let replies = conn.pipeline(&pipe, "logical restore").await?;
-    let failure = replies.iter().find_map(|r| match r {
-        Reply::ServerError(e) => Some(format!("{} {}", e.code(), e.details().unwrap_or(""))),
-        _ => None,
-    });
-    let outcome = match (failure, replies.last()) {
-        (Some(reason), _) => Outcome::Failed(format!("re-creating with commands failed: {reason}")),
-        (None, Some(Reply::Int(0))) => Outcome::Kept,
-        (None, _) => Outcome::Restored(Method::Logical),
+    let outcome = match first_error(
+        &conn
+            .pipeline(&build(&temp, &commands), "logical restore")
+            .await?,
+    ) {
+        Some(reason) => Outcome::Failed(format!("re-creating with commands failed: {reason}")),
+        None => move_into_place(conn, &temp, pending, options.mode).await?,
     };
     if outcome != Outcome::Restored(Method::Logical) {
         let _: Result<i64, _> = conn
@@ -556,6 +614,71 @@ async fn restore_logical(
             .await;
     }
     Ok(outcome)
+}
+
+/// The commands that build the temporary key, with a safety TTL set right
+/// after the first one created it.
+fn build(temp: &[u8], commands: &[Vec<Vec<u8>>]) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    pipe.cmd("DEL").arg(temp);
+    for (i, command) in commands.iter().enumerate() {
+        let mut cmd = redis::cmd(&String::from_utf8_lossy(&command[0]));
+        for arg in &command[1..] {
+            cmd.arg(arg);
+        }
+        pipe.add_command(cmd);
+        if i == 0 {
+            pipe.cmd("PEXPIRE").arg(temp).arg(TEMP_KEY_TTL_MS);
+        }
+    }
+    pipe
+}
+
+fn first_error(replies: &[Reply]) -> Option<String> {
+    replies.iter().find_map(|r| match r {
+        Reply::ServerError(e) => Some(format!("{} {}", e.code(), e.details().unwrap_or(""))),
+        _ => None,
+    })
+}
+
+/// Sets the real expiry and renames, in one transaction: an interruption
+/// leaves either the temporary key (which expires) or the finished key.
+async fn move_into_place(
+    conn: &mut RedisConn,
+    temp: &[u8],
+    pending: &Pending,
+    mode: Mode,
+) -> Result<Outcome, RedisIoError> {
+    let mut pipe = redis::pipe();
+    pipe.atomic().ignore_errors();
+    match pending.expire_at_ms {
+        Some(at) => pipe.cmd("PEXPIREAT").arg(temp).arg(at),
+        None => pipe.cmd("PERSIST").arg(temp),
+    };
+    let rename = match mode {
+        Mode::Missing => "RENAMENX",
+        Mode::Replace => "RENAME",
+    };
+    pipe.cmd(rename).arg(temp).arg(&pending.key);
+    let replies = match conn.pipeline(&pipe, "logical restore").await {
+        Ok(replies) => replies,
+        // A refused command aborts the whole transaction (EXECABORT, e.g.
+        // OOM): a failure of this key, not of the connection.
+        Err(RedisIoError::Command { cause, .. }) => {
+            return Ok(Outcome::Failed(format!(
+                "moving the re-created key into place failed: {cause}"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(match (first_error(&replies), replies.last()) {
+        (Some(reason), _) => Outcome::Failed(format!(
+            "moving the re-created key into place failed: {reason}"
+        )),
+        (None, Some(Reply::Int(0))) => Outcome::Kept,
+        (None, _) => Outcome::Restored(Method::Logical),
+    })
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);

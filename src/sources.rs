@@ -17,21 +17,32 @@ const CHANNEL_RECORDS: usize = 4096;
 /// What the reader thread found, once it is done.
 pub type SourceResult = Result<Header, archive::Error>;
 
-/// The selected payload bytes of a seekable archive, from its index (for
-/// the memory guard), and its header.
-pub fn selected_payload_bytes<R: Read + Seek>(
+/// The size of a seekable archive's selected blocks, from its index (for
+/// the memory guard).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SelectedSize {
+    pub payload_bytes: u64,
+    pub keys: u64,
+}
+
+/// The selected blocks' size (an upper bound when `--match` narrows the
+/// selection further) and the archive's header.
+pub fn selected_size<R: Read + Seek>(
     input: R,
     selection: &Selection,
-) -> archive::Result<(Header, u64)> {
+) -> archive::Result<(Header, SelectedSize)> {
     let archive = IndexedArchive::open(input)?;
-    let bytes = archive
+    let mut size = SelectedSize::default();
+    let selected = archive
         .index()
         .blocks
         .iter()
-        .filter(|e| selection.block_selected(&e.meta.kb_id, e.meta.category))
-        .map(|e| e.meta.payload_bytes)
-        .sum();
-    Ok((archive.header().clone(), bytes))
+        .filter(|e| selection.block_selected(&e.meta.kb_id, e.meta.category));
+    for entry in selected {
+        size.payload_bytes += entry.meta.payload_bytes;
+        size.keys += entry.meta.records;
+    }
+    Ok((archive.header().clone(), size))
 }
 
 /// Reads the selected blocks of a seekable archive. A damaged block is

@@ -71,7 +71,9 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
             }
         }
     });
-    let options = args.write.options();
+    // The selection's size is unknown before the copy ends, so the memory
+    // guard is a running budget: the copy stops before the target evicts.
+    let options = args.write.options_for(&target);
     let progress = key_progress(global);
     let summary = restore(&target, items_rx, &options, None, progress.as_ref()).await?;
     exporter

@@ -17,9 +17,7 @@ use crate::export::now_ms;
 use crate::kato::{display_bytes, parse_display_bytes};
 use crate::output::AtomicFile;
 use crate::restore::{restore, Mode, RestoreOptions, RestoreSummary, SourceItem, Target};
-use crate::sources::{
-    selected_payload_bytes, spawn_file_source, spawn_stream_source, SourceResult,
-};
+use crate::sources::{selected_size, spawn_file_source, spawn_stream_source, SourceResult};
 
 const EXAMPLES: &str = "\
 By default only keys that are missing on the server are written; existing
@@ -54,6 +52,14 @@ pub struct WriteArgs {
 }
 
 impl WriteArgs {
+    /// The options, with the memory guard for `target` unless `--force`.
+    pub fn options_for(&self, target: &Target) -> RestoreOptions {
+        RestoreOptions {
+            memory_budget: target.memory_budget().filter(|_| !self.force),
+            ..self.options()
+        }
+    }
+
     pub fn options(&self) -> RestoreOptions {
         RestoreOptions {
             mode: self.mode,
@@ -102,16 +108,16 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
     let target = Target::connect(&args.redis.redis).await?;
     let (rx, source) = match &input {
         ArchiveInput::Path(p) => {
-            let (_, bytes) = selected_payload_bytes(open_file(p)?, &selection)
+            let (_, size) = selected_size(open_file(p)?, &selection)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))?;
             if !args.write.force && !args.write.dry_run {
-                target.check_headroom(bytes)?;
+                target.check_headroom(size.payload_bytes, size.keys)?;
             }
             spawn_file_source(open_file(p)?, selection)
         }
         ArchiveInput::Stdin => spawn_stream_source(input.open_stream()?, selection),
     };
-    let options = args.write.options();
+    let options = args.write.options_for(&target);
     let undo = match (options.mode, options.dry_run) {
         (Mode::Replace, false) => Some(UndoWriter::start(&undo_path(&args, &input), &target)?),
         _ => None,

@@ -1,0 +1,330 @@
+//! Restore and diff against real servers: the partial-loss drill, cloning a
+//! knowledge base, missing vs replace mode, dry runs, the undo archive,
+//! expiry handling and archives read from a pipe. Every check compares the
+//! whole server key by key (type, value, expiry instant).
+
+mod cli_support;
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use cli_support::*;
+use kbdump::archive::{ArchiveWriter, Header, Record, SourceInfo, FORMAT_VERSION};
+use kbdump::export::now_ms;
+use kbdump::kato::Category;
+use serde_json::Value as Json;
+use support::redis::RedisServer;
+use support::seed::{seed_kato, Category as SeedCategory, SeedSpec, Seeded, Snapshot};
+
+const NODE0: &[u8] = b"node0_kato";
+const NODE1: &[u8] = b"node1_kato";
+
+fn seeded() -> (RedisServer, Seeded) {
+    let server = RedisServer::start();
+    let seeded = seed_kato(&mut server.client(), &SeedSpec::small());
+    (server, seeded)
+}
+
+/// A deterministic "random" subset: about half, never none or all.
+fn random_subset(keys: &BTreeSet<Vec<u8>>, seed: u64) -> BTreeSet<Vec<u8>> {
+    let mut x = seed | 1;
+    let picked: BTreeSet<Vec<u8>> = keys
+        .iter()
+        .filter(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.is_multiple_of(2)
+        })
+        .cloned()
+        .collect();
+    assert!(!picked.is_empty() && picked.len() < keys.len());
+    picked
+}
+
+fn del(server: &RedisServer, keys: &BTreeSet<Vec<u8>>) {
+    for key in keys {
+        let n: i64 = run(server, redis::cmd("DEL").arg(key));
+        assert_eq!(n, 1, "{} existed", show(key));
+    }
+}
+
+fn kinds(pairs: &[(&BTreeSet<Vec<u8>>, &str)]) -> BTreeSet<(Vec<u8>, String)> {
+    pairs
+        .iter()
+        .flat_map(|(keys, kind)| keys.iter().map(|k| (k.clone(), kind.to_string())))
+        .collect()
+}
+
+#[test]
+fn partial_loss_drill_puts_back_exactly_what_was_lost() {
+    let (server, seeded) = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&server, dir.path(), "all.kbd", &[]);
+    let original = snap(&server);
+
+    // The loss: some emotives of one kb_id, all metadata of another.
+    let lost_emotives = random_subset(&seeded.of(NODE0, SeedCategory::Emotives), 7);
+    let lost_metadata = seeded.of(NODE1, SeedCategory::Metadata);
+    del(&server, &lost_emotives);
+    del(&server, &lost_metadata);
+    // Deliberate changes and additions that a restore must leave alone.
+    let changed: BTreeSet<Vec<u8>> = seeded
+        .of(NODE1, SeedCategory::Frequency)
+        .into_iter()
+        .take(3)
+        .collect();
+    for key in &changed {
+        let _: i64 = run(&server, redis::cmd("INCRBY").arg(key).arg(1000));
+    }
+    let added: BTreeSet<Vec<u8>> = [
+        b"node0_kato:emotives:feedfacefeedfacefeedfacefeedfacefeedface".to_vec(),
+        b"kb*[1]?:x:frequency:0000000000000000000000000000000000000001".to_vec(),
+    ]
+    .into();
+    for key in &added {
+        let _: () = run(&server, redis::cmd("SET").arg(key).arg("new"));
+    }
+    let _: () = run(&server, redis::cmd("SET").arg("unrelated:new").arg("x"));
+    let damaged = snap(&server);
+
+    let (code, report) = diff_json(&archive, &server, &[]);
+    assert_eq!(code, Some(1), "{report:#}");
+    let lost: BTreeSet<Vec<u8>> = lost_emotives.union(&lost_metadata).cloned().collect();
+    assert_eq!(
+        diff_keys(&report),
+        kinds(&[(&lost, "missing"), (&changed, "changed"), (&added, "extra")])
+    );
+
+    let report = restore_ok(&archive, &server, &[]);
+    assert_eq!(total(&report, "restored"), lost.len() as u64);
+    assert_eq!(
+        total(&report, "kept"),
+        (seeded.kato().len() - lost.len()) as u64
+    );
+    assert_eq!(
+        (total(&report, "failed"), total(&report, "expired")),
+        (0, 0)
+    );
+    let cells = cells(&report);
+    let cell = |kb: &str, cat: &str| cells[&(kb.to_string(), cat.to_string())]["restored"].clone();
+    assert_eq!(cell("node0_kato", "emotives"), lost_emotives.len());
+    assert_eq!(cell("node1_kato", "metadata"), lost_metadata.len());
+
+    let mut expected = damaged.clone();
+    for key in &lost {
+        expected.insert(key.clone(), original[key].clone());
+    }
+    assert_same(&expected, &snap(&server));
+
+    let (code, report) = diff_json(&archive, &server, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        diff_keys(&report),
+        kinds(&[(&changed, "changed"), (&added, "extra")])
+    );
+}
+
+/// `kb_id` `from`'s keys in `snapshot`, renamed to `to`.
+fn renamed(snapshot: &Snapshot, from: &[u8], to: &[u8]) -> Snapshot {
+    let prefix = [from, b":"].concat();
+    snapshot
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, v)| ([to, &k[from.len()..]].concat(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn rename_clones_a_knowledge_base_key_by_key() {
+    let (server, seeded) = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&server, dir.path(), "node0.kbd", &["--kb", "node0_kato"]);
+    let before = snap(&server);
+    let report = restore_ok(&archive, &server, &["--rename-kb", "node0_kato=clone_kato"]);
+    assert_eq!(total(&report, "restored"), seeded.of_kb(NODE0).len() as u64);
+    assert!(cells(&report).keys().all(|(kb, _)| kb == "clone_kato"));
+    let mut expected = before.clone();
+    expected.extend(renamed(&before, NODE0, b"clone_kato"));
+    assert_same(&expected, &snap(&server));
+}
+
+/// Changes every third archived key and deletes every fifth (of the rest),
+/// returning (changed, deleted).
+fn tamper(server: &RedisServer, keys: &BTreeSet<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (mut changed, mut deleted) = (Vec::new(), Vec::new());
+    for (i, key) in keys.iter().enumerate() {
+        if i % 3 == 0 {
+            let _: () = run(server, redis::cmd("DEL").arg(key));
+            let _: () = run(
+                server,
+                redis::cmd("SET").arg(key).arg(format!("tampered {i}")),
+            );
+            changed.push(key.clone());
+        } else if i % 5 == 0 {
+            let _: () = run(server, redis::cmd("DEL").arg(key));
+            deleted.push(key.clone());
+        }
+    }
+    (changed, deleted)
+}
+
+/// The parts of a restore report that must agree between a dry run and
+/// the real run.
+fn outcome(report: &Json) -> (Json, Json, Json) {
+    (
+        report["total"].clone(),
+        report["contents"].clone(),
+        report["failures"].clone(),
+    )
+}
+
+#[test]
+fn missing_mode_never_overwrites_replace_does_and_undo_reverts_it() {
+    let (server, seeded) = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&server, dir.path(), "all.kbd", &[]);
+    let original = snap(&server);
+    let (changed, deleted) = tamper(&server, &seeded.kato());
+
+    // Missing mode: a dry run changes nothing and predicts the real run.
+    let tampered = snap(&server);
+    let dry = restore_ok(&archive, &server, &["--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_same(&tampered, &snap(&server));
+    let real = restore_ok(&archive, &server, &[]);
+    assert_eq!(outcome(&dry), outcome(&real));
+    assert_eq!(total(&real, "restored"), deleted.len() as u64);
+    let mut expected = tampered.clone();
+    for key in &deleted {
+        expected.insert(key.clone(), original[key].clone());
+    }
+    assert_same(&expected, &snap(&server));
+
+    // Replace mode: same, and every changed key is overwritten.
+    let before_replace = snap(&server);
+    let dry = restore_ok(&archive, &server, &["--mode", "replace", "--dry-run"]);
+    assert_same(&before_replace, &snap(&server));
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() == 1,
+        "a dry run writes no undo archive"
+    );
+    let undo = dir.path().join("undo.kbd");
+    let undo_arg = undo.to_str().unwrap();
+    let real = restore_ok(
+        &archive,
+        &server,
+        &["--mode", "replace", "--undo", undo_arg],
+    );
+    assert_eq!(outcome(&dry), outcome(&real));
+    assert_eq!(total(&real, "restored"), seeded.kato().len() as u64);
+    assert_eq!(real["saved_for_undo"], seeded.kato().len());
+    assert!(!changed.is_empty());
+    assert_same(&original, &snap(&server));
+
+    // The undo archive puts back the state before the replace.
+    let undo2 = dir.path().join("undo2.kbd");
+    restore_ok(
+        &undo,
+        &server,
+        &["--mode", "replace", "--undo", undo2.to_str().unwrap()],
+    );
+    assert_same(&before_replace, &snap(&server));
+}
+
+/// Writes `records` as an archive.
+fn write_archive(path: &Path, records: &[Record]) {
+    let header = Header {
+        format_version: FORMAT_VERSION,
+        tool: "test".into(),
+        created_at_ms: now_ms(),
+        source: SourceInfo::default(),
+        selection: Default::default(),
+    };
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ArchiveWriter::new(file, &header, Default::default()).unwrap();
+    for record in records {
+        writer.push(record).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+/// A string record of kb `exp_kato` with the given absolute expiry.
+fn string_record(name: &str, payload: &[u8], expire_at_ms: Option<i64>) -> Record {
+    Record {
+        key: format!("exp_kato:emotives:{name}").into_bytes(),
+        kb_id: b"exp_kato".to_vec(),
+        category: Category::Emotives,
+        redis_type: "string".into(),
+        expire_at_ms,
+        payload: payload.to_vec(),
+    }
+}
+
+#[test]
+fn expired_records_are_skipped_and_others_keep_their_expiry_instant() {
+    let source = RedisServer::start();
+    let _: () = run(&source, redis::cmd("SET").arg("v").arg("[{\"joy\": 1}]"));
+    let payload: Vec<u8> = run(&source, redis::cmd("DUMP").arg("v"));
+    let now = now_ms();
+    let records = [
+        string_record("past", &payload, Some(now - 60_000)),
+        string_record("just-past", &payload, Some(now - 1)),
+        string_record("soon", &payload, Some(now + 600_000)),
+        string_record("later", &payload, Some(now + 86_400_000)),
+        string_record("never", &payload, None),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exp.kbd");
+    write_archive(&path, &records);
+    for method in [&[][..], &["--logical"][..]] {
+        let target = RedisServer::start();
+        let report = restore_ok(&path, &target, method);
+        assert_eq!(total(&report, "expired"), 2, "{method:?}");
+        assert_eq!(total(&report, "restored"), 3, "{method:?}");
+        let snapshot = snap(&target);
+        assert_eq!(snapshot.len(), 3, "{method:?}");
+        for record in &records[2..] {
+            let key = &snapshot[&record.key];
+            assert_eq!(key.kind, "string");
+            match (key.pttl, record.expire_at_ms) {
+                (None, None) => {}
+                (Some(at), Some(want)) => assert!(
+                    (at - want).abs() < EXPIRY_SLACK_MS,
+                    "{method:?} {}: expires at {at}, archived {want}",
+                    show(&record.key)
+                ),
+                other => panic!("{method:?} {}: {other:?}", show(&record.key)),
+            }
+        }
+        let (code, diff) = diff_json(&path, &target, &[]);
+        assert_eq!(code, Some(0), "{diff:#}");
+        assert_eq!(diff["contents"][0]["expired_in_archive"], 2);
+    }
+}
+
+#[test]
+fn restore_from_a_pipe_equals_restore_from_the_file() {
+    let (server, _) = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&server, dir.path(), "all.kbd", &[]);
+    let (from_file, from_pipe) = (RedisServer::start(), RedisServer::start());
+    let file_report = restore_ok(&archive, &from_file, &["--kb", "node*"]);
+    let url = from_pipe.url();
+    let out = kbdump_stdin(
+        &["restore", "-", "--redis", &url, "--json", "--kb", "node*"],
+        &archive,
+    );
+    let pipe_report = json_with_code(&out, 0);
+    assert_eq!(outcome(&file_report), outcome(&pipe_report));
+    let file_snapshot = snap(&from_file);
+    assert!(!file_snapshot.is_empty());
+    assert_same(&file_snapshot, &snap(&from_pipe));
+    assert_same(
+        &only(&snap(&server), |k| {
+            k.starts_with(b"node") && k.contains(&b':')
+        }),
+        &file_snapshot,
+    );
+}
