@@ -3,8 +3,8 @@
 # KATO data, export one knowledge base, inspect, list and verify the archive,
 # lose some emotives, see what is missing and put it back.
 #
-# Usage: scripts/demo.sh        (needs redis-server and redis-cli; run
-#                                scripts/provision.sh first on a fresh machine)
+# Usage: scripts/demo.sh   (installs redis-server/redis-cli through
+#                           scripts/provision.sh when they are missing)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,6 +59,9 @@ seed() {
 
 main() {
     cd "$root"
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        "$root/scripts/provision.sh" >/dev/null
+    fi
     cargo build --quiet --release
     local kbdump="$root/target/release/kbdump"
     export REDIS_URL
