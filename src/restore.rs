@@ -54,6 +54,9 @@ pub enum Method {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Restored(Method),
+    /// Re-created with commands, but the commands could not reproduce every
+    /// detail (the reason says what): restored, with a warning.
+    Lossy(String),
     /// Already present on the target (missing mode).
     Kept,
     /// Its archived expiry has passed.
@@ -71,6 +74,8 @@ pub struct Counts {
     pub raw: u64,
     pub retagged: u64,
     pub logical: u64,
+    /// Logical restores that could not reproduce every detail.
+    pub lossy: u64,
 }
 
 impl Counts {
@@ -83,6 +88,11 @@ impl Counts {
                     Method::Retagged => self.retagged += 1,
                     Method::Logical => self.logical += 1,
                 }
+            }
+            Outcome::Lossy(_) => {
+                self.restored += 1;
+                self.logical += 1;
+                self.lossy += 1;
             }
             Outcome::Kept => self.kept += 1,
             Outcome::Expired => self.expired += 1,
@@ -98,6 +108,7 @@ impl Counts {
         self.raw += other.raw;
         self.retagged += other.retagged;
         self.logical += other.logical;
+        self.lossy += other.lossy;
     }
 }
 
@@ -115,6 +126,8 @@ pub struct Failure {
 pub struct RestoreSummary {
     pub tallies: BTreeMap<(Vec<u8>, Category), Counts>,
     pub failures: Vec<Failure>,
+    /// Keys restored with a loss of detail (see [`Outcome::Lossy`]).
+    pub warnings: Vec<Failure>,
     /// Keys overwritten in replace mode, saved to the undo archive.
     pub saved_for_undo: u64,
 }
@@ -394,11 +407,16 @@ fn record_results(summary: &mut RestoreSummary, results: Results, progress: &dyn
             .entry((kb_id, category))
             .or_default()
             .add(&outcome);
-        if let Outcome::Failed(reason) = outcome {
-            summary.failures.push(Failure {
+        match outcome {
+            Outcome::Failed(reason) => summary.failures.push(Failure {
                 what: display_bytes(&key),
                 reason,
-            });
+            }),
+            Outcome::Lossy(reason) => summary.warnings.push(Failure {
+                what: display_bytes(&key),
+                reason,
+            }),
+            _ => {}
         }
         done += 1;
     }
@@ -608,7 +626,12 @@ async fn restore_logical(
         Some(reason) => Outcome::Failed(format!("re-creating with commands failed: {reason}")),
         None => move_into_place(conn, &temp, pending, options.mode).await?,
     };
-    if outcome != Outcome::Restored(Method::Logical) {
+    if outcome == Outcome::Restored(Method::Logical) {
+        let gaps = value.command_gaps(&command_options);
+        if !gaps.is_empty() {
+            return Ok(Outcome::Lossy(gaps.join("; ")));
+        }
+    } else {
         let _: Result<i64, _> = conn
             .query(redis::cmd("DEL").arg(&temp).clone(), "DEL")
             .await;
@@ -763,14 +786,35 @@ async fn dry_run(
             let outcome = if exists > 0 && options.mode == Mode::Missing {
                 Outcome::Kept
             } else {
-                match dump::decode(&p.payload) {
-                    Err(e) => Outcome::Failed(format!("cannot decode the payload: {e}")),
-                    Ok(_) => Outcome::Restored(plan(kind, &p.payload, options.force_logical)),
-                }
+                predicted(kind, &p.payload, options)
             };
             (p.kb_id, p.category, p.key, outcome)
         })
         .collect())
+}
+
+/// What writing a payload would do on this target, short of writing it.
+fn predicted(kind: &ServerKind, payload: &[u8], options: &RestoreOptions) -> Outcome {
+    let value = match dump::decode(payload) {
+        Ok(v) => v,
+        Err(e) => return Outcome::Failed(format!("cannot decode the payload: {e}")),
+    };
+    let method = plan(kind, payload, options.force_logical);
+    let gaps = value.command_gaps(&CommandOptions::for_server(kind));
+    match method {
+        Method::Logical
+            if value
+                .to_commands(b"k", &CommandOptions::for_server(kind))
+                .is_empty() =>
+        {
+            Outcome::Failed(format!(
+                "the target refused the payload and a {} value cannot be re-created with commands",
+                value.redis_type().name()
+            ))
+        }
+        Method::Logical if !gaps.is_empty() => Outcome::Lossy(gaps.join("; ")),
+        method => Outcome::Restored(method),
+    }
 }
 
 #[cfg(test)]

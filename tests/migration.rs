@@ -465,3 +465,60 @@ fn copy_between_every_pair_of_flavors_is_exact() {
     assert_eq!(FIELD_TTL_GAPS.load(Ordering::Relaxed), 2 * 2 * 3);
     assert!(ORPHAN_GAPS.load(Ordering::Relaxed) > 0);
 }
+
+/// A key the commands cannot reproduce exactly is restored, counted as
+/// lossy and named in the report's warnings; the run still succeeds.
+#[test]
+fn lossy_logical_restores_are_reported_as_warnings() {
+    let (source, target) = thread::scope(|s| {
+        let source = s.spawn(|| RedisServer::start_flavor(Flavor::Redis82));
+        let target = s.spawn(|| RedisServer::start_flavor(Flavor::Redis70));
+        (source.join().unwrap(), target.join().unwrap())
+    });
+    let hash = format!("{KB}:affinity:sym");
+    let _: i64 = run(
+        &source,
+        redis::cmd("HSET")
+            .arg(&hash)
+            .arg("joy")
+            .arg("0.5")
+            .arg("utility")
+            .arg("1"),
+    );
+    let _: Vec<i64> = run(
+        &source,
+        redis::cmd("HEXPIRE")
+            .arg(&hash)
+            .arg(3600)
+            .arg("FIELDS")
+            .arg(1)
+            .arg("joy"),
+    );
+    let _: () = run(
+        &source,
+        redis::cmd("SET").arg(format!("{KB}:frequency:p")).arg(3),
+    );
+    let out = kbdump(&[
+        "copy",
+        "--json",
+        "--from",
+        &source.url(),
+        "--to",
+        &target.url(),
+    ]);
+    let report = json_with_code(&out, 0);
+    assert_eq!(total(&report, "lossy"), 1, "{report}");
+    assert_eq!(total(&report, "restored"), 2, "{report}");
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{report}");
+    assert_eq!(warnings[0]["what"], hash.as_str());
+    assert!(
+        warnings[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("field TTLs"),
+        "{report}"
+    );
+    let fields: Vec<String> = run(&target, redis::cmd("HKEYS").arg(&hash));
+    assert_eq!(fields.len(), 2, "the value itself is complete");
+}

@@ -268,6 +268,7 @@ fn summary_json(
         "total": summary.total(),
         "contents": cells,
         "failures": summary.failures,
+        "warnings": summary.warnings,
         "saved_for_undo": summary.saved_for_undo,
         "undo_archive": undo.map(|p| p.display().to_string()),
     })
@@ -316,6 +317,15 @@ fn summary_text(
             c.raw,
             c.retagged,
             c.logical
+        );
+    }
+    for warning in summary.warnings.iter().take(20) {
+        out += &format!("restored with loss: {}: {}\n", warning.what, warning.reason);
+    }
+    if summary.warnings.len() > 20 {
+        out += &format!(
+            "... and {} more keys restored with loss (see --json)\n",
+            summary.warnings.len() - 20
         );
     }
     for failure in summary.failures.iter().take(20) {
