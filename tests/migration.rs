@@ -522,3 +522,50 @@ fn lossy_logical_restores_are_reported_as_warnings() {
     let fields: Vec<String> = run(&target, redis::cmd("HKEYS").arg(&hash));
     assert_eq!(fields.len(), 2, "the value itself is complete");
 }
+
+/// `copy --mode replace` saves what it overwrites, and restoring that undo
+/// archive puts the target's previous values back.
+#[test]
+fn copy_in_replace_mode_keeps_an_undo_archive() {
+    let (source, target) = thread::scope(|s| {
+        let source = s.spawn(|| RedisServer::start_flavor(Flavor::Redis70));
+        let target = s.spawn(|| RedisServer::start_flavor(Flavor::Redis70));
+        (source.join().unwrap(), target.join().unwrap())
+    });
+    let spec = SeedSpec::small().with_kbs(&[KB.as_bytes()]);
+    seed_kato(&mut source.client(), &spec);
+    let overwritten = [format!("{KB}:frequency:aaa"), format!("{KB}:metadata:bbb")];
+    for (i, k) in overwritten.iter().enumerate() {
+        let _: () = run(&source, redis::cmd("SET").arg(k).arg(format!("source-{i}")));
+        let _: () = run(
+            &target,
+            redis::cmd("SET")
+                .arg(k)
+                .arg(format!("target-{i}"))
+                .arg("PX")
+                .arg(900_000),
+        );
+    }
+    let before = snap(&target);
+    let dir = tempfile::tempdir().unwrap();
+    let undo = dir.path().join("undo.kbd");
+    let undo_s = undo.to_str().unwrap();
+    ok(&[
+        "copy",
+        "--quiet",
+        "--from",
+        &source.url(),
+        "--to",
+        &target.url(),
+        "--mode",
+        "replace",
+        "--undo",
+        undo_s,
+    ]);
+    let value: String = run(&target, redis::cmd("GET").arg(&overwritten[0]));
+    assert_eq!(value, "source-0");
+    let report = restore_ok(&undo, &target, &["--mode", "replace"]);
+    assert_eq!(total(&report, "restored"), 2, "{report}");
+    let after = only(&snap(&target), |k| before.contains_key(k));
+    assert_same(&before, &after);
+}

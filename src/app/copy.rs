@@ -7,11 +7,12 @@ use clap::Args;
 
 use super::args::SelectArgs;
 use super::progress::key_progress;
-use super::restore::{exit_code, report, WriteArgs};
+use super::restore::{exit_code, report, undo_stamp, UndoWriter, WriteArgs};
 use super::GlobalOpts;
 use crate::export::{resolve_kbs, scan_all, ExportEvent, ExportOptions, ExportSummary};
 use crate::progress::NoProgress;
 use crate::redis_io::RedisConn;
+use crate::restore::Mode;
 use crate::restore::{restore, SourceItem, Target};
 
 const EXAMPLES: &str = "\
@@ -37,6 +38,10 @@ pub struct CopyArgs {
     pub select: SelectArgs,
     #[command(flatten)]
     pub write: WriteArgs,
+    /// Where replace mode saves the target keys it overwrites (default:
+    /// `copy.undo-<time>.kbd` in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub undo: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
@@ -75,13 +80,35 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     // guard is a running budget: the copy stops before the target evicts.
     let options = args.write.options_for(&target);
     let progress = key_progress(global);
-    let summary = restore(&target, items_rx, &options, None, progress.as_ref()).await?;
+    let undo = match (options.mode, options.dry_run) {
+        (Mode::Replace, false) => {
+            let path = args
+                .undo
+                .clone()
+                .unwrap_or_else(|| format!("copy.undo-{}.kbd", undo_stamp()).into());
+            Some(UndoWriter::start(&path, &target)?)
+        }
+        _ => None,
+    };
+    let result = restore(
+        &target,
+        items_rx,
+        &options,
+        undo.as_ref().map(|u| u.tx.clone()),
+        progress.as_ref(),
+    )
+    .await;
+    let undo_file = match undo {
+        Some(u) => u.finish().await?,
+        None => None,
+    };
+    let summary = result?;
     exporter
         .await
         .context("the export side stopped unexpectedly")??;
     forwarder
         .await
         .context("the copy channel stopped unexpectedly")?;
-    report(&summary, &options, &target, None, global)?;
+    report(&summary, &options, &target, undo_file.as_deref(), global)?;
     Ok(exit_code(&summary))
 }

@@ -161,11 +161,16 @@ pub async fn source_outcome(
         .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))
 }
 
+/// A timestamp usable in a file name.
+pub(crate) fn undo_stamp() -> String {
+    super::inspect::iso_ms(now_ms()).replace([':', '.'], "-")
+}
+
 fn undo_path(args: &RestoreArgs, input: &ArchiveInput) -> PathBuf {
     if let Some(path) = &args.undo {
         return path.clone();
     }
-    let stamp = super::inspect::iso_ms(now_ms()).replace([':', '.'], "-");
+    let stamp = undo_stamp();
     match input {
         ArchiveInput::Path(p) => PathBuf::from(format!("{}.undo-{stamp}.kbd", p.display())),
         ArchiveInput::Stdin => PathBuf::from(format!("restore.undo-{stamp}.kbd")),
@@ -175,13 +180,13 @@ fn undo_path(args: &RestoreArgs, input: &ArchiveInput) -> PathBuf {
 /// The undo archive: a writer thread fed with the keys about to be
 /// overwritten. It is completed (and renamed into place) even when the
 /// restore fails midway, so whatever was overwritten can be put back.
-struct UndoWriter {
-    tx: mpsc::Sender<Record>,
+pub(crate) struct UndoWriter {
+    pub(crate) tx: mpsc::Sender<Record>,
     task: tokio::task::JoinHandle<anyhow::Result<Option<PathBuf>>>,
 }
 
 impl UndoWriter {
-    fn start(path: &Path, target: &Target) -> anyhow::Result<UndoWriter> {
+    pub(crate) fn start(path: &Path, target: &Target) -> anyhow::Result<UndoWriter> {
         let file = AtomicFile::create(path, false).context("creating the undo archive")?;
         let header = Header {
             format_version: FORMAT_VERSION,
@@ -223,7 +228,7 @@ impl UndoWriter {
         Ok(UndoWriter { tx, task })
     }
 
-    async fn finish(self) -> anyhow::Result<Option<PathBuf>> {
+    pub(crate) async fn finish(self) -> anyhow::Result<Option<PathBuf>> {
         drop(self.tx);
         self.task
             .await
