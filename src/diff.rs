@@ -4,8 +4,7 @@
 //! (listpack vs hashtable), so payloads are decoded and compared as values
 //! when their bytes differ. Expiry differences are reported on their own.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use tokio::sync::mpsc::Receiver;
@@ -13,6 +12,7 @@ use tokio::sync::mpsc::Receiver;
 use crate::archive::Record;
 use crate::dump;
 use crate::export::now_ms;
+use crate::fingerprint::KeyFingerprints;
 use crate::kato::{self, Category};
 use crate::redis_io::{Dumped, RedisConn, RedisIoError};
 use crate::restore::{Failure, SourceItem};
@@ -130,31 +130,6 @@ impl Default for DiffOptions {
     }
 }
 
-/// 128-bit fingerprints of the archived keys, to find extra keys on the
-/// server without holding every key in memory.
-#[derive(Default)]
-struct KeySet(HashSet<u128>);
-
-impl KeySet {
-    fn fingerprint(key: &[u8]) -> u128 {
-        let half = |salt: u8| {
-            let mut h = DefaultHasher::new();
-            salt.hash(&mut h);
-            key.hash(&mut h);
-            h.finish()
-        };
-        (u128::from(half(1)) << 64) | u128::from(half(2))
-    }
-
-    fn insert(&mut self, key: &[u8]) {
-        self.0.insert(Self::fingerprint(key));
-    }
-
-    fn contains(&self, key: &[u8]) -> bool {
-        self.0.contains(&Self::fingerprint(key))
-    }
-}
-
 /// Compares every archived record from `source` with `conn`, then scans the
 /// server for selected keys of the archive's kb_ids that the archive lacks.
 pub async fn diff(
@@ -163,7 +138,7 @@ pub async fn diff(
     options: &DiffOptions,
 ) -> Result<DiffReport, RedisIoError> {
     let mut report = DiffReport::default();
-    let mut archived = KeySet::default();
+    let mut archived = KeyFingerprints::default();
     let mut kb_ids = BTreeSet::new();
     let mut batch = Vec::with_capacity(options.batch_keys);
     let mut conn = conn.clone();
@@ -294,13 +269,13 @@ async fn find_extra(
     conn: &mut RedisConn,
     kb_id: &[u8],
     all_kbs: &[Vec<u8>],
-    archived: &KeySet,
+    archived: &KeyFingerprints,
     options: &DiffOptions,
     report: &mut DiffReport,
 ) -> Result<(), RedisIoError> {
     let pattern = kb_scan_pattern(kb_id);
     let mut cursor = 0;
-    let mut seen = KeySet::default();
+    let mut seen = KeyFingerprints::default();
     loop {
         let (next, keys) = conn.scan_page(cursor, &pattern, 1000).await?;
         for key in keys {

@@ -5,8 +5,7 @@
 //! instant between the start and the end of its kb_id's SCAN, and the archive
 //! records that window per kb_id.
 
-use std::collections::{BTreeMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -14,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc::{self, Sender};
 
 use crate::archive::{self, ArchiveWriter, Header, KbWindow, Record, WriterOptions};
+use crate::fingerprint::KeyFingerprints;
 use crate::kato::{self, Category};
 use crate::progress::Progress;
 use crate::redis_io::{Dumped, RedisConn, RedisIoError};
@@ -139,26 +139,6 @@ async fn send(tx: &Sender<ExportEvent>, message: ExportEvent) -> Result<(), Expo
     tx.send(message).await.map_err(|_| ExportError::WriterGone)
 }
 
-/// Remembers which keys of a kb_id were already exported. SCAN may return a
-/// key more than once; a 128-bit fingerprint per key (16 bytes) makes a
-/// collision between two distinct keys practically impossible without keeping
-/// the keys themselves.
-#[derive(Default)]
-struct SeenKeys(HashSet<u128>);
-
-impl SeenKeys {
-    fn first_time(&mut self, key: &[u8]) -> bool {
-        let half = |salt: u8| {
-            let mut h = DefaultHasher::new();
-            salt.hash(&mut h);
-            key.hash(&mut h);
-            h.finish()
-        };
-        self.0
-            .insert((u128::from(half(1)) << 64) | u128::from(half(2)))
-    }
-}
-
 async fn export_kb(
     conn: &RedisConn,
     kb_id: &[u8],
@@ -175,7 +155,7 @@ async fn export_kb(
     };
     let pattern = kb_scan_pattern(kb_id);
     let mut scanner = conn.clone();
-    let mut seen = SeenKeys::default();
+    let mut seen = KeyFingerprints::default();
     let mut in_flight = FuturesOrdered::new();
     let mut cursor = Some(0u64);
     loop {
@@ -229,7 +209,7 @@ fn select_keys(
     kb_id: &[u8],
     all_kbs: &[Vec<u8>],
     selection: &Selection,
-    seen: &mut SeenKeys,
+    seen: &mut KeyFingerprints,
     window: &mut KbWindow,
 ) -> Vec<(Vec<u8>, Category)> {
     keys.into_iter()
@@ -241,7 +221,7 @@ fn select_keys(
                 return None;
             }
             let category = classified.category;
-            if !seen.first_time(&key) {
+            if !seen.insert(&key) {
                 window.duplicates += 1;
                 return None;
             }

@@ -12,6 +12,7 @@ pub mod clickhouse_io;
 pub mod diff;
 pub mod dump;
 pub mod export;
+pub mod fingerprint;
 pub mod kato;
 pub mod mirror;
 pub mod offline;
