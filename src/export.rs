@@ -116,6 +116,11 @@ pub async fn export<W: Write + Send + 'static>(
 
 /// Scans and dumps the kb_ids, sending every record and the end of each
 /// kb_id to `tx` (an archive writer, or a restore for `copy`).
+///
+/// Every SCAN walks the whole keyspace whatever its MATCH, so several kb_ids
+/// are read in one pass when the selection allows it (all kb_ids, or one
+/// glob): keys are routed to their kb_id as they come. kb_ids named one by
+/// one get a pass each, filtered by the server.
 pub async fn scan_all(
     conn: &RedisConn,
     kb_ids: &[Vec<u8>],
@@ -124,59 +129,102 @@ pub async fn scan_all(
     summary: &mut ExportSummary,
     progress: &dyn Progress,
 ) -> Result<(), ExportError> {
-    for kb_id in kb_ids {
-        progress.stage(&kato::display_bytes(kb_id));
-        let window = export_kb(conn, kb_id, kb_ids, options, tx, summary, progress).await?;
-        summary.vanished += window.vanished;
-        summary.duplicates += window.duplicates;
-        summary.windows.push(window.clone());
-        send(tx, ExportEvent::FinishKb(window)).await?;
+    for (pattern, pass_kbs) in plan_passes(kb_ids, &options.selection) {
+        progress.stage(&pass_label(&pass_kbs));
+        let pass = Pass {
+            pattern,
+            kbs: &pass_kbs,
+            all_kbs: kb_ids,
+        };
+        let windows = export_pass(conn, &pass, options, tx, summary, progress).await?;
+        for window in windows.into_values() {
+            summary.vanished += window.vanished;
+            summary.duplicates += window.duplicates;
+            summary.windows.push(window.clone());
+            send(tx, ExportEvent::FinishKb(window)).await?;
+        }
     }
     Ok(())
+}
+
+/// The SCAN passes for a set of kb_ids: `(MATCH pattern, kb_ids it feeds)`.
+fn plan_passes(kb_ids: &[Vec<u8>], selection: &Selection) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
+    let shared_pattern = match selection.kbs.as_slice() {
+        _ if kb_ids.len() < 2 => None,
+        [] => Some(b"*".to_vec()),
+        [glob] if !glob.is_literal() => Some([glob.as_bytes(), b":*"].concat()),
+        _ => None,
+    };
+    match shared_pattern {
+        Some(pattern) => vec![(pattern, kb_ids.to_vec())],
+        None => kb_ids
+            .iter()
+            .map(|kb| (kb_scan_pattern(kb), vec![kb.clone()]))
+            .collect(),
+    }
+}
+
+fn pass_label(kbs: &[Vec<u8>]) -> String {
+    match kbs {
+        [one] => kato::display_bytes(one),
+        many => format!("{} kb_ids", many.len()),
+    }
 }
 
 async fn send(tx: &Sender<ExportEvent>, message: ExportEvent) -> Result<(), ExportError> {
     tx.send(message).await.map_err(|_| ExportError::WriterGone)
 }
 
-async fn export_kb(
+/// One SCAN pass: its pattern, the kb_ids it exports, and every kb_id of
+/// the export (to attribute keys of kb_ids that prefix one another).
+struct Pass<'a> {
+    pattern: Vec<u8>,
+    kbs: &'a [Vec<u8>],
+    all_kbs: &'a [Vec<u8>],
+}
+
+/// A selected key on its way to DUMP.
+type Selected = (Vec<u8>, Vec<u8>, Category);
+
+async fn export_pass(
     conn: &RedisConn,
-    kb_id: &[u8],
-    all_kbs: &[Vec<u8>],
+    pass: &Pass<'_>,
     options: &ExportOptions,
     tx: &Sender<ExportEvent>,
     summary: &mut ExportSummary,
     progress: &dyn Progress,
-) -> Result<KbWindow, ExportError> {
-    let mut window = KbWindow {
-        kb_id: kb_id.to_vec(),
-        scan_started_ms: now_ms(),
-        ..KbWindow::default()
-    };
-    let pattern = kb_scan_pattern(kb_id);
+) -> Result<BTreeMap<Vec<u8>, KbWindow>, ExportError> {
+    let started = now_ms();
+    let mut windows: BTreeMap<Vec<u8>, KbWindow> = pass
+        .kbs
+        .iter()
+        .map(|kb| {
+            let window = KbWindow {
+                kb_id: kb.clone(),
+                scan_started_ms: started,
+                ..KbWindow::default()
+            };
+            (kb.clone(), window)
+        })
+        .collect();
     let mut scanner = conn.clone();
     let mut seen = KeyFingerprints::default();
     let mut in_flight = FuturesOrdered::new();
     let mut cursor = Some(0u64);
     loop {
         while let Some(at) = cursor.filter(|_| in_flight.len() < options.pipelines_in_flight) {
-            let (next, keys) = scanner.scan_page(at, &pattern, options.scan_count).await?;
+            let (next, keys) = scanner
+                .scan_page(at, &pass.pattern, options.scan_count)
+                .await?;
             cursor = (next != 0).then_some(next);
-            let batch = select_keys(
-                keys,
-                kb_id,
-                all_kbs,
-                &options.selection,
-                &mut seen,
-                &mut window,
-            );
+            let batch = select_keys(keys, pass, &options.selection, &mut seen, &mut windows);
             if !batch.is_empty() {
                 progress.scanned(batch.len() as u64);
                 let mut dumper = conn.clone();
                 // Spawned so that pipelines progress while the next page is
                 // scanned; results are consumed in SCAN order.
                 in_flight.push_back(tokio::spawn(async move {
-                    let keys: Vec<Vec<u8>> = batch.iter().map(|(k, _)| k.clone()).collect();
+                    let keys: Vec<&[u8]> = batch.iter().map(|(k, _, _)| &k[..]).collect();
                     let dumped = dumper.dump_keys(&keys).await;
                     (batch, dumped, now_ms())
                 }));
@@ -186,78 +234,74 @@ async fn export_kb(
             break;
         };
         let (batch, dumped, read_at) = joined.map_err(|_| ExportError::WriterGone)?;
-        let dumped = dumped?;
-        emit_batch(
-            kb_id,
-            batch,
-            dumped,
-            read_at,
-            tx,
-            summary,
-            &mut window,
-            progress,
-        )
-        .await?;
+        emit_batch(batch, dumped?, read_at, tx, summary, &mut windows, progress).await?;
     }
-    window.scan_finished_ms = now_ms();
-    Ok(window)
+    let finished = now_ms();
+    windows
+        .values_mut()
+        .for_each(|w| w.scan_finished_ms = finished);
+    Ok(windows)
 }
 
-/// Filters a SCAN page down to new, selected keys of this kb_id.
+/// Filters a SCAN page down to new, selected keys of the pass's kb_ids.
 fn select_keys(
     keys: Vec<Vec<u8>>,
-    kb_id: &[u8],
-    all_kbs: &[Vec<u8>],
+    pass: &Pass<'_>,
     selection: &Selection,
     seen: &mut KeyFingerprints,
-    window: &mut KbWindow,
-) -> Vec<(Vec<u8>, Category)> {
+    windows: &mut BTreeMap<Vec<u8>, KbWindow>,
+) -> Vec<Selected> {
     keys.into_iter()
         .filter_map(|key| {
             // `kb:*` also matches keys of a longer kb_id such as `kb:x`; the
             // classifier decides whom a key belongs to.
-            let classified = kato::classify_with(&key, all_kbs)?;
-            if classified.kb_id != kb_id || !selection.selects(kb_id, classified.category, &key) {
+            let classified = kato::classify_with(&key, pass.all_kbs)?;
+            let (kb_id, category) = (classified.kb_id, classified.category);
+            let window = windows.get_mut(kb_id)?;
+            if !selection.selects(kb_id, category, &key) {
                 return None;
             }
-            let category = classified.category;
             if !seen.insert(&key) {
                 window.duplicates += 1;
                 return None;
             }
-            Some((key, category))
+            let kb_id = kb_id.to_vec();
+            Some((key, kb_id, category))
         })
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn emit_batch(
-    kb_id: &[u8],
-    batch: Vec<(Vec<u8>, Category)>,
+    batch: Vec<Selected>,
     dumped: Vec<Dumped>,
     read_at_ms: i64,
     tx: &Sender<ExportEvent>,
     summary: &mut ExportSummary,
-    window: &mut KbWindow,
+    windows: &mut BTreeMap<Vec<u8>, KbWindow>,
     progress: &dyn Progress,
 ) -> Result<(), ExportError> {
     let (mut keys, mut bytes) = (0, 0);
-    for ((key, category), dumped) in batch.into_iter().zip(dumped) {
+    for ((key, kb_id, category), dumped) in batch.into_iter().zip(dumped) {
+        let window = windows
+            .get_mut(&kb_id)
+            .expect("selected keys have a window");
         let Dumped::Present { payload, pttl_ms } = dumped else {
             window.vanished += 1;
             continue;
         };
+        window.keys += 1;
+        let size = payload.len() as u64;
         let tally = summary
             .tallies
-            .entry((kb_id.to_vec(), category))
+            .entry((kb_id.clone(), category))
             .or_default();
         tally.keys += 1;
-        tally.bytes += payload.len() as u64;
+        tally.bytes += size;
         keys += 1;
-        bytes += payload.len() as u64;
+        bytes += size;
         let record = Record {
             key,
-            kb_id: kb_id.to_vec(),
+            kb_id,
             category,
             redis_type: payload_type_name(&payload).to_string(),
             expire_at_ms: pttl_ms.map(|ms| read_at_ms + ms),
@@ -265,7 +309,6 @@ async fn emit_batch(
         };
         send(tx, ExportEvent::Record(record)).await?;
     }
-    window.keys += keys;
     summary.keys += keys;
     summary.payload_bytes += bytes;
     progress.advance(keys, bytes);
@@ -274,9 +317,8 @@ async fn emit_batch(
 
 /// The Redis type of a DUMP payload, from its type byte and trailer version.
 pub fn payload_type_name(payload: &[u8]) -> &'static str {
-    crate::dump::parse_envelope(payload)
-        .ok()
-        .and_then(|e| crate::dump::redis_type(e.type_byte, e.rdb_version))
+    crate::dump::peek_type_and_version(payload)
+        .and_then(|(type_byte, version)| crate::dump::redis_type(type_byte, version))
         .map_or("unknown", |t| t.name())
 }
 
@@ -306,4 +348,38 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pattern::Glob;
+
+    fn kbs(names: &[&str]) -> Vec<Vec<u8>> {
+        names.iter().map(|n| n.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn all_kbs_or_one_glob_share_one_pass() {
+        let all = kbs(&["a", "b", "c"]);
+        let passes = plan_passes(&all, &Selection::default());
+        assert_eq!(passes, vec![(b"*".to_vec(), all.clone())]);
+        let glob = Selection {
+            kbs: vec![Glob::new("node*")],
+            ..Selection::default()
+        };
+        assert_eq!(plan_passes(&all, &glob), vec![(b"node*:*".to_vec(), all)]);
+    }
+
+    #[test]
+    fn named_kbs_get_a_filtered_pass_each() {
+        let named = Selection {
+            kbs: vec![Glob::new("a*b"), Glob::new("c")],
+            ..Selection::default()
+        };
+        let passes = plan_passes(&kbs(&["a*b", "c"]), &named);
+        let patterns: Vec<_> = passes.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(patterns, vec![b"a\\*b:*".to_vec(), b"c:*".to_vec()]);
+        assert_eq!(plan_passes(&kbs(&["x"]), &Selection::default()).len(), 1);
+    }
 }

@@ -238,9 +238,10 @@ impl RedisConn {
     }
 
     /// DUMP and PTTL of each key, pipelined in one round trip.
-    pub async fn dump_keys(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Dumped>> {
+    pub async fn dump_keys<K: AsRef<[u8]>>(&mut self, keys: &[K]) -> Result<Vec<Dumped>> {
         let mut pipe = redis::pipe();
         for key in keys {
+            let key = key.as_ref();
             pipe.cmd("DUMP").arg(key).cmd("PTTL").arg(key);
         }
         let values = self.pipeline(&pipe, "DUMP/PTTL").await?;

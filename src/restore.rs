@@ -173,7 +173,7 @@ impl Default for RestoreOptions {
             renames: Vec::new(),
             dry_run: false,
             force_logical: false,
-            batch_keys: 256,
+            batch_keys: 1000,
             in_flight: 4,
             max_elements: 1000,
             max_bytes: 1 << 20,
@@ -475,14 +475,16 @@ pub fn renamed(kb_id: &[u8], key: &[u8], renames: &[(Vec<u8>, Vec<u8>)]) -> (Vec
 
 /// The path a payload takes on this target.
 pub fn plan(kind: &ServerKind, payload: &[u8], force_logical: bool) -> Method {
-    let Ok(envelope) = dump::parse_envelope(payload) else {
+    // The CRC is not checked here: the server checks it on RESTORE, and a
+    // refused payload falls back to the decoder, which does check it.
+    let Some((type_byte, rdb_version)) = dump::peek_type_and_version(payload) else {
         return Method::Logical;
     };
     if force_logical {
         return Method::Logical;
     }
-    let knows_type = dump::target_knows_type(kind, envelope.type_byte, envelope.rdb_version);
-    if knows_type && dump::target_accepts_version(kind, envelope.rdb_version) {
+    let knows_type = dump::target_knows_type(kind, type_byte, rdb_version);
+    if knows_type && dump::target_accepts_version(kind, rdb_version) {
         Method::Raw
     } else if knows_type {
         Method::Retagged
@@ -544,14 +546,17 @@ async fn restore_raw(
     pipe.ignore_errors();
     let mut sent = Vec::new();
     for (i, (pending, method)) in batch.iter().zip(methods).enumerate() {
-        let payload = match method {
-            Method::Raw => pending.payload.clone(),
+        // Borrowed for raw keys: the pipeline copies arguments into its own
+        // buffer anyway.
+        let payload: std::borrow::Cow<[u8]> = match method {
+            Method::Raw => (&pending.payload[..]).into(),
             Method::Retagged => match dump::retag(&pending.payload, kind.rdb_version) {
-                Ok(p) => p,
+                Ok(p) => p.into(),
                 Err(_) => continue,
             },
             Method::Logical => continue,
         };
+        let payload = &payload[..];
         let cmd = pipe.cmd("RESTORE").arg(&pending.key);
         match pending.expire_at_ms {
             // ABSTTL (Redis >= 5.0): the instant, not a TTL measured earlier.

@@ -46,6 +46,22 @@ pub fn parse_envelope(payload: &[u8]) -> Result<Envelope<'_>> {
     })
 }
 
+/// The type byte and trailer RDB version, read without checking the CRC.
+/// For routing decisions on payloads whose integrity is covered elsewhere
+/// (the archive's frame checksums, the server's own check on RESTORE):
+/// checking 64 bits of CRC per payload there would cost more than the
+/// decision itself.
+pub fn peek_type_and_version(payload: &[u8]) -> Option<(u8, u16)> {
+    if payload.len() < TRAILER + 1 {
+        return None;
+    }
+    let at = payload.len() - TRAILER;
+    Some((
+        payload[0],
+        u16::from_le_bytes([payload[at], payload[at + 1]]),
+    ))
+}
+
 /// The payload with its trailer version set to `rdb_version` and the CRC
 /// recomputed (§1.6). The input's own CRC must be valid.
 pub fn retag(payload: &[u8], rdb_version: u16) -> Result<Vec<u8>> {

@@ -46,8 +46,9 @@ mod zipmap;
 pub use commands::CommandOptions;
 pub use crc64::crc64;
 pub use envelope::{
-    parse_envelope, rdb_version_for, redis_type, retag, seal, target_accepts_version,
-    target_knows_type, type_id_name, type_ids_in, Envelope, Product, ServerKind,
+    parse_envelope, peek_type_and_version, rdb_version_for, redis_type, retag, seal,
+    target_accepts_version, target_knows_type, type_id_name, type_ids_in, Envelope, Product,
+    ServerKind,
 };
 pub use error::DecodeError;
 pub use json::JsonError;
