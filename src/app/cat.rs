@@ -124,15 +124,67 @@ fn text(r: &Record, value: &Value) -> String {
     let expiry = r
         .expire_at_ms
         .map_or(String::new(), |ms| format!(", expires {}", iso_ms(ms)));
-    let json = value.to_json();
-    let body = serde_json::to_string_pretty(&json["value"]).unwrap_or_default();
     let mut out = format!("{}  ({}{expiry})\n", display_bytes(&r.key), r.redis_type);
-    for line in body.lines() {
-        out += "    ";
-        out += line;
-        out += "\n";
-    }
+    out += "    ";
+    pretty(&value.to_json()["value"], 4, &mut out);
+    out += "\n";
     out
+}
+
+/// Output width that [`pretty`] keeps short containers within.
+const WIDTH: usize = 100;
+
+/// Indented JSON, pprint style: a container that fits on the rest of the
+/// line is written on one line (with spaces after `,` and `:`), a longer
+/// one gets one element per line. Keeps zset pairs and small emotives
+/// objects readable at a glance.
+fn pretty(j: &Json, indent: usize, out: &mut String) {
+    let one_line = spaced(j);
+    let fits = indent + one_line.len() <= WIDTH;
+    let (open, close, items): (char, char, Vec<(Option<&String>, &Json)>) = match j {
+        Json::Array(a) if !fits && !a.is_empty() => {
+            ('[', ']', a.iter().map(|v| (None, v)).collect())
+        }
+        Json::Object(o) if !fits && !o.is_empty() => {
+            ('{', '}', o.iter().map(|(k, v)| (Some(k), v)).collect())
+        }
+        _ => {
+            out.push_str(&one_line);
+            return;
+        }
+    };
+    let pad = " ".repeat(indent + 2);
+    out.push(open);
+    for (n, (k, v)) in items.iter().enumerate() {
+        out.push_str(if n == 0 { "\n" } else { ",\n" });
+        out.push_str(&pad);
+        if let Some(k) = k {
+            out.push_str(&Json::String((*k).clone()).to_string());
+            out.push_str(": ");
+        }
+        pretty(v, indent + 2, out);
+    }
+    out.push('\n');
+    out.push_str(&" ".repeat(indent));
+    out.push(close);
+}
+
+/// One-line JSON with `, ` and `: ` separators.
+fn spaced(j: &Json) -> String {
+    match j {
+        Json::Array(a) => {
+            let items: Vec<_> = a.iter().map(spaced).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Json::Object(o) => {
+            let items: Vec<_> = o
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Json::String(k.clone()), spaced(v)))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Marks "found it, stop reading" in the visitor's error channel.
@@ -182,4 +234,35 @@ fn not_found(input: &ArchiveInput, key: &[u8]) -> anyhow::Error {
         display_bytes(key),
         input.name()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show(j: Json) -> String {
+        let mut out = String::new();
+        pretty(&j, 0, &mut out);
+        out
+    }
+
+    #[test]
+    fn short_containers_stay_on_one_line() {
+        assert_eq!(
+            show(json!([["a", 1.5], ["b", "inf"]])),
+            r#"[["a", 1.5], ["b", "inf"]]"#
+        );
+        assert_eq!(show(json!({"joy": 0.4})), r#"{"joy": 0.4}"#);
+        assert_eq!(show(json!("a\"b")), r#""a\"b""#);
+        assert_eq!(show(json!([])), "[]");
+    }
+
+    #[test]
+    fn long_containers_get_one_element_per_line() {
+        let long = "x".repeat(60);
+        let j = json!({"a": [long.clone(), long.clone()], "b": 1});
+        let expected =
+            format!("{{\n  \"a\": [\n    \"{long}\",\n    \"{long}\"\n  ],\n  \"b\": 1\n}}");
+        assert_eq!(show(j), expected);
+    }
 }

@@ -149,7 +149,8 @@ fn to_text(name: &str, overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category)
                 .collect()
         )
     );
-    out += &format!("payloads  RDB versions {:?}\n", rdb_versions(overview));
+    let versions: Vec<_> = rdb_versions(overview).iter().map(u16::to_string).collect();
+    out += &format!("payloads  RDB versions {}\n", versions.join(", "));
     out += &gate_text(overview);
     out += &format!(
         "\n{:<24} {:<12} {:>10} {:>12}  recoverability\n",
