@@ -55,6 +55,8 @@ pub enum Command {
     Inspect(app::inspect::InspectArgs),
     /// List the keys in an archive.
     Ls(app::ls::LsArgs),
+    /// Print archived keys with their decoded values (text, JSON Lines or raw bytes).
+    Cat(app::cat::CatArgs),
     /// Check every block, the index and every payload of an archive.
     Verify(app::verify::VerifyArgs),
     /// Rebuild the derivable data of kb_ids from ClickHouse into Redis.

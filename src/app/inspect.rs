@@ -9,12 +9,14 @@ use serde_json::json;
 use super::args::{open_file, ArchiveInput};
 use super::progress::human_bytes;
 use super::{print_json, GlobalOpts};
+use crate::dump;
 use crate::kato::{display_bytes, Category};
-use crate::offline::{overview_file, overview_stream, Overview};
+use crate::offline::{gate_report, overview_file, overview_stream, GateVerdict, Overview};
+use crate::restore::Method;
 
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Examples:\n  kbdump inspect node0.kbd\n  kbdump inspect --json node0.kbd\n  cat node0.kbd | kbdump inspect -"
+    after_help = "Reads only the header and the index (the whole stream for `-`). The\n`restore` table says, per server release in its default configuration,\nwhether RESTORE takes every payload as it is (raw), only after the payload\ntrailer is retagged to the target's RDB version (retag; `kbdump restore`\ndoes this by itself), or needs the logical path (plain commands) for the\ntype ids listed, because that release does not know them.\n\nExamples:\n  kbdump inspect node0.kbd\n  kbdump inspect --json node0.kbd\n  cat node0.kbd | kbdump inspect -"
 )]
 pub struct InspectArgs {
     /// Archive file, or `-` for stdin.
@@ -94,6 +96,7 @@ fn to_json(overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category), Cell>) -> 
             "matches": h.selection.matches.iter().map(|k| display_bytes(k)).collect::<Vec<_>>(),
         },
         "rdb_versions": rdb_versions(overview),
+        "restore_targets": gate_report(&overview.blocks),
         "keys": cells.values().map(|c| c.keys).sum::<u64>(),
         "bytes": cells.values().map(|c| c.bytes).sum::<u64>(),
         "contents": contents,
@@ -146,7 +149,9 @@ fn to_text(name: &str, overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category)
                 .collect()
         )
     );
-    out += &format!("payloads  RDB versions {:?}\n", rdb_versions(overview));
+    let versions: Vec<_> = rdb_versions(overview).iter().map(u16::to_string).collect();
+    out += &format!("payloads  RDB versions {}\n", versions.join(", "));
+    out += &gate_text(overview);
     out += &format!(
         "\n{:<24} {:<12} {:>10} {:>12}  recoverability\n",
         "kb_id", "category", "keys", "bytes"
@@ -183,6 +188,54 @@ fn to_text(name: &str, overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category)
         }
     }
     out
+}
+
+/// The version-gate table: one line per target release.
+fn gate_text(overview: &Overview) -> String {
+    let versions = rdb_versions(overview);
+    let mut out = String::from("restore   (RESTORE per target, default configuration)\n");
+    for v in gate_report(&overview.blocks) {
+        out += &format!("  {:<14} {}\n", v.target, gate_line(&v, &versions));
+    }
+    out
+}
+
+fn gate_line(v: &GateVerdict, versions: &BTreeSet<u16>) -> String {
+    // Names need a version; type ids mean the same in every version a
+    // block can hold except 22/23, which type_id_name resolves per version.
+    let names = |ids: &BTreeSet<u8>| -> String {
+        let named: Vec<_> = ids
+            .iter()
+            .map(|&t| {
+                let name = versions
+                    .iter()
+                    .find_map(|&r| dump::type_id_name(t, r))
+                    .unwrap_or("unknown");
+                format!("{t} {name}")
+            })
+            .collect();
+        named.join(", ")
+    };
+    match v.method {
+        Method::Raw => "raw: every payload as it is".to_string(),
+        Method::Retagged => format!(
+            "retag: trailer retagged to RDB {} for every payload",
+            v.target_rdb_version
+        ),
+        Method::Logical => {
+            let parts = [
+                ("raw for", &v.raw_type_ids),
+                ("retag for", &v.retag_type_ids),
+                ("logical path for", &v.logical_type_ids),
+            ];
+            let said: Vec<_> = parts
+                .iter()
+                .filter(|(_, ids)| !ids.is_empty())
+                .map(|(what, ids)| format!("{what} {}", names(ids)))
+                .collect();
+            said.join("; ")
+        }
+    }
 }
 
 /// Unix milliseconds as an ISO-8601 UTC timestamp.

@@ -2,6 +2,7 @@
 //! progress, print results. The only place that uses anyhow and stdout.
 
 pub mod args;
+pub mod cat;
 pub mod check;
 pub mod clickhouse_args;
 pub mod copy;
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kbs(args) => kbs::run(args, &global).await,
         Command::Inspect(args) => inspect::run(args, &global).await,
         Command::Ls(args) => ls::run(args, &global).await,
+        Command::Cat(args) => cat::run(args, &global).await,
         Command::Verify(args) => verify::run(args, &global).await,
         Command::Restore(args) => restore::run(args, &global).await,
         Command::Diff(args) => diff::run(args, &global).await,

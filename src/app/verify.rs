@@ -8,11 +8,11 @@ use serde_json::json;
 use super::args::{open_file, ArchiveInput};
 use super::{print_json, GlobalOpts, EXIT_CHECK_FAILED};
 use crate::archive::Record;
-use crate::offline::{check_payload, verify_file, verify_stream, VerifyReport};
+use crate::offline::{check_payload_decodes, verify_file, verify_stream, VerifyReport};
 
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Checks every block's checksum, the index, the end frame and every DUMP\npayload's own CRC64. Exit 0 when intact, 1 on any damage (with the byte\noffset and block of each problem), 2 when the file cannot be read at all.\n\nExamples:\n  kbdump verify node0.kbd\n  kbdump verify --json node0.kbd"
+    after_help = "Checks every block's checksum, the index, the end frame and every DUMP\npayload: its own CRC64, and a full decode of the value, so an archive that\nverifies can be read by `kbdump cat` and restored to any server. Also lists\nthe RDB versions of the payloads.\n\nExit 0 when intact, 1 on any damage (with the byte offset, block and key of\neach problem), 2 when the file cannot be opened.\n\nExamples:\n  kbdump verify node0.kbd\n  kbdump verify --json node0.kbd\n  kbdump export --kb node0_kato -o - | tee node0.kbd | kbdump verify -"
 )]
 pub struct VerifyArgs {
     /// Archive file, or `-` for stdin.
@@ -22,7 +22,7 @@ pub struct VerifyArgs {
 
 pub async fn run(args: VerifyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file);
-    let check = |r: &Record| check_payload(&r.payload);
+    let check = |r: &Record| check_payload_decodes(&r.payload);
     let report = match &input {
         ArchiveInput::Path(p) => verify_file(open_file(p)?, &check)?,
         ArchiveInput::Stdin => verify_stream(input.open_stream()?, &check),
@@ -46,8 +46,10 @@ fn text(name: &str, report: &VerifyReport) -> String {
     let mut out = String::new();
     if report.is_clean() {
         out += &format!(
-            "{name}: OK ({} blocks, {} keys)\n",
-            report.blocks_ok, report.records_ok
+            "{name}: OK ({} blocks, {} keys, every payload decodes; RDB versions {})\n",
+            report.blocks_ok,
+            report.records_ok,
+            versions(report)
         );
         return out;
     }
@@ -68,5 +70,16 @@ fn text(name: &str, report: &VerifyReport) -> String {
         let block = p.block.as_ref().map_or(String::new(), |b| format!("{b}: "));
         out += &format!("  {at}{block}{}\n", p.message);
     }
+    if !report.rdb_versions.is_empty() {
+        out += &format!("  RDB versions seen: {}\n", versions(report));
+    }
     out
+}
+
+fn versions(report: &VerifyReport) -> String {
+    if report.rdb_versions.is_empty() {
+        return "none".to_string();
+    }
+    let list: Vec<_> = report.rdb_versions.iter().map(u16::to_string).collect();
+    list.join(", ")
 }

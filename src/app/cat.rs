@@ -1,0 +1,268 @@
+//! `kbdump cat`: the decoded values in an archive, without a server.
+//!
+//! Text output is for people (key line, then the value as indented JSON);
+//! `--json` is for scripts (JSON Lines whose `value` reads back with
+//! `Value::from_json`); `--raw KEY` is for tools that want one string's
+//! exact bytes. A payload that does not decode is reported on stderr and
+//! the others are still printed (exit 2 at the end), like ripgrep's
+//! per-file errors.
+
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use clap::Args;
+use serde_json::{json, Value as Json};
+
+use super::args::{open_file, ArchiveInput, SelectArgs};
+use super::inspect::iso_ms;
+use super::{GlobalOpts, EXIT_ERROR};
+use crate::archive::Record;
+use crate::dump::{self, Value};
+use crate::kato::{display_bytes, parse_display_bytes};
+use crate::offline::{undecodable, visit_file, visit_stream};
+use crate::selection::Selection;
+
+const AFTER_HELP: &str = "\
+Strings that hold JSON (emotives, metadata, tf_vector) print as JSON; bytes
+that are not UTF-8 print as {\"base64\": \"...\"}, so nothing is lost. Keys are
+shown as `ls` shows them (non-UTF-8 bytes as \\xNN), and --raw takes them the
+same way.
+
+--json prints one JSON object per key (JSON Lines): key, kb_id, category,
+type, expire_at_ms and value, where value is {\"type\": ..., \"value\": ...} in
+the lossless form documented in the dump module.
+
+Exit status: 0 success; 2 an error (archive unreadable, --raw key not found
+or not a string, or some payload did not decode: those keys are named on
+stderr, the others are still printed).
+
+Examples:
+  # what were the emotives of pattern 3f78... in kb node2_kato?
+  kbdump cat node2.kbd --kb node2_kato --category emotives --match '*:emotives:3f78*'
+  kbdump cat node2.kbd --kb node2_kato --category metadata | less
+  kbdump cat --json node2.kbd --category emotives | jq '.value.value'
+  kbdump cat node2.kbd --raw 'node2_kato:metadata:3f78a9' > metadata.json
+  kbdump export --kb node2_kato -o - | kbdump cat - --category symbols";
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct CatArgs {
+    /// Archive file, or `-` for stdin.
+    #[arg(value_name = "FILE|-")]
+    pub file: String,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Write the exact bytes of this one string key to stdout (as `ls`
+    /// prints it: non-UTF-8 bytes as \xNN).
+    #[arg(long, value_name = "KEY")]
+    pub raw: Option<String>,
+}
+
+pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
+    let input = ArchiveInput::parse(&args.file);
+    let selection = args.select.selection();
+    if let Some(key) = &args.raw {
+        return raw(&input, &selection, &parse_display_bytes(key));
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut undecodable = 0u64;
+    let print = |r: Record| -> anyhow::Result<()> {
+        match dump::decode(&r.payload) {
+            Ok(value) if global.json => writeln!(out, "{}", json_line(&r, &value))?,
+            Ok(value) => write!(out, "{}", text(&r, &value))?,
+            Err(e) => {
+                undecodable += 1;
+                // Keep stdout and stderr in order for a reader of both.
+                out.flush()?;
+                eprintln!(
+                    "kbdump: key {}: {}",
+                    display_bytes(&r.key),
+                    self::undecodable(&r.payload, &e)
+                );
+            }
+        }
+        Ok(())
+    };
+    visit(&input, &selection, print)?;
+    out.flush()?;
+    if undecodable > 0 {
+        eprintln!("kbdump: {undecodable} key(s) could not be decoded");
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn visit(
+    input: &ArchiveInput,
+    selection: &Selection,
+    visit: impl FnMut(Record) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match input {
+        ArchiveInput::Path(p) => visit_file(open_file(p)?, selection, visit),
+        ArchiveInput::Stdin => visit_stream(input.open_stream()?, selection, visit),
+    }
+    .map(drop)
+    .map_err(|e| e.context(input.name()))
+}
+
+/// One key as a JSON Lines object.
+pub fn json_line(r: &Record, value: &Value) -> Json {
+    json!({
+        "key": display_bytes(&r.key),
+        "kb_id": display_bytes(&r.kb_id),
+        "category": r.category.name(),
+        "type": r.redis_type,
+        "expire_at_ms": r.expire_at_ms,
+        "value": value.to_json(),
+    })
+}
+
+/// One key for people: `KEY  (type[, expires at ...])`, then the value as
+/// indented JSON.
+fn text(r: &Record, value: &Value) -> String {
+    let expiry = r
+        .expire_at_ms
+        .map_or(String::new(), |ms| format!(", expires {}", iso_ms(ms)));
+    let mut out = format!("{}  ({}{expiry})\n", display_bytes(&r.key), r.redis_type);
+    out += "    ";
+    pretty(&value.to_json()["value"], 4, &mut out);
+    out += "\n";
+    out
+}
+
+/// Output width that [`pretty`] keeps short containers within.
+const WIDTH: usize = 100;
+
+/// Indented JSON, pprint style: a container that fits on the rest of the
+/// line is written on one line (with spaces after `,` and `:`), a longer
+/// one gets one element per line. Keeps zset pairs and small emotives
+/// objects readable at a glance.
+fn pretty(j: &Json, indent: usize, out: &mut String) {
+    let one_line = spaced(j);
+    let fits = indent + one_line.len() <= WIDTH;
+    let (open, close, items): (char, char, Vec<(Option<&String>, &Json)>) = match j {
+        Json::Array(a) if !fits && !a.is_empty() => {
+            ('[', ']', a.iter().map(|v| (None, v)).collect())
+        }
+        Json::Object(o) if !fits && !o.is_empty() => {
+            ('{', '}', o.iter().map(|(k, v)| (Some(k), v)).collect())
+        }
+        _ => {
+            out.push_str(&one_line);
+            return;
+        }
+    };
+    let pad = " ".repeat(indent + 2);
+    out.push(open);
+    for (n, (k, v)) in items.iter().enumerate() {
+        out.push_str(if n == 0 { "\n" } else { ",\n" });
+        out.push_str(&pad);
+        if let Some(k) = k {
+            out.push_str(&Json::String((*k).clone()).to_string());
+            out.push_str(": ");
+        }
+        pretty(v, indent + 2, out);
+    }
+    out.push('\n');
+    out.push_str(&" ".repeat(indent));
+    out.push(close);
+}
+
+/// One-line JSON with `, ` and `: ` separators.
+fn spaced(j: &Json) -> String {
+    match j {
+        Json::Array(a) => {
+            let items: Vec<_> = a.iter().map(spaced).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Json::Object(o) => {
+            let items: Vec<_> = o
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Json::String(k.clone()), spaced(v)))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Marks "found it, stop reading" in the visitor's error channel.
+#[derive(Debug, thiserror::Error)]
+#[error("found")]
+struct Found(Record);
+
+/// `--raw KEY`: the one string's bytes on stdout.
+fn raw(input: &ArchiveInput, selection: &Selection, key: &[u8]) -> anyhow::Result<ExitCode> {
+    let found = visit(input, selection, |r| {
+        if r.key == key {
+            return Err(Found(r).into());
+        }
+        Ok(())
+    });
+    let record = match found {
+        Ok(()) => return Err(not_found(input, key)),
+        Err(e) => match e.downcast::<Found>() {
+            Ok(Found(record)) => record,
+            Err(e) => return Err(e),
+        },
+    };
+    let value = dump::decode(&record.payload).map_err(|e| {
+        anyhow!(
+            "key {}: {}",
+            display_bytes(key),
+            undecodable(&record.payload, &e)
+        )
+    })?;
+    let Value::String(bytes) = value else {
+        return Err(anyhow!(
+            "key {} is a {}, and --raw writes only strings; use --json to see it",
+            display_bytes(key),
+            value.redis_type()
+        ));
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn not_found(input: &ArchiveInput, key: &[u8]) -> anyhow::Error {
+    anyhow!(
+        "key {} is not in {} (or not in the --kb/--category/--match selection); \
+         `kbdump ls` lists the keys in the same notation",
+        display_bytes(key),
+        input.name()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show(j: Json) -> String {
+        let mut out = String::new();
+        pretty(&j, 0, &mut out);
+        out
+    }
+
+    #[test]
+    fn short_containers_stay_on_one_line() {
+        assert_eq!(
+            show(json!([["a", 1.5], ["b", "inf"]])),
+            r#"[["a", 1.5], ["b", "inf"]]"#
+        );
+        assert_eq!(show(json!({"joy": 0.4})), r#"{"joy": 0.4}"#);
+        assert_eq!(show(json!("a\"b")), r#""a\"b""#);
+        assert_eq!(show(json!([])), "[]");
+    }
+
+    #[test]
+    fn long_containers_get_one_element_per_line() {
+        let long = "x".repeat(60);
+        let j = json!({"a": [long.clone(), long.clone()], "b": 1});
+        let expected =
+            format!("{{\n  \"a\": [\n    \"{long}\",\n    \"{long}\"\n  ],\n  \"b\": 1\n}}");
+        assert_eq!(show(j), expected);
+    }
+}
