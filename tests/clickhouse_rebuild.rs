@@ -1,14 +1,14 @@
 //! `rebuild` against a real ClickHouse and real Redis servers, checked key
 //! for key against the Python reference (KATO's algorithm).
 
-#[path = "support/clickhouse.rs"]
-mod chs;
+mod support;
 
-use chs::{snapshot, MiniRedis, Val};
 use kbdump::clickhouse_io::Ch;
 use kbdump::progress::NoProgress;
 use kbdump::rebuild::{rebuild, RebuildOptions};
 use redis::AsyncCommands;
+use support::clickhouse::{self as chs, snapshot, Val};
+use support::redis::RedisServer;
 
 async fn seeded(test: &str, kbs: &[(&str, usize)]) -> Ch {
     seeded_url(test, kbs).await.0
@@ -64,10 +64,10 @@ fn assert_same(
 #[tokio::test]
 async fn rebuild_matches_python_reference_for_every_key() {
     let (ch, url) = seeded_url("rebuild_ref", &[("node0_kato", 400), ("kb:with*glob", 120)]).await;
-    let (ours, reference) = (MiniRedis::start(), MiniRedis::start());
+    let (ours, reference) = (RedisServer::start(), RedisServer::start());
     let summaries = rebuild(
         &ch,
-        ours.conn().await,
+        chs::conn(&ours).await,
         &[],
         &opts(false, false),
         &NoProgress,
@@ -76,8 +76,8 @@ async fn rebuild_matches_python_reference_for_every_key() {
     .unwrap();
     chs::run_baseline(&url, &reference.url(), &["kb:with*glob", "node0_kato"]);
     let (a, b) = (
-        snapshot(&mut ours.conn().await).await,
-        snapshot(&mut reference.conn().await).await,
+        snapshot(&mut chs::conn(&ours).await).await,
+        snapshot(&mut chs::conn(&reference).await).await,
     );
     assert_same(&a, &b);
     assert_eq!(summaries.len(), 2);
@@ -90,8 +90,8 @@ async fn rebuild_matches_python_reference_for_every_key() {
 #[tokio::test]
 async fn surviving_frequencies_are_not_lowered() {
     let ch = seeded("rebuild_freq", &[("kbf", 50)]).await;
-    let redis = MiniRedis::start();
-    let mut conn = redis.conn().await;
+    let redis = RedisServer::start();
+    let mut conn = chs::conn(&redis).await;
     let name = chs::pattern_name("kbf", 3);
     let _: () = conn.set(format!("kbf:frequency:{name}"), 42).await.unwrap();
     let s = rebuild(
@@ -117,8 +117,8 @@ async fn surviving_frequencies_are_not_lowered() {
 #[tokio::test]
 async fn dry_run_writes_nothing_and_counts() {
     let ch = seeded("rebuild_dry", &[("kbd", 30)]).await;
-    let redis = MiniRedis::start();
-    let mut conn = redis.conn().await;
+    let redis = RedisServer::start();
+    let mut conn = chs::conn(&redis).await;
     let s = rebuild(&ch, conn.clone(), &[], &opts(true, false), &NoProgress)
         .await
         .unwrap();
@@ -137,20 +137,20 @@ async fn dry_run_writes_nothing_and_counts() {
 #[tokio::test]
 async fn only_missing_fills_gaps_and_changes_nothing_existing() {
     let ch = seeded("rebuild_missing", &[("kbm", 80)]).await;
-    let (full, partial) = (MiniRedis::start(), MiniRedis::start());
+    let (full, partial) = (RedisServer::start(), RedisServer::start());
     rebuild(
         &ch,
-        full.conn().await,
+        chs::conn(&full).await,
         &[],
         &opts(false, false),
         &NoProgress,
     )
     .await
     .unwrap();
-    let want = snapshot(&mut full.conn().await).await;
+    let want = snapshot(&mut chs::conn(&full).await).await;
     // Partial loss: drop every third key, and tamper with survivors of each
     // type so that an overwrite would show.
-    let mut conn = partial.conn().await;
+    let mut conn = chs::conn(&partial).await;
     rebuild(&ch, conn.clone(), &[], &opts(false, false), &NoProgress)
         .await
         .unwrap();
