@@ -214,3 +214,83 @@ async fn only_missing_fills_gaps_and_changes_nothing_existing() {
     assert!(pmf.contains_key("é".as_bytes()));
     assert!(s[0].skipped > 0 && s[0].written > 0);
 }
+
+/// Runs kbdump with `--json`; asserts success and returns its output.
+fn kbdump_json(args: &[&str]) -> (serde_json::Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "kbdump {args:?}: {stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+fn kb_ids_of(json: &serde_json::Value) -> Vec<String> {
+    json["kbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kb| kb["kb_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn kb_globs_select_kb_ids_for_rebuild_and_check() {
+    let kbs = [
+        ("node0_kato", 5),
+        ("node1_kato", 5),
+        ("other", 5),
+        ("x*y", 3),
+    ];
+    let (_, url) = seeded_url("rebuild_globs", &kbs).await;
+    let redis = RedisServer::start();
+    let r = redis.url();
+    let rebuild = |kb: &str| {
+        kbdump_json(&[
+            "rebuild",
+            "--dry-run",
+            "--clickhouse",
+            &url,
+            "--redis",
+            &r,
+            "--kb",
+            kb,
+        ])
+    };
+    let (json, _) = rebuild("node*");
+    assert_eq!(kb_ids_of(&json), ["node0_kato", "node1_kato"]);
+    // A literal id needs no discovery; an escaped glob character is literal.
+    let (json, _) = rebuild("x\\*y");
+    assert_eq!(kb_ids_of(&json), ["x*y"]);
+    let (json, stderr) = rebuild("nomatch*");
+    assert!(kb_ids_of(&json).is_empty());
+    assert!(
+        stderr.contains("no kb_id") && stderr.contains("nomatch*"),
+        "{stderr}"
+    );
+    assert!(snapshot(&mut chs::conn(&redis).await).await.is_empty());
+
+    // check: the same selection, on the kb_ids rebuilt for real.
+    kbdump_json(&[
+        "rebuild",
+        "--clickhouse",
+        &url,
+        "--redis",
+        &r,
+        "--kb",
+        "node?_kato",
+    ]);
+    let (json, _) = kbdump_json(&[
+        "check",
+        "--clickhouse",
+        &url,
+        "--redis",
+        &r,
+        "--kb",
+        "node[01]*",
+    ]);
+    assert_eq!(kb_ids_of(&json), ["node0_kato", "node1_kato"]);
+    assert_eq!(json["findings"], 0, "{json}");
+}
