@@ -14,6 +14,7 @@ A URL names the server, the credentials and the database:
 absent). [`ChTarget`]'s `Display` never shows the credentials.
 */
 
+use crate::pattern::Glob;
 use clickhouse::{sql::Identifier, Client, Row};
 use serde::Deserialize;
 use std::fmt;
@@ -252,6 +253,31 @@ impl Ch {
             .fetch_all::<String>()
             .await
             .map_err(|e| self.error("listing kb_ids in patterns_data", e))
+    }
+
+    /// The kb_ids that `--kb` ids or globs name, sorted: literal ids as
+    /// given (no discovery), globs matched against `SELECT DISTINCT kb_id`,
+    /// every kb_id when `globs` is empty. Fails unless `patterns_data`
+    /// exists.
+    pub async fn resolve_kbs(&self, globs: &[Glob]) -> Result<Vec<String>> {
+        self.require_patterns().await?;
+        if !globs.is_empty() && globs.iter().all(Glob::is_literal) {
+            let mut ids: Vec<String> = globs
+                .iter()
+                .map(|g| String::from_utf8_lossy(g.as_bytes()).into_owned())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            return Ok(ids);
+        }
+        let all = self.kb_ids().await?;
+        if globs.is_empty() {
+            return Ok(all);
+        }
+        Ok(all
+            .into_iter()
+            .filter(|kb| globs.iter().any(|g| g.is_match(kb.as_bytes())))
+            .collect())
     }
 
     /// Streams `(name, pattern_data)` of one kb_id. The table is

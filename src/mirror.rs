@@ -15,6 +15,10 @@ servers). `argMax(col, mirrored_at_ms) ... GROUP BY key` would do the same
 but holds every key of the selection in the server's memory at once, and
 needs one argMax per column; FINAL streams in key order.
 
+`kbdump restore --from-clickhouse` reads it back through
+[`spawn_mirror_source`], which feeds the restore engine exactly as an
+archive does.
+
 Limits: a key deleted from Redis stays in the mirror (a mirror is an
 upsert, not a sync); the payloads are in the source server's RDB format.
 */
@@ -26,9 +30,13 @@ use crate::kato::{self, Category};
 use crate::pattern::escape;
 use crate::progress::Progress;
 use crate::redis_io::{Dumped, RedisConn, RedisIoError};
+use crate::restore::SourceItem;
+use crate::selection::Selection;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use tokio::sync::mpsc::{channel, Receiver};
+use tokio::task::JoinHandle;
 
 /// Name of the mirror table.
 pub const MIRROR_TABLE: &str = "redis_mirror";
@@ -178,7 +186,12 @@ async fn mirror_one(
             .into_iter()
             .filter(|k| belongs(k, kb, known, category))
             .collect();
-        let dumped = conn.dump_keys(&keys).await?;
+        // SCAN pages may be empty, and an empty pipeline is an error.
+        let dumped = if keys.is_empty() {
+            Vec::new()
+        } else {
+            conn.dump_keys(&keys).await?
+        };
         let now = now_ms();
         let (mut n, mut bytes) = (0, 0);
         for (key, d) in keys.into_iter().zip(dumped) {
@@ -241,34 +254,17 @@ impl MirrorReader {
         kb_ids: &[Vec<u8>],
         categories: &[Category],
     ) -> Result<Self, ChError> {
-        ch.require_table(
-            MIRROR_TABLE,
-            "run `kbdump mirror` first, or pass the right ?database=",
-        )
-        .await?;
-        let mut sql = String::from(
+        ch.require_table(MIRROR_TABLE, MIRROR_HINT).await?;
+        let scope = MirrorScope {
+            kb_ids: kb_ids.to_vec(),
+            categories: categories.to_vec(),
+        };
+        let sql = format!(
             "SELECT kb_id, category, key, type, payload, expire_at_ms, mirrored_at_ms \
-             FROM ?.redis_mirror FINAL WHERE 1 = 1",
+             FROM ?.redis_mirror FINAL WHERE {} ORDER BY kb_id, category, key",
+            scope.filter()
         );
-        if !kb_ids.is_empty() {
-            sql.push_str(" AND has(?, kb_id)");
-        }
-        if !categories.is_empty() {
-            sql.push_str(" AND has(?, category)");
-        }
-        sql.push_str(" ORDER BY kb_id, category, key");
-        let mut query = ch.client().query(&sql).bind(ch.db());
-        if !kb_ids.is_empty() {
-            let kbs: Vec<String> = kb_ids
-                .iter()
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .collect();
-            query = query.bind(kbs);
-        }
-        if !categories.is_empty() {
-            let names: Vec<&str> = categories.iter().map(|c| c.name()).collect();
-            query = query.bind(names);
-        }
+        let query = scope.bind(ch.client().query(&sql).bind(ch.db()));
         let cursor = query
             .fetch::<MirrorRow>()
             .map_err(|e| ch.error("reading the mirror", e))?;
@@ -307,61 +303,153 @@ impl MirrorReader {
     }
 }
 
-/// What [`restore_records`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct RestoreTally {
-    /// Keys restored.
-    pub restored: u64,
-    /// Keys left alone because they exist (missing mode).
-    pub existing: u64,
-    /// Keys not restored because their expiry has passed.
-    pub expired: u64,
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
-/// A plain RESTORE of records (`ABSTTL`; `REPLACE` when `replace`), for
-/// tests and simple use until the restore engine takes over
-/// `restore --from-clickhouse`. Payloads must suit the target server.
-pub async fn restore_records(
-    conn: &mut RedisConn,
-    records: &[Record],
-    replace: bool,
-) -> Result<RestoreTally, Error> {
-    let now = now_ms();
-    let mut tally = RestoreTally::default();
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    let mut sent = 0;
-    for r in records {
-        if r.expire_at_ms.is_some_and(|at| at <= now) {
-            tally.expired += 1;
-            continue;
+/// The kb_ids and categories of the mirror a selection reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorScope {
+    /// kb_ids to read (empty: all).
+    pub kb_ids: Vec<Vec<u8>>,
+    /// Categories to read (empty: all mirrored).
+    pub categories: Vec<Category>,
+}
+
+impl MirrorScope {
+    /// Resolves `--kb` globs against the kb_ids in the mirror (literal ids
+    /// need no discovery) and keeps the mirrored categories among
+    /// `--category`. `None` when the selection cannot match any row.
+    pub async fn resolve(ch: &Ch, selection: &Selection) -> Result<Option<Self>, ChError> {
+        ch.require_table(MIRROR_TABLE, MIRROR_HINT).await?;
+        let categories: Vec<Category> = MIRRORED
+            .into_iter()
+            .filter(|c| selection.category_selected(*c))
+            .collect();
+        if categories.is_empty() {
+            return Ok(None);
         }
-        let cmd = pipe
-            .cmd("RESTORE")
-            .arg(&r.key)
-            .arg(r.expire_at_ms.unwrap_or(0))
-            .arg(&r.payload)
-            .arg("ABSTTL");
-        if replace {
-            cmd.arg("REPLACE");
-        }
-        sent += 1;
-    }
-    if sent == 0 {
-        return Ok(tally);
-    }
-    for value in conn.pipeline(&pipe, "RESTORE").await? {
-        match value {
-            redis::Value::ServerError(e) if e.code() == "BUSYKEY" => tally.existing += 1,
-            redis::Value::ServerError(e) => {
-                return Err(Error::Redis(RedisIoError::Protocol {
-                    address: conn.address().to_string(),
-                    what: "RESTORE".into(),
-                    detail: format!("{e:?}"),
-                }))
+        let categories = if selection.categories.is_empty() {
+            Vec::new()
+        } else {
+            categories
+        };
+        let kb_ids = match (selection.kbs.is_empty(), selection.literal_kbs()) {
+            (true, _) => Vec::new(),
+            (false, Some(literal)) => literal,
+            (false, None) => {
+                let found = mirrored_kb_ids(ch).await?;
+                let chosen: Vec<_> = found
+                    .into_iter()
+                    .filter(|kb| selection.kb_selected(kb))
+                    .collect();
+                if chosen.is_empty() {
+                    return Ok(None);
+                }
+                chosen
             }
-            _ => tally.restored += 1,
-        }
+        };
+        Ok(Some(MirrorScope { kb_ids, categories }))
     }
-    Ok(tally)
+
+    /// Payload bytes of the rows in scope (for restore's memory guard).
+    /// Payload bytes and key count of the selection (for the memory guard).
+    pub async fn payload_bytes(&self, ch: &Ch) -> Result<(u64, u64), ChError> {
+        let sql = format!(
+            "SELECT sum(length(payload)), count() FROM ?.redis_mirror FINAL WHERE {}",
+            self.filter()
+        );
+        self.bind(ch.client().query(&sql).bind(ch.db()))
+            .fetch_one::<(u64, u64)>()
+            .await
+            .map_err(|e| ch.error("sizing the mirror", e))
+    }
+
+    /// The WHERE condition; [`Self::bind`] binds its values in order.
+    fn filter(&self) -> String {
+        let mut sql = String::from("1 = 1");
+        if !self.kb_ids.is_empty() {
+            // Matched as hex: a kb_id is bytes, and a bound string would
+            // have to be valid UTF-8.
+            sql.push_str(" AND has(?, hex(kb_id))");
+        }
+        if !self.categories.is_empty() {
+            sql.push_str(" AND has(?, category)");
+        }
+        sql
+    }
+
+    fn bind(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
+        if !self.kb_ids.is_empty() {
+            let kbs: Vec<String> = self.kb_ids.iter().map(|k| hex_upper(k)).collect();
+            query = query.bind(kbs);
+        }
+        if !self.categories.is_empty() {
+            let names: Vec<&str> = self.categories.iter().map(|c| c.name()).collect();
+            query = query.bind(names);
+        }
+        query
+    }
+}
+
+const MIRROR_HINT: &str = "run `kbdump mirror` first, or pass the right ?database=";
+
+/// The distinct kb_ids in the mirror table, as bytes.
+async fn mirrored_kb_ids(ch: &Ch) -> Result<Vec<Vec<u8>>, ChError> {
+    #[derive(Row, Deserialize)]
+    struct KbRow {
+        #[serde(with = "serde_bytes")]
+        kb_id: Vec<u8>,
+    }
+    let rows = ch
+        .client()
+        .query("SELECT DISTINCT kb_id FROM ?.redis_mirror ORDER BY kb_id")
+        .bind(ch.db())
+        .fetch_all::<KbRow>()
+        .await
+        .map_err(|e| ch.error("listing kb_ids in the mirror", e))?;
+    Ok(rows.into_iter().map(|r| r.kb_id).collect())
+}
+
+/// What the mirror source task found once it is done: records sent.
+pub type MirrorSourceResult = Result<u64, Error>;
+
+/// Records in flight between the mirror reader and the consumer.
+const SOURCE_CHANNEL: usize = 4096;
+
+/// Feeds the restore engine from the mirror table, as an archive source
+/// does: the selection's kb_ids (globs resolved against the mirror),
+/// categories and key globs. A row with an unknown category is reported
+/// as [`SourceItem::Damaged`]; a ClickHouse failure ends the stream and is
+/// the task's error.
+pub fn spawn_mirror_source(
+    ch: Ch,
+    selection: Selection,
+) -> (Receiver<SourceItem>, JoinHandle<MirrorSourceResult>) {
+    let (tx, rx) = channel(SOURCE_CHANNEL);
+    let handle = tokio::spawn(async move {
+        let Some(scope) = MirrorScope::resolve(&ch, &selection).await? else {
+            return Ok(0);
+        };
+        let mut reader = MirrorReader::open(&ch, &scope.kb_ids, &scope.categories).await?;
+        let mut sent = 0;
+        loop {
+            let item = match reader.next().await {
+                Ok(None) => break,
+                Ok(Some(r)) if !selection.selects(&r.kb_id, r.category, &r.key) => continue,
+                Ok(Some(r)) => SourceItem::Record(r),
+                Err(Error::BadRow { table, category }) => SourceItem::Damaged {
+                    what: table,
+                    reason: format!("row with unknown category {category:?}"),
+                },
+                Err(e) => return Err(e),
+            };
+            if tx.send(item).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        Ok(sent)
+    });
+    (rx, handle)
 }

@@ -1,14 +1,14 @@
 //! `rebuild` against a real ClickHouse and real Redis servers, checked key
 //! for key against the Python reference (KATO's algorithm).
 
-#[path = "support/clickhouse.rs"]
-mod chs;
+mod support;
 
-use chs::{snapshot, MiniRedis, Val};
 use kbdump::clickhouse_io::Ch;
 use kbdump::progress::NoProgress;
 use kbdump::rebuild::{rebuild, RebuildOptions};
 use redis::AsyncCommands;
+use support::clickhouse::{self as chs, snapshot, Val};
+use support::redis::RedisServer;
 
 async fn seeded(test: &str, kbs: &[(&str, usize)]) -> Ch {
     seeded_url(test, kbs).await.0
@@ -64,10 +64,10 @@ fn assert_same(
 #[tokio::test]
 async fn rebuild_matches_python_reference_for_every_key() {
     let (ch, url) = seeded_url("rebuild_ref", &[("node0_kato", 400), ("kb:with*glob", 120)]).await;
-    let (ours, reference) = (MiniRedis::start(), MiniRedis::start());
+    let (ours, reference) = (RedisServer::start(), RedisServer::start());
     let summaries = rebuild(
         &ch,
-        ours.conn().await,
+        chs::conn(&ours).await,
         &[],
         &opts(false, false),
         &NoProgress,
@@ -76,8 +76,8 @@ async fn rebuild_matches_python_reference_for_every_key() {
     .unwrap();
     chs::run_baseline(&url, &reference.url(), &["kb:with*glob", "node0_kato"]);
     let (a, b) = (
-        snapshot(&mut ours.conn().await).await,
-        snapshot(&mut reference.conn().await).await,
+        snapshot(&mut chs::conn(&ours).await).await,
+        snapshot(&mut chs::conn(&reference).await).await,
     );
     assert_same(&a, &b);
     assert_eq!(summaries.len(), 2);
@@ -90,8 +90,8 @@ async fn rebuild_matches_python_reference_for_every_key() {
 #[tokio::test]
 async fn surviving_frequencies_are_not_lowered() {
     let ch = seeded("rebuild_freq", &[("kbf", 50)]).await;
-    let redis = MiniRedis::start();
-    let mut conn = redis.conn().await;
+    let redis = RedisServer::start();
+    let mut conn = chs::conn(&redis).await;
     let name = chs::pattern_name("kbf", 3);
     let _: () = conn.set(format!("kbf:frequency:{name}"), 42).await.unwrap();
     let s = rebuild(
@@ -117,8 +117,8 @@ async fn surviving_frequencies_are_not_lowered() {
 #[tokio::test]
 async fn dry_run_writes_nothing_and_counts() {
     let ch = seeded("rebuild_dry", &[("kbd", 30)]).await;
-    let redis = MiniRedis::start();
-    let mut conn = redis.conn().await;
+    let redis = RedisServer::start();
+    let mut conn = chs::conn(&redis).await;
     let s = rebuild(&ch, conn.clone(), &[], &opts(true, false), &NoProgress)
         .await
         .unwrap();
@@ -137,20 +137,20 @@ async fn dry_run_writes_nothing_and_counts() {
 #[tokio::test]
 async fn only_missing_fills_gaps_and_changes_nothing_existing() {
     let ch = seeded("rebuild_missing", &[("kbm", 80)]).await;
-    let (full, partial) = (MiniRedis::start(), MiniRedis::start());
+    let (full, partial) = (RedisServer::start(), RedisServer::start());
     rebuild(
         &ch,
-        full.conn().await,
+        chs::conn(&full).await,
         &[],
         &opts(false, false),
         &NoProgress,
     )
     .await
     .unwrap();
-    let want = snapshot(&mut full.conn().await).await;
+    let want = snapshot(&mut chs::conn(&full).await).await;
     // Partial loss: drop every third key, and tamper with survivors of each
     // type so that an overwrite would show.
-    let mut conn = partial.conn().await;
+    let mut conn = chs::conn(&partial).await;
     rebuild(&ch, conn.clone(), &[], &opts(false, false), &NoProgress)
         .await
         .unwrap();
@@ -213,4 +213,84 @@ async fn only_missing_fills_gaps_and_changes_nothing_existing() {
     };
     assert!(pmf.contains_key("é".as_bytes()));
     assert!(s[0].skipped > 0 && s[0].written > 0);
+}
+
+/// Runs kbdump with `--json`; asserts success and returns its output.
+fn kbdump_json(args: &[&str]) -> (serde_json::Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "kbdump {args:?}: {stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+fn kb_ids_of(json: &serde_json::Value) -> Vec<String> {
+    json["kbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kb| kb["kb_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn kb_globs_select_kb_ids_for_rebuild_and_check() {
+    let kbs = [
+        ("node0_kato", 5),
+        ("node1_kato", 5),
+        ("other", 5),
+        ("x*y", 3),
+    ];
+    let (_, url) = seeded_url("rebuild_globs", &kbs).await;
+    let redis = RedisServer::start();
+    let r = redis.url();
+    let rebuild = |kb: &str| {
+        kbdump_json(&[
+            "rebuild",
+            "--dry-run",
+            "--clickhouse",
+            &url,
+            "--redis",
+            &r,
+            "--kb",
+            kb,
+        ])
+    };
+    let (json, _) = rebuild("node*");
+    assert_eq!(kb_ids_of(&json), ["node0_kato", "node1_kato"]);
+    // A literal id needs no discovery; an escaped glob character is literal.
+    let (json, _) = rebuild("x\\*y");
+    assert_eq!(kb_ids_of(&json), ["x*y"]);
+    let (json, stderr) = rebuild("nomatch*");
+    assert!(kb_ids_of(&json).is_empty());
+    assert!(
+        stderr.contains("no kb_id") && stderr.contains("nomatch*"),
+        "{stderr}"
+    );
+    assert!(snapshot(&mut chs::conn(&redis).await).await.is_empty());
+
+    // check: the same selection, on the kb_ids rebuilt for real.
+    kbdump_json(&[
+        "rebuild",
+        "--clickhouse",
+        &url,
+        "--redis",
+        &r,
+        "--kb",
+        "node?_kato",
+    ]);
+    let (json, _) = kbdump_json(&[
+        "check",
+        "--clickhouse",
+        &url,
+        "--redis",
+        &r,
+        "--kb",
+        "node[01]*",
+    ]);
+    assert_eq!(kb_ids_of(&json), ["node0_kato", "node1_kato"]);
+    assert_eq!(json["findings"], 0, "{json}");
 }

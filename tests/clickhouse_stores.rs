@@ -1,18 +1,19 @@
 //! mirror, restore-from-mirror, check and error reporting against real
 //! ClickHouse and Redis servers.
 
-#[path = "support/clickhouse.rs"]
-mod chs;
+mod support;
 
-use chs::{snapshot, MiniRedis, Val};
 use kbdump::check::check;
 use kbdump::clickhouse_io::{Ch, ChError};
 use kbdump::kato::Category;
-use kbdump::mirror::{mirror, restore_records, MirrorReader};
+use kbdump::mirror::{mirror, MirrorReader};
 use kbdump::progress::NoProgress;
 use kbdump::rebuild::{rebuild, RebuildOptions};
 use kbdump::redis_io::RedisConn;
 use redis::AsyncCommands;
+use support::clickhouse::{self as chs, snapshot};
+use support::redis::RedisServer;
+use support::seed;
 
 async fn seeded(test: &str, kb: &str, n: usize) -> (Ch, String) {
     let server = chs::server();
@@ -69,11 +70,11 @@ async fn live_state(ch: &Ch, conn: &mut redis::aio::MultiplexedConnection, kb: &
 
 #[tokio::test]
 async fn wiped_redis_comes_back_exactly_from_clickhouse_alone() {
-    let (ch, _) = seeded("mirror_roundtrip", "kb0", 150).await;
-    let redis = MiniRedis::start();
-    let mut conn = redis.conn().await;
+    let (ch, url) = seeded("mirror_roundtrip", "kb0", 150).await;
+    let redis = RedisServer::start();
+    let mut conn = chs::conn(&redis).await;
     live_state(&ch, &mut conn, "kb0").await;
-    let before = snapshot(&mut conn).await;
+    let before = seed::snapshot(&mut redis.client());
     let rc = RedisConn::connect(&redis.url()).await.unwrap();
     let first = mirror(&rc, &ch, &[b"kb0".to_vec()], &NoProgress)
         .await
@@ -84,19 +85,26 @@ async fn wiped_redis_comes_back_exactly_from_clickhouse_alone() {
     assert_eq!(first.keys, second.keys);
     assert_eq!(first.keys, 151 + 20 + 20 + 2); // frequencies, emotives, metadata, affinity
 
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
-    // Unrecoverable part from the mirror, then the derivable part.
     let mut reader = MirrorReader::open(&ch, &[b"kb0".to_vec()], &[])
         .await
         .unwrap();
-    let mut records = Vec::new();
-    while let Some(r) = reader.next().await.unwrap() {
-        records.push(r);
+    let mut records = 0;
+    while reader.next().await.unwrap().is_some() {
+        records += 1;
     }
-    assert_eq!(records.len() as u64, first.keys, "FINAL dedupes the rerun");
-    let mut rc = rc.clone();
-    let tally = restore_records(&mut rc, &records, false).await.unwrap();
-    assert_eq!(tally.restored, first.keys);
+    assert_eq!(records, first.keys, "FINAL dedupes the rerun");
+
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    // Unrecoverable part from the mirror, then the derivable part.
+    let json = kbdump_json(&[
+        "restore",
+        "--from-clickhouse",
+        &url,
+        "--redis",
+        &redis.url(),
+    ]);
+    assert_eq!(json["total"]["restored"], first.keys, "{json}");
+    assert_eq!(json["mode"], "missing");
     rebuild(
         &ch,
         conn.clone(),
@@ -107,8 +115,9 @@ async fn wiped_redis_comes_back_exactly_from_clickhouse_alone() {
     .await
     .unwrap();
 
-    let after = snapshot(&mut conn).await;
-    assert_eq!(after, before, "every key, byte for byte");
+    let after = seed::snapshot(&mut redis.client());
+    // Every key, value for value; remaining TTLs within the test's runtime.
+    seed::assert_same_data(&before, &after, 30_000);
     let ttl: i64 = conn.pttl("kb0:affinity:😀 grin").await.unwrap();
     assert!(ttl > 500_000 && ttl <= 600_000, "expiry kept: {ttl}");
     let freq: i64 = conn
@@ -127,17 +136,128 @@ async fn wiped_redis_comes_back_exactly_from_clickhouse_alone() {
         n += 1;
     }
     assert_eq!(n, 20);
-    assert!(matches!(
-        before.get("kb0:affinity:a:b:c".as_bytes()),
-        Some(Val::Hash(_))
-    ));
+    assert_eq!(before["kb0:affinity:a:b:c".as_bytes()].kind, "hash");
+}
+
+/// Runs kbdump with `--json`; asserts success and returns its output.
+fn kbdump_json<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kbdump {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn restore_from_clickhouse_has_the_semantics_of_an_archive_restore() {
+    let (ch, url) = seeded("mirror_modes", "kbm", 30).await;
+    let redis = RedisServer::start();
+    let mut conn = chs::conn(&redis).await;
+    live_state(&ch, &mut conn, "kbm").await;
+    let _: () = conn.set("kbx:emotives:other", "[]").await.unwrap();
+    let rc = RedisConn::connect(&redis.url()).await.unwrap();
+    mirror(&rc, &ch, &[b"kbm".to_vec(), b"kbx".to_vec()], &NoProgress)
+        .await
+        .unwrap();
+    let before = snapshot(&mut conn).await;
+    let p0 = chs::pattern_name("kbm", 0);
+    let emotives = format!("kbm:emotives:{p0}");
+    let frequency = format!("kbm:frequency:{p0}");
+    let r = redis.url();
+    let base = ["restore", "--from-clickhouse", &url, "--redis", &r];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+
+    // Dry run on an emptied server: counts, writes nothing.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let dry = kbdump_json(&with(&["--dry-run"]));
+    assert_eq!(dry["dry_run"], true);
+    // 31 frequencies, 20 emotives, 20 metadata, 1 affinity; 1 of kbx.
+    assert_eq!(dry["total"]["restored"], 31 + 20 + 20 + 1 + 1, "{dry}");
+    assert!(snapshot(&mut conn).await.is_empty(), "dry run wrote");
+
+    // Selectors: a kb glob and a category.
+    let json = kbdump_json(&with(&["--kb", "kb[m]", "--category", "emotives"]));
+    assert_eq!(json["total"]["restored"], 20, "{json}");
+    let now = snapshot(&mut conn).await;
+    assert!(now.keys().all(|k| k.starts_with(b"kbm:emotives:")));
+
+    // Missing mode keeps keys changed since the mirror.
+    let _: () = conn.set(&emotives, "[\"changed\"]").await.unwrap();
+    let _: () = conn.set(&frequency, 99).await.unwrap();
+    let json = kbdump_json(&base);
+    assert_eq!(json["total"]["kept"], 21, "{json}");
+    let kept: String = conn.get(&emotives).await.unwrap();
+    assert_eq!(kept, "[\"changed\"]");
+    let kept: i64 = conn.get(&frequency).await.unwrap();
+    assert_eq!(kept, 99);
+
+    // Replace mode puts the mirrored values back and saves an undo archive.
+    let dir = tempfile::tempdir().unwrap();
+    let undo = dir.path().join("undo.kbd");
+    let undo_arg = undo.display().to_string();
+    let json = kbdump_json(&with(&[
+        "--mode",
+        "replace",
+        "--kb",
+        "kbm",
+        "--match",
+        &format!("*{p0}"),
+        "--undo",
+        &undo_arg,
+    ]));
+    assert_eq!(json["total"]["restored"], 3, "{json}"); // frequency, emotives, metadata
+    assert_eq!(json["saved_for_undo"], 3, "{json}");
+    assert_eq!(
+        snapshot(&mut conn).await.get(emotives.as_bytes()),
+        before.get(emotives.as_bytes())
+    );
+    let back: i64 = conn.get(&frequency).await.unwrap();
+    assert_eq!(back, 3);
+    let json = kbdump_json(&["restore", "--mode", "replace", &undo_arg, "--redis", &r]);
+    assert_eq!(json["total"]["restored"], 3, "{json}");
+    let undone: i64 = conn.get(&frequency).await.unwrap();
+    assert_eq!(undone, 99, "undo brings back the overwritten value");
+
+    // A file and --from-clickhouse together are a usage error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .args(["restore", "x.kbd", "--from-clickhouse", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // A database without a mirror: a clear error.
+    let server = chs::server();
+    let empty = server.database("mirror_none").await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .args([
+            "restore",
+            "--from-clickhouse",
+            &server.url(&empty),
+            "--redis",
+            &r,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("redis_mirror") && err.contains("kbdump mirror"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn check_finds_each_seeded_inconsistency() {
     let (ch, url) = seeded("check_findings", "kbc", 60).await;
-    let redis = MiniRedis::start();
-    let mut conn = redis.conn().await;
+    let redis = RedisServer::start();
+    let mut conn = chs::conn(&redis).await;
     rebuild(
         &ch,
         conn.clone(),
@@ -199,8 +319,8 @@ async fn check_finds_each_seeded_inconsistency() {
 
 #[tokio::test]
 async fn clickhouse_errors_name_the_server_and_what_to_do() {
-    let redis = MiniRedis::start();
-    let conn = redis.conn().await;
+    let redis = RedisServer::start();
+    let conn = chs::conn(&redis).await;
     let opts = RebuildOptions::default();
     // Nothing listens there.
     let port = chs::free_port();

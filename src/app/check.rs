@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::args::RedisArgs;
-use super::clickhouse_args::ClickHouseArgs;
+use super::clickhouse_args::{resolve_kbs, ClickHouseArgs};
 use super::{print_json, GlobalOpts, EXIT_CHECK_FAILED};
 use crate::check::{check, KbReport};
 use crate::redis_io::RedisConn;
@@ -15,6 +15,7 @@ const EXAMPLES: &str = "\
 Examples:
   kbdump check --clickhouse http://127.0.0.1:8123 --redis redis://127.0.0.1:6379
   kbdump check --kb node0_kato --json
+  kbdump check --kb 'node*_kato'
 
 Exit status: 0 the stores agree; 1 findings; 2 an error.";
 
@@ -26,15 +27,21 @@ pub struct CheckArgs {
     pub clickhouse: ClickHouseArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// kb_id to check (repeatable; default: every kb_id in ClickHouse).
-    #[arg(long = "kb", value_name = "ID")]
+    /// kb_id or glob to check (repeatable; default: every kb_id in
+    /// ClickHouse).
+    #[arg(long = "kb", value_name = "ID|GLOB")]
     pub kbs: Vec<String>,
 }
 
 pub async fn run(args: CheckArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let ch = args.clickhouse.connect().await?;
     let conn = RedisConn::connect(&args.redis.redis).await?;
-    let reports = check(&ch, &conn, &args.kbs).await?;
+    let kb_ids = resolve_kbs(&ch, &args.kbs).await?;
+    let reports = if kb_ids.is_empty() {
+        Vec::new()
+    } else {
+        check(&ch, &conn, &kb_ids).await?
+    };
     let findings: u64 = reports.iter().map(KbReport::total).sum();
     if global.json {
         print_json(&json!({"findings": findings, "kbs": reports}))?;

@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::clickhouse_io::Ch;
+use crate::kato::parse_display_bytes;
+use crate::pattern::Glob;
 use crate::redis_io::{redact_url, RedisConn};
 
 /// Which ClickHouse to talk to.
@@ -46,4 +48,22 @@ pub async fn write_connection(
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", redact_url(url)))?;
     Ok((checked, conn))
+}
+
+/// The kb_ids `--kb` names in ClickHouse (see [`Ch::resolve_kbs`]); warns
+/// on stderr when globs were given and none matches.
+pub async fn resolve_kbs(ch: &Ch, kbs: &[String]) -> anyhow::Result<Vec<String>> {
+    let globs: Vec<Glob> = kbs
+        .iter()
+        .map(|k| Glob::new(parse_display_bytes(k)))
+        .collect();
+    let ids = ch.resolve_kbs(&globs).await?;
+    if ids.is_empty() && !kbs.is_empty() {
+        eprintln!(
+            "kbdump: warning: no kb_id in {} matches --kb {}",
+            ch.target(),
+            kbs.join(" --kb ")
+        );
+    }
+    Ok(ids)
 }

@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::args::RedisArgs;
-use super::clickhouse_args::{write_connection, ClickHouseArgs};
+use super::clickhouse_args::{resolve_kbs, write_connection, ClickHouseArgs};
 use super::progress::key_progress;
 use super::{print_json, GlobalOpts};
 use crate::rebuild::{rebuild, KbSummary, RebuildOptions};
@@ -15,6 +15,7 @@ const EXAMPLES: &str = "\
 Examples:
   kbdump rebuild --clickhouse http://127.0.0.1:8123 --redis redis://127.0.0.1:6379
   kbdump rebuild --kb node0_kato --dry-run
+  kbdump rebuild --kb 'node*_kato' --json
   kbdump rebuild --kb node0_kato --only-missing     # after a partial loss
   CLICKHOUSE_URL='http://user:pw@ch:8123/?database=kato' kbdump rebuild --json
 
@@ -32,8 +33,9 @@ pub struct RebuildArgs {
     pub clickhouse: ClickHouseArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// kb_id to rebuild (repeatable; default: every kb_id in ClickHouse).
-    #[arg(long = "kb", value_name = "ID")]
+    /// kb_id or glob to rebuild (repeatable; default: every kb_id in
+    /// ClickHouse).
+    #[arg(long = "kb", value_name = "ID|GLOB")]
     pub kbs: Vec<String>,
     /// Count what would be written; write nothing.
     #[arg(long)]
@@ -51,8 +53,13 @@ pub async fn run(args: RebuildArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
         only_missing: args.only_missing,
         ..RebuildOptions::default()
     };
+    let kb_ids = resolve_kbs(&ch, &args.kbs).await?;
     let progress = key_progress(global);
-    let summaries = rebuild(&ch, conn, &args.kbs, &opts, progress.as_ref()).await?;
+    let summaries = if kb_ids.is_empty() {
+        Vec::new()
+    } else {
+        rebuild(&ch, conn, &kb_ids, &opts, progress.as_ref()).await?
+    };
     if global.json {
         print_json(&json!({
             "clickhouse": ch.target().to_string(),
@@ -85,6 +92,6 @@ fn print_text(summaries: &[KbSummary], dry_run: bool) {
         }
     }
     if summaries.is_empty() {
-        println!("no kb_id to rebuild: patterns_data is empty");
+        println!("no kb_id to rebuild");
     }
 }

@@ -10,13 +10,16 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::args::{open_file, ArchiveInput, RedisArgs, SelectArgs};
+use super::clickhouse_args::ClickHouseArgs;
 use super::progress::key_progress;
 use super::{print_json, GlobalOpts, EXIT_ERROR};
 use crate::archive::{ArchiveWriter, Header, Record, SourceInfo, FORMAT_VERSION};
 use crate::export::now_ms;
 use crate::kato::{display_bytes, parse_display_bytes};
+use crate::mirror::{spawn_mirror_source, MirrorScope, MirrorSourceResult};
 use crate::output::AtomicFile;
 use crate::restore::{restore, Mode, RestoreOptions, RestoreSummary, SourceItem, Target};
+use crate::selection::Selection;
 use crate::sources::{selected_size, spawn_file_source, spawn_stream_source, SourceResult};
 
 const EXAMPLES: &str = "\
@@ -29,7 +32,8 @@ Examples:
   kbdump restore node0.kbd --rename-kb node0_kato=node9_kato     # clone a knowledge base
   kbdump restore node0.kbd --mode replace --undo before.kbd      # overwrite, keep an undo
   kbdump restore --mode replace before.kbd                       # ...and undo it
-  ssh backup 'cat node0.kbd' | kbdump restore - --redis redis://new:6379";
+  ssh backup 'cat node0.kbd' | kbdump restore - --redis redis://new:6379
+  kbdump restore --from-clickhouse http://ch:8123 --kb node0_kato   # from `kbdump mirror`";
 
 /// Options of restore that copy shares.
 #[derive(Debug, Clone, Args)]
@@ -88,8 +92,16 @@ fn parse_rename(s: &str) -> Result<(String, String), String> {
 #[command(after_help = EXAMPLES)]
 pub struct RestoreArgs {
     /// Archive file, or `-` for stdin.
-    #[arg(value_name = "FILE|-")]
-    pub file: String,
+    #[arg(
+        value_name = "FILE|-",
+        required_unless_present = "from_clickhouse",
+        conflicts_with = "from_clickhouse"
+    )]
+    pub file: Option<String>,
+    /// Read the records from the ClickHouse mirror table (written by `kbdump
+    /// mirror`) instead of an archive: http://[user:password@]host:port/?database=NAME
+    #[arg(long, value_name = "URL")]
+    pub from_clickhouse: Option<String>,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
@@ -103,19 +115,29 @@ pub struct RestoreArgs {
 }
 
 pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let input = ArchiveInput::parse(&args.file);
     let selection = args.select.selection();
     let target = Target::connect(&args.redis.redis).await?;
-    let (rx, source) = match &input {
-        ArchiveInput::Path(p) => {
-            let (_, size) = selected_size(open_file(p)?, &selection)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))?;
-            if !args.write.force && !args.write.dry_run {
-                target.check_headroom(size.payload_bytes, size.keys)?;
-            }
-            spawn_file_source(open_file(p)?, selection)
+    let guard = !args.write.force && !args.write.dry_run;
+    let (rx, source, input) = match (&args.from_clickhouse, &args.file) {
+        (Some(url), _) => {
+            let (rx, task) = open_mirror(url, selection, guard.then_some(&target)).await?;
+            (rx, Source::Mirror(task), ArchiveInput::Stdin)
         }
-        ArchiveInput::Stdin => spawn_stream_source(input.open_stream()?, selection),
+        (None, file) => {
+            let input = ArchiveInput::parse(file.as_deref().unwrap_or("-"));
+            let (rx, task) = match &input {
+                ArchiveInput::Path(p) => {
+                    let (_, size) = selected_size(open_file(p)?, &selection)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))?;
+                    if guard {
+                        target.check_headroom(size.payload_bytes, size.keys)?;
+                    }
+                    spawn_file_source(open_file(p)?, selection)
+                }
+                ArchiveInput::Stdin => spawn_stream_source(input.open_stream()?, selection),
+            };
+            (rx, Source::Archive(task), input)
+        }
     };
     let options = args.write.options_for(&target);
     let undo = match (options.mode, options.dry_run) {
@@ -136,7 +158,10 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
         None => None,
     };
     let summary = result?;
-    source_outcome(source, &input).await?;
+    match source {
+        Source::Archive(task) => drop(source_outcome(task, &input).await?),
+        Source::Mirror(task) => mirror_outcome(task).await?,
+    }
     report(&summary, &options, &target, undo_file.as_deref(), global)?;
     Ok(exit_code(&summary))
 }
@@ -166,6 +191,44 @@ pub(crate) fn undo_stamp() -> String {
     super::inspect::iso_ms(now_ms()).replace([':', '.'], "-")
 }
 
+/// Where the records come from.
+enum Source {
+    Archive(tokio::task::JoinHandle<SourceResult>),
+    Mirror(tokio::task::JoinHandle<MirrorSourceResult>),
+}
+
+/// Starts reading the ClickHouse mirror; with `guard`, first refuses a
+/// restore the target has no memory headroom for, as for an archive.
+async fn open_mirror(
+    url: &str,
+    selection: Selection,
+    guard: Option<&Target>,
+) -> anyhow::Result<(
+    mpsc::Receiver<SourceItem>,
+    tokio::task::JoinHandle<MirrorSourceResult>,
+)> {
+    let ch = ClickHouseArgs {
+        clickhouse: url.to_string(),
+    }
+    .connect()
+    .await?;
+    if let Some(target) = guard {
+        if let Some(scope) = MirrorScope::resolve(&ch, &selection).await? {
+            let (bytes, keys) = scope.payload_bytes(&ch).await?;
+            target.check_headroom(bytes, keys)?;
+        }
+    }
+    Ok(spawn_mirror_source(ch, selection))
+}
+
+async fn mirror_outcome(task: tokio::task::JoinHandle<MirrorSourceResult>) -> anyhow::Result<()> {
+    task.await
+        .context("the ClickHouse mirror reader stopped unexpectedly")??;
+    Ok(())
+}
+
+/// The default undo path: beside the input archive, or in the current
+/// directory for stdin and ClickHouse.
 fn undo_path(args: &RestoreArgs, input: &ArchiveInput) -> PathBuf {
     if let Some(path) = &args.undo {
         return path.clone();

@@ -1,4 +1,6 @@
-//! A private `clickhouse-server` for the tests of one test binary.
+//! A private `clickhouse-server` for the tests of one test binary, and
+//! helpers for the ClickHouse tests (KATO's `patterns_data`, seeding, the
+//! Python reference rebuild). Redis servers come from [`super::redis`].
 //!
 //! Started once per binary (a `OnceLock`), on free loopback ports, with its
 //! data in a fresh temp dir; each test works in its own database
@@ -10,7 +12,6 @@
 //! therefore started under a small `sh` watchdog that polls the test
 //! binary's pid and, once it is gone (normal exit, panic or SIGKILL alike),
 //! kills the server and removes the temp dir.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use super::redis::RedisServer;
 
 /// A running server.
 pub struct ClickHouse {
@@ -304,58 +307,15 @@ const USERS: &str = r#"<?xml version="1.0"?>
 </yandex>
 "#;
 
-/// A private `redis-server` for one test, until the shared harness is
-/// merged; killed by the same watchdog, or on drop.
-pub struct MiniRedis {
-    port: u16,
-    dir: PathBuf,
-}
-
-impl MiniRedis {
-    pub fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("kbdump-redis-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let port = free_port();
-        let start = format!(
-            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --dir '{}' >/dev/null 2>&1",
-            dir.display()
-        );
-        spawn_watched(&start, &dir);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start (is it installed?)"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        MiniRedis { port, dir }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for MiniRedis {
-    fn drop(&mut self) {
-        let _ = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// An async connection to a test server, without a response timeout
+/// (rebuild pipelines can be large).
+pub async fn conn(server: &RedisServer) -> ::redis::aio::MultiplexedConnection {
+    let config = ::redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    ::redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
 }
 
 /// A Redis value, logically (not its encoding).
@@ -369,27 +329,37 @@ pub enum Val {
 
 /// Every key of a (small, test) Redis with its value.
 pub async fn snapshot(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut ::redis::aio::MultiplexedConnection,
 ) -> std::collections::BTreeMap<Vec<u8>, Val> {
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query_async(conn).await.unwrap();
+    let keys: Vec<Vec<u8>> = ::redis::cmd("KEYS")
+        .arg("*")
+        .query_async(conn)
+        .await
+        .unwrap();
     let mut out = std::collections::BTreeMap::new();
     for key in keys {
-        let kind: String = redis::cmd("TYPE")
+        let kind: String = ::redis::cmd("TYPE")
             .arg(&key)
             .query_async(conn)
             .await
             .unwrap();
         let val = match kind.as_str() {
-            "string" => Val::Str(redis::cmd("GET").arg(&key).query_async(conn).await.unwrap()),
+            "string" => Val::Str(
+                ::redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(conn)
+                    .await
+                    .unwrap(),
+            ),
             "hash" => Val::Hash(
-                redis::cmd("HGETALL")
+                ::redis::cmd("HGETALL")
                     .arg(&key)
                     .query_async(conn)
                     .await
                     .unwrap(),
             ),
             "set" => Val::Set(
-                redis::cmd("SMEMBERS")
+                ::redis::cmd("SMEMBERS")
                     .arg(&key)
                     .query_async(conn)
                     .await

@@ -8,5 +8,6 @@
 // be reported as dead code under `clippy -D warnings`.
 #![allow(dead_code)]
 
+pub mod clickhouse;
 pub mod redis;
 pub mod seed;
