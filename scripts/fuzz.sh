@@ -1,20 +1,64 @@
 #!/usr/bin/env bash
-# Fuzz the pure decoders for a bounded time per target.
+# Fuzz the DUMP decoder and the archive readers with libFuzzer (cargo-fuzz),
+# for a bounded time per target.
 #
-#   scripts/fuzz.sh            # 60 s per target
-#   scripts/fuzz.sh 600        # 10 min per target
+#   scripts/fuzz.sh                    # 60 s per target
+#   scripts/fuzz.sh 600                # 10 min per target
+#   scripts/fuzz.sh 60 archive_read    # one target
 #
-# The harness (fuzz/) runs on the stable toolchain (cargo-fuzz would need
-# nightly): it mutates the committed fixture payloads, reseals them with a
-# valid CRC and checks that decoding never panics or hangs. Crashing inputs
-# land in fuzz/artifacts/<target>/ as hex; turn each into a unit test.
-# Extra seeds may be put in fuzz/corpus/ (one hex payload per file).
+# Targets (fuzz/fuzz_targets/): decode, envelope, archive_read. Seeds: every
+# captured payload in fixtures/dump/*.json (decode, envelope) and every
+# archive in fixtures/archive/ (archive_read). The growing corpus is kept in
+# fuzz/corpus/<target>/ between runs. A crash is written to
+# fuzz/artifacts/<target>/; replay it with
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/artifacts/<target>/<file>
+# and turn it into a unit test next to the code it broke.
+#
+# cargo-fuzz wants nightly for its -Z flags; RUSTC_BOOTSTRAP=1 lets the
+# stable toolchain accept them, so no nightly is needed. The first build
+# takes a while (everything is instrumented); later runs reuse it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-60}"
-cargo build --release --quiet --manifest-path "$root/fuzz/Cargo.toml"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(decode envelope archive_read)
+export RUSTC_BOOTSTRAP=1
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz.sh: cargo-fuzz is missing; install it with: cargo install cargo-fuzz" >&2
+    exit 2
+fi
+
+seeds="$(mktemp -d)"
+trap 'rm -rf "$seeds"' EXIT
+python3 - "$root" "$seeds" <<'PY'
+import json, pathlib, sys
+root, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+for target in ("decode", "envelope", "archive_read"):
+    (out / target).mkdir()
+for fixture in sorted((root / "fixtures/dump").glob("*.json")):
+    for n, key in enumerate(json.loads(fixture.read_text())["keys"]):
+        payload = bytes.fromhex(key["payload_hex"])
+        for target in ("decode", "envelope"):
+            (out / target / f"{fixture.stem}-{n}").write_bytes(payload)
+for archive in sorted((root / "fixtures/archive").glob("*.kbd")):
+    (out / "archive_read" / archive.name).write_bytes(archive.read_bytes())
+PY
+
+cd "$root/fuzz"
+cargo fuzz build -O
 status=0
-for target in decode envelope; do
-    "$root/fuzz/target/release/kbdump-fuzz" "$target" "$secs" || status=1
+for target in "${targets[@]}"; do
+    mkdir -p "corpus/$target"
+    echo "== $target: $secs s"
+    if ! cargo fuzz run -O "$target" "corpus/$target" "$seeds/$target" -- \
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        2>"$seeds/$target.log"; then
+        status=1
+        tail -40 "$seeds/$target.log" >&2
+    fi
+    grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)" "$seeds/$target.log" || true
+    echo "   corpus: $(ls "corpus/$target" | wc -l) inputs"
 done
 exit $status

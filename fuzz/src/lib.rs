@@ -1,0 +1,200 @@
+//! What the fuzz targets check, shared by `fuzz_targets/*.rs`.
+//!
+//! Every check must hold for any input: no panic, no hang, no huge
+//! allocation. Checksums would stop almost every mutation at the door, so
+//! each check also runs on a copy whose checksums are made valid again
+//! (the DUMP CRC-64 trailer; the archive frames' CRC-32C), and the archive
+//! check also wraps the input as the record stream of an otherwise valid
+//! block, which is how the mutations reach the MessagePack record parser
+//! and the DUMP decoder behind it.
+
+use std::io::Cursor;
+
+use kbdump::archive::{ArchiveReader, BlockMeta, IndexedArchive, FORMAT_VERSION, MAGIC};
+use kbdump::dump;
+use kbdump::kato::Category;
+use kbdump::offline;
+
+/// `payload` with its last 8 bytes replaced by the CRC-64 of the rest.
+pub fn reseal_payload(payload: &[u8]) -> Option<Vec<u8>> {
+    let covered = payload.len().checked_sub(8)?;
+    let mut out = payload[..covered].to_vec();
+    out.extend_from_slice(&dump::crc64(&out).to_le_bytes());
+    Some(out)
+}
+
+/// Decoding never panics; what decodes survives the JSON round trip, has
+/// a consistent canonical form and yields commands.
+pub fn check_decode(data: &[u8]) {
+    decode_one(data);
+    if let Some(sealed) = reseal_payload(data) {
+        decode_one(&sealed);
+    }
+}
+
+fn decode_one(payload: &[u8]) {
+    let Ok(value) = dump::decode(payload) else {
+        return;
+    };
+    let text = value.to_json().to_string();
+    let back = dump::Value::from_json(&serde_json::from_str(&text).unwrap()).unwrap();
+    assert_eq!(back, value, "JSON round trip changed the value");
+    assert!(
+        value.logically_eq(&value.canonical()),
+        "canonical form differs"
+    );
+    let opts = dump::CommandOptions::default();
+    let _ = value.to_commands(b"k", &opts);
+    let _ = value.command_gaps(&opts);
+}
+
+/// The envelope parser and retagging agree with each other.
+pub fn check_envelope(data: &[u8]) {
+    envelope_one(data);
+    if let Some(sealed) = reseal_payload(data) {
+        envelope_one(&sealed);
+    }
+}
+
+fn envelope_one(payload: &[u8]) {
+    let Ok(env) = dump::parse_envelope(payload) else {
+        return;
+    };
+    let retagged = dump::retag(payload, env.rdb_version.wrapping_add(1)).unwrap();
+    assert_eq!(dump::parse_envelope(&retagged).unwrap().body, env.body);
+    assert_eq!(dump::type_ids_in(payload).unwrap(), vec![env.type_byte]);
+    let _ = dump::redis_type(env.type_byte, env.rdb_version);
+    let _ = dump::type_id_name(env.type_byte, env.rdb_version);
+}
+
+/// Both archive readers and the verifier read any bytes to the end
+/// without panicking: the input as is, with its frame checksums repaired,
+/// and as the records of a block behind a valid header.
+pub fn check_archive_read(data: &[u8]) {
+    archive_one(data);
+    let mut resealed = data.to_vec();
+    reseal_frames(&mut resealed);
+    if resealed != data {
+        archive_one(&resealed);
+    }
+    archive_one(&block_around(data));
+}
+
+fn archive_one(bytes: &[u8]) {
+    stream_read(bytes);
+    indexed_read(bytes);
+    let check = |r: &kbdump::archive::Record| offline::check_payload_decodes(&r.payload);
+    let report = offline::verify_stream(Cursor::new(bytes), &check);
+    let _ = report.is_clean();
+    let _ = offline::verify_file(Cursor::new(bytes), &check).unwrap();
+    if let Ok(overview) = offline::overview_file(Cursor::new(bytes)) {
+        let _ = offline::gate_report(&overview.blocks);
+    }
+    let _ = offline::overview_stream(Cursor::new(bytes));
+}
+
+fn stream_read(bytes: &[u8]) {
+    let Ok(mut reader) = ArchiveReader::new(Cursor::new(bytes)) else {
+        return;
+    };
+    // A checksum error leaves the reader usable; any other error ends it.
+    // Every call consumes at least a frame header, so this terminates.
+    for _ in 0..=bytes.len() {
+        match reader.next_block() {
+            Ok(Some(block)) => read_records(&block),
+            Ok(None) => break,
+            Err(kbdump::archive::Error::Checksum { .. }) => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+fn indexed_read(bytes: &[u8]) {
+    let Ok(mut archive) = IndexedArchive::open(Cursor::new(bytes)) else {
+        return;
+    };
+    for entry in archive.index().blocks.clone() {
+        if let Ok(block) = archive.read_block(&entry) {
+            read_records(&block);
+        }
+    }
+}
+
+fn read_records(block: &kbdump::archive::Block) {
+    let Ok(records) = block.records() else {
+        return;
+    };
+    for record in records.flatten() {
+        let _ = dump::decode(&record.payload);
+    }
+}
+
+const CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// Recomputes the CRC-32C of every frame that lies fully inside `bytes`,
+/// walking frames from the end of the preamble as a reader would.
+pub fn reseal_frames(bytes: &mut [u8]) {
+    let mut at = 10;
+    while at + 9 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
+        let Some(end) = (at + 9).checked_add(len).filter(|&e| e <= bytes.len()) else {
+            return;
+        };
+        let mut digest = CASTAGNOLI.digest();
+        digest.update(&bytes[at..at + 5]);
+        digest.update(&bytes[at + 9..end]);
+        let crc = digest.finalize();
+        bytes[at + 5..at + 9].copy_from_slice(&crc.to_le_bytes());
+        at = end;
+    }
+}
+
+/// A valid preamble and header, then one block frame whose compressed
+/// record stream is `records` (record count from its first byte), then
+/// nothing: readers must handle the records, then report the truncation.
+pub fn block_around(records: &[u8]) -> Vec<u8> {
+    let count = records.first().map_or(0, |&b| u64::from(b % 8));
+    let meta = BlockMeta {
+        kb_id: b"kb".to_vec(),
+        category: Category::Other,
+        records: count,
+        payload_bytes: 0,
+        raw_len: records.len() as u64,
+        rdb_versions: vec![10],
+        type_bytes: vec![0],
+    };
+    let meta = rmp_serde::to_vec_named(&meta).unwrap();
+    let compressed = zstd::bulk::compress(records, 1).unwrap();
+    let mut block = (meta.len() as u32).to_le_bytes().to_vec();
+    block.extend_from_slice(&meta);
+    block.extend_from_slice(&compressed);
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    push_frame(&mut out, b'H', &header_bytes());
+    push_frame(&mut out, b'B', &block);
+    out
+}
+
+fn header_bytes() -> Vec<u8> {
+    let header = kbdump::archive::Header {
+        format_version: FORMAT_VERSION,
+        tool: "fuzz".into(),
+        created_at_ms: 0,
+        source: Default::default(),
+        selection: Default::default(),
+    };
+    rmp_serde::to_vec_named(&header).unwrap()
+}
+
+fn push_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+    let start = out.len();
+    out.push(kind);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(payload);
+    let mut digest = CASTAGNOLI.digest();
+    digest.update(&out[start..start + 5]);
+    digest.update(payload);
+    let crc = digest.finalize();
+    out[start + 5..start + 9].copy_from_slice(&crc.to_le_bytes());
+}
