@@ -73,6 +73,7 @@ main() {
     step "$kbdump" export --kb node0_kato -o node0.kbd
     step "$kbdump" inspect node0.kbd
     step "$kbdump" ls node0.kbd --category affinity --category globals --long
+    step "$kbdump" cat node0.kbd --category affinity --category metadata --match '*:metadata:0*'
     step "$kbdump" verify node0.kbd
     if "$kbdump" --help | grep -q '^  restore'; then
         printf '\n# an incident: half of the emotives of node0_kato are evicted\n'

@@ -13,6 +13,7 @@ Examples:
   kbdump export --kb node0_kato -o node0.kbd
   kbdump inspect node0.kbd
   kbdump ls node0.kbd --category emotives --long
+  kbdump cat node0.kbd --category emotives --match '*:emotives:3f78*'
   kbdump verify node0.kbd
   kbdump diff node0.kbd --kb node0_kato
   kbdump restore node0.kbd --kb node0_kato --category emotives
