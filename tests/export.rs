@@ -602,3 +602,73 @@ fn kbs_lists_every_kb_with_category_counts() {
     assert_eq!(listed, expected);
     assert_eq!(out["unclassified_keys"], seeded.unrelated().len() as u64);
 }
+
+/// A self-signed certificate and key for a TLS test server.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    (cert, key)
+}
+
+#[test]
+fn rediss_urls_connect_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = RedisServer::builder()
+        .config(&format!("tls-port {tls_port}"))
+        .config(&format!("tls-cert-file {}", cert.display()))
+        .config(&format!("tls-key-file {}", key.display()))
+        .config(&format!("tls-ca-cert-file {}", cert.display()))
+        .config("tls-auth-clients no")
+        .start();
+    let seeded = seed_kato(&mut server.client(), &SeedSpec::small());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tls.kbd");
+    // `#insecure` skips certificate verification (the certificate is self-signed).
+    let url = format!("rediss://127.0.0.1:{tls_port}/#insecure");
+    ok(&[
+        "export",
+        "--redis",
+        &url,
+        "--kb",
+        "node0_kato",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(keys_of(&read_archive(&out)), seeded.of_kb(b"node0_kato"));
+    let unverified = kbdump(&["kbs", "--redis", &format!("rediss://127.0.0.1:{tls_port}")]);
+    assert_eq!(
+        unverified.status.code(),
+        Some(2),
+        "a self-signed certificate is refused by default"
+    );
+    assert!(
+        stderr(&unverified).contains(&format!("127.0.0.1:{tls_port}")),
+        "{}",
+        stderr(&unverified)
+    );
+}
