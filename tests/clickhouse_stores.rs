@@ -388,3 +388,56 @@ async fn clickhouse_errors_name_the_server_and_what_to_do() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no table"));
 }
+
+#[tokio::test]
+async fn mirror_prune_forgets_keys_deleted_from_redis() {
+    let (ch, url) = seeded("mirror_prune", "kbp", 10).await;
+    let redis = RedisServer::start();
+    let mut conn = chs::conn(&redis).await;
+    live_state(&ch, &mut conn, "kbp").await;
+    let r = redis.url();
+    let mirror_cli = |extra: &[&str]| {
+        let mut args = vec!["mirror", "--clickhouse", &url, "--redis", &r, "--kb", "kbp"];
+        args.extend_from_slice(extra);
+        kbdump_json(&args)
+    };
+    let count = || async {
+        let mut reader = MirrorReader::open(&ch, &[b"kbp".to_vec()], &[])
+            .await
+            .unwrap();
+        let mut keys = Vec::new();
+        while let Some(record) = reader.next().await.unwrap() {
+            keys.push(record.key);
+        }
+        keys
+    };
+    let first = mirror_cli(&[]);
+    let all = count().await;
+    assert_eq!(all.len() as u64, first["summary"]["keys"].as_u64().unwrap());
+    let gone = format!("kbp:emotives:{}", chs::pattern_name("kbp", 1));
+    let _: () = conn.del(&gone).await.unwrap();
+
+    // Without --prune the deleted key stays in the mirror.
+    let json = mirror_cli(&[]);
+    assert_eq!(json["pruned"], serde_json::Value::Null);
+    assert_eq!(count().await.len(), all.len());
+    // With --prune it is gone, and a restore does not bring it back.
+    let json = mirror_cli(&["--prune"]);
+    assert_eq!(json["pruned"], 1, "{json}");
+    let left = count().await;
+    assert_eq!(left.len(), all.len() - 1);
+    assert!(!left.contains(&gone.clone().into_bytes()));
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let json = kbdump_json(&["restore", "--from-clickhouse", &url, "--redis", &r]);
+    assert_eq!(json["total"]["restored"], left.len() as u64, "{json}");
+    let back: bool = conn.exists(&gone).await.unwrap();
+    assert!(!back);
+    // Superseded versions went too: every row left is from the last run.
+    let rows: u64 = chs::server()
+        .client()
+        .query("SELECT count() FROM kato_mirror_prune.redis_mirror")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(rows, left.len() as u64);
+}

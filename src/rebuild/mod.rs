@@ -7,7 +7,7 @@ Per kb_id the rows are read **twice**, each time as a stream:
 
 1. pass one accumulates the symbol tables ([`stats::SymbolTable`]: one
    entry per distinct symbol) and, as it goes, writes `frequency:{p}` = 1
-   with `SET NX` and the `symbol_to_patterns:{s}` sets, one `SADD` per
+   with `SET NX` semantics (see [`apply`]) and the `symbol_to_patterns:{s}` sets, one `SADD` per
    symbol per batch of [`RebuildOptions::batch_patterns`] rows (SADD is a
    union, so writing the sets incrementally needs no per-set memory);
 2. then `symbols:freq`, `symbols:pmf` and the three `global:*` counters
@@ -69,7 +69,7 @@ impl Default for RebuildOptions {
         RebuildOptions {
             dry_run: false,
             only_missing: false,
-            batch_patterns: 5000,
+            batch_patterns: 20_000,
         }
     }
 }
@@ -171,12 +171,22 @@ pub fn key(kb: &str, middle: &str, tail: &[u8]) -> Vec<u8> {
     k
 }
 
+/// [`key`] into a reused buffer.
+fn key_in<'a>(buf: &'a mut Vec<u8>, kb: &str, middle: &str, tail: &[u8]) -> &'a [u8] {
+    buf.clear();
+    buf.extend_from_slice(kb.as_bytes());
+    buf.push(b':');
+    buf.extend_from_slice(middle.as_bytes());
+    buf.extend_from_slice(tail);
+    buf
+}
+
 /// One batch of pass one: pattern names, and (symbol index, name index)
 /// pairs for the `symbol_to_patterns` sets.
 #[derive(Default)]
 struct SetBatch {
     names: Vec<Vec<u8>>,
-    pairs: Vec<(usize, usize)>,
+    pairs: Vec<(u32, u32)>,
 }
 
 /// Per symbol index: 0 = not seen by a batch yet, 1 = write its set,
@@ -195,6 +205,7 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     let mut table = SymbolTable::default();
+    let mut kbuf = Vec::new();
     let mut batch = SetBatch::default();
     let mut sets = SetStates::default();
     let mut cursor = ch.patterns(kb)?;
@@ -203,14 +214,19 @@ where
         .await
         .map_err(|e| ch.error("reading patterns_data", e))?
     {
-        sink.set("frequency", &key(kb, "frequency:", row.name), b"1", true)
-            .await?;
+        sink.put(
+            "frequency",
+            key_in(&mut kbuf, kb, "frequency:", row.name),
+            b"1",
+            true,
+        )
+        .await?;
         let counts = symbol_counts(&row.pattern_data);
         table.add_counts(&counts);
-        let name = batch.names.len();
+        let name = batch.names.len() as u32;
         batch.names.push(row.name.to_vec());
         for symbol in counts.keys() {
-            let index = table.index_of(symbol).expect("just added");
+            let index = table.index_of(symbol).expect("just added") as u32;
             batch.pairs.push((index, name));
         }
         if batch.names.len() >= opts.batch_patterns {
@@ -239,7 +255,7 @@ where
     let mut new: Vec<usize> = batch
         .pairs
         .iter()
-        .map(|p| p.0)
+        .map(|p| p.0 as usize)
         .filter(|&i| sets.0[i] == 0)
         .collect();
     new.dedup();
@@ -256,14 +272,16 @@ where
         sink.count("symbols", u64::from(!existed), u64::from(existed));
         sets.0[i] = if existed { 2 } else { 1 };
     }
+    let mut members: Vec<&[u8]> = Vec::new();
     for group in batch.pairs.chunk_by(|a, b| a.0 == b.0) {
-        let symbol = group[0].0;
+        let symbol = group[0].0 as usize;
         if sets.0[symbol] != 1 {
             continue;
         }
         let set_key = key(kb, "symbol_to_patterns:", table.symbol_at(symbol));
-        for chunk in group.chunks(1000) {
-            let members: Vec<&[u8]> = chunk.iter().map(|p| batch.names[p.1].as_slice()).collect();
+        for chunk in group.chunks(4096) {
+            members.clear();
+            members.extend(chunk.iter().map(|p| batch.names[p.1 as usize].as_slice()));
             sink.sadd(&set_key, &members).await?;
         }
     }
@@ -343,6 +361,7 @@ where
 {
     let (mut rows, mut metrics) = (0u64, 0u64);
     let nx = opts.only_missing;
+    let (mut kbuf, mut text) = (Vec::new(), String::new());
     let mut cursor = ch.patterns(kb)?;
     while let Some(row) = cursor
         .next()
@@ -364,13 +383,19 @@ where
             ("global_normalized_entropy:", m.global_normalized_entropy),
         ];
         for (middle, value) in floats {
-            let text = pytext::float_repr(value);
-            sink.set("metrics", &key(kb, middle, name), text.as_bytes(), nx)
-                .await?;
+            text.clear();
+            pytext::push_float_repr(&mut text, value);
+            sink.put(
+                "metrics",
+                key_in(&mut kbuf, kb, middle, name),
+                text.as_bytes(),
+                nx,
+            )
+            .await?;
         }
-        sink.set(
+        sink.put(
             "metrics",
-            &key(kb, "tf_vector:", name),
+            key_in(&mut kbuf, kb, "tf_vector:", name),
             m.tf_vector_json.as_bytes(),
             nx,
         )

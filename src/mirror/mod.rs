@@ -19,9 +19,26 @@ needs one argMax per column; FINAL streams in key order.
 [`spawn_mirror_source`], which feeds the restore engine exactly as an
 archive does.
 
-Limits: a key deleted from Redis stays in the mirror (a mirror is an
-upsert, not a sync); the payloads are in the source server's RDB format.
+Deleted keys: a plain mirror is an upsert, not a sync. A key deleted from
+Redis keeps its last mirrored row, and `restore --from-clickhouse` would
+bring it back. `mirror --prune` ([`prune`]) makes the run a sync for the
+kb_ids it mirrored: once every key is written, it deletes those kb_ids'
+rows older than the run's start (`mirrored_at_ms < stamp`: the rows of
+keys the run no longer found, and the superseded versions of the others)
+with `ALTER TABLE ... DELETE`, a mutation (18.16 has them), and waits for
+the mutation to finish. A mutation rather than tombstone rows: tombstones
+would have to be filtered by every reader and would never shrink the
+table. A kb_id that vanished from Redis entirely is only pruned when named
+literally with `--kb` (a glob finds nothing to mirror for it).
+
+The payloads are in the source server's RDB format; restore handles
+other targets as it does for archives.
 */
+
+mod source;
+
+use source::MIRROR_HINT;
+pub use source::{spawn_mirror_source, MirrorScope, MirrorSourceResult};
 
 use crate::archive::Record;
 use crate::clickhouse_io::{Ch, ChError};
@@ -30,13 +47,9 @@ use crate::kato::{self, Category};
 use crate::pattern::escape;
 use crate::progress::Progress;
 use crate::redis_io::{Dumped, RedisConn, RedisIoError};
-use crate::restore::SourceItem;
-use crate::selection::Selection;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use tokio::sync::mpsc::{channel, Receiver};
-use tokio::task::JoinHandle;
 
 /// Name of the mirror table.
 pub const MIRROR_TABLE: &str = "redis_mirror";
@@ -123,6 +136,8 @@ pub struct MirrorSummary {
     pub keys: u64,
     /// Keys that vanished between SCAN and DUMP.
     pub vanished: u64,
+    /// When the run started (unix ms): the version of its rows.
+    pub started_at_ms: u64,
 }
 
 /// Copies the unrecoverable categories of `kb_ids` into the mirror table.
@@ -135,6 +150,7 @@ pub async fn mirror(
     ensure_table(ch).await?;
     let mut summary = MirrorSummary::default();
     let stamp = now_ms() as u64;
+    summary.started_at_ms = stamp;
     for kb in kb_ids {
         for category in MIRRORED {
             progress.stage(&format!("{} {}", kato::display_bytes(kb), category.name()));
@@ -233,6 +249,73 @@ async fn mirror_one(
     Ok(())
 }
 
+/// Deletes the mirror rows of `kb_ids` older than `before_ms` (the
+/// `started_at_ms` of a complete mirror run of those kb_ids) and waits for
+/// the deletion to finish. Returns the number of keys dropped: those whose
+/// newest row was older.
+pub async fn prune(ch: &Ch, kb_ids: &[Vec<u8>], before_ms: u64) -> Result<u64, ChError> {
+    if kb_ids.is_empty() {
+        return Ok(0);
+    }
+    let scope = MirrorScope {
+        kb_ids: kb_ids.to_vec(),
+        categories: Vec::new(),
+    };
+    let count_sql = format!(
+        "SELECT count() FROM (SELECT kb_id, category, key FROM ?.redis_mirror WHERE {} \
+         GROUP BY kb_id, category, key HAVING max(mirrored_at_ms) < ?)",
+        scope.filter()
+    );
+    let gone: u64 = scope
+        .bind(ch.client().query(&count_sql).bind(ch.db()))
+        .bind(before_ms)
+        .fetch_one()
+        .await
+        .map_err(|e| ch.error("counting keys to prune", e))?;
+    let delete_sql = format!(
+        "ALTER TABLE ?.redis_mirror DELETE WHERE {} AND mirrored_at_ms < ?",
+        scope.filter()
+    );
+    scope
+        .bind(ch.client().query(&delete_sql).bind(ch.db()))
+        .bind(before_ms)
+        .execute()
+        .await
+        .map_err(|e| ch.error("pruning the mirror", e))?;
+    wait_for_mutations(ch).await?;
+    Ok(gone)
+}
+
+/// Polls `system.mutations` until no mutation of the mirror table is
+/// pending (18.16 has no `mutations_sync`).
+async fn wait_for_mutations(ch: &Ch) -> Result<(), ChError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let pending: u64 = ch
+            .client()
+            .query(
+                "SELECT count() FROM system.mutations \
+                 WHERE database = ? AND table = ? AND is_done = 0",
+            )
+            .bind(ch.target().database())
+            .bind(MIRROR_TABLE)
+            .fetch_one()
+            .await
+            .map_err(|e| ch.error("waiting for the prune to finish", e))?;
+        if pending == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(ChError::Query {
+                server: ch.target().server().to_string(),
+                doing: "waiting for the prune to finish".into(),
+                detail: format!("{pending} mutations still pending after 10 minutes"),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// SCAN MATCH may also return keys of another kb_id whose name extends
 /// this one's; keep only keys that classify to `kb` and `category`.
 fn belongs(key: &[u8], kb: &[u8], known: &[Vec<u8>], category: Category) -> bool {
@@ -301,155 +384,4 @@ impl MirrorReader {
             payload: row.payload,
         }))
     }
-}
-
-fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-/// The kb_ids and categories of the mirror a selection reads.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MirrorScope {
-    /// kb_ids to read (empty: all).
-    pub kb_ids: Vec<Vec<u8>>,
-    /// Categories to read (empty: all mirrored).
-    pub categories: Vec<Category>,
-}
-
-impl MirrorScope {
-    /// Resolves `--kb` globs against the kb_ids in the mirror (literal ids
-    /// need no discovery) and keeps the mirrored categories among
-    /// `--category`. `None` when the selection cannot match any row.
-    pub async fn resolve(ch: &Ch, selection: &Selection) -> Result<Option<Self>, ChError> {
-        ch.require_table(MIRROR_TABLE, MIRROR_HINT).await?;
-        let categories: Vec<Category> = MIRRORED
-            .into_iter()
-            .filter(|c| selection.category_selected(*c))
-            .collect();
-        if categories.is_empty() {
-            return Ok(None);
-        }
-        let categories = if selection.categories.is_empty() {
-            Vec::new()
-        } else {
-            categories
-        };
-        let kb_ids = match (selection.kbs.is_empty(), selection.literal_kbs()) {
-            (true, _) => Vec::new(),
-            (false, Some(literal)) => literal,
-            (false, None) => {
-                let found = mirrored_kb_ids(ch).await?;
-                let chosen: Vec<_> = found
-                    .into_iter()
-                    .filter(|kb| selection.kb_selected(kb))
-                    .collect();
-                if chosen.is_empty() {
-                    return Ok(None);
-                }
-                chosen
-            }
-        };
-        Ok(Some(MirrorScope { kb_ids, categories }))
-    }
-
-    /// Payload bytes of the rows in scope (for restore's memory guard).
-    /// Payload bytes and key count of the selection (for the memory guard).
-    pub async fn payload_bytes(&self, ch: &Ch) -> Result<(u64, u64), ChError> {
-        let sql = format!(
-            "SELECT sum(length(payload)), count() FROM ?.redis_mirror FINAL WHERE {}",
-            self.filter()
-        );
-        self.bind(ch.client().query(&sql).bind(ch.db()))
-            .fetch_one::<(u64, u64)>()
-            .await
-            .map_err(|e| ch.error("sizing the mirror", e))
-    }
-
-    /// The WHERE condition; [`Self::bind`] binds its values in order.
-    fn filter(&self) -> String {
-        let mut sql = String::from("1 = 1");
-        if !self.kb_ids.is_empty() {
-            // Matched as hex: a kb_id is bytes, and a bound string would
-            // have to be valid UTF-8.
-            sql.push_str(" AND has(?, hex(kb_id))");
-        }
-        if !self.categories.is_empty() {
-            sql.push_str(" AND has(?, category)");
-        }
-        sql
-    }
-
-    fn bind(&self, mut query: clickhouse::query::Query) -> clickhouse::query::Query {
-        if !self.kb_ids.is_empty() {
-            let kbs: Vec<String> = self.kb_ids.iter().map(|k| hex_upper(k)).collect();
-            query = query.bind(kbs);
-        }
-        if !self.categories.is_empty() {
-            let names: Vec<&str> = self.categories.iter().map(|c| c.name()).collect();
-            query = query.bind(names);
-        }
-        query
-    }
-}
-
-const MIRROR_HINT: &str = "run `kbdump mirror` first, or pass the right ?database=";
-
-/// The distinct kb_ids in the mirror table, as bytes.
-async fn mirrored_kb_ids(ch: &Ch) -> Result<Vec<Vec<u8>>, ChError> {
-    #[derive(Row, Deserialize)]
-    struct KbRow {
-        #[serde(with = "serde_bytes")]
-        kb_id: Vec<u8>,
-    }
-    let rows = ch
-        .client()
-        .query("SELECT DISTINCT kb_id FROM ?.redis_mirror ORDER BY kb_id")
-        .bind(ch.db())
-        .fetch_all::<KbRow>()
-        .await
-        .map_err(|e| ch.error("listing kb_ids in the mirror", e))?;
-    Ok(rows.into_iter().map(|r| r.kb_id).collect())
-}
-
-/// What the mirror source task found once it is done: records sent.
-pub type MirrorSourceResult = Result<u64, Error>;
-
-/// Records in flight between the mirror reader and the consumer.
-const SOURCE_CHANNEL: usize = 4096;
-
-/// Feeds the restore engine from the mirror table, as an archive source
-/// does: the selection's kb_ids (globs resolved against the mirror),
-/// categories and key globs. A row with an unknown category is reported
-/// as [`SourceItem::Damaged`]; a ClickHouse failure ends the stream and is
-/// the task's error.
-pub fn spawn_mirror_source(
-    ch: Ch,
-    selection: Selection,
-) -> (Receiver<SourceItem>, JoinHandle<MirrorSourceResult>) {
-    let (tx, rx) = channel(SOURCE_CHANNEL);
-    let handle = tokio::spawn(async move {
-        let Some(scope) = MirrorScope::resolve(&ch, &selection).await? else {
-            return Ok(0);
-        };
-        let mut reader = MirrorReader::open(&ch, &scope.kb_ids, &scope.categories).await?;
-        let mut sent = 0;
-        loop {
-            let item = match reader.next().await {
-                Ok(None) => break,
-                Ok(Some(r)) if !selection.selects(&r.kb_id, r.category, &r.key) => continue,
-                Ok(Some(r)) => SourceItem::Record(r),
-                Err(Error::BadRow { table, category }) => SourceItem::Damaged {
-                    what: table,
-                    reason: format!("row with unknown category {category:?}"),
-                },
-                Err(e) => return Err(e),
-            };
-            if tx.send(item).await.is_err() {
-                break;
-            }
-            sent += 1;
-        }
-        Ok(sent)
-    });
-    (rx, handle)
 }
