@@ -25,8 +25,8 @@ impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
             level: 3,
-            block_target: 1 << 20,
-            open_budget: 32 << 20,
+            block_target: 256 << 10,
+            open_budget: 16 << 20,
         }
     }
 }
