@@ -276,33 +276,62 @@ async fn find_extra(
     let pattern = kb_scan_pattern(kb_id);
     let mut cursor = 0;
     let mut seen = KeyFingerprints::default();
+    // Unmarked keys such as `kb:x:y` belong to kb `kb:x` when the server has
+    // one (a key of it with a category marker), as export decides: set them
+    // aside until the whole prefix has been scanned.
+    let mut learned: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut unmarked = Vec::new();
+    let mut extra = |key: Vec<u8>, known: &[Vec<u8>], report: &mut DiffReport| {
+        let Some(c) = kato::classify_with(&key, known) else {
+            return;
+        };
+        if c.kb_id != kb_id || !options.selection.selects(kb_id, c.category, &key) {
+            return;
+        }
+        if archived.contains(&key) || !seen.insert(&key) {
+            return;
+        }
+        let category = c.category;
+        report.note(
+            kb_id,
+            category,
+            key,
+            Kind::Extra,
+            "not in the archive".into(),
+        );
+    };
     loop {
         let (next, keys) = conn.scan_page(cursor, &pattern, 1000).await?;
         for key in keys {
-            let Some(c) = kato::classify_with(&key, all_kbs) else {
-                continue;
-            };
-            if c.kb_id != kb_id || !options.selection.selects(kb_id, c.category, &key) {
-                continue;
+            match kato::classify_with(&key, all_kbs) {
+                Some(c)
+                    if c.kb_id != kb_id
+                        && c.category != Category::Other
+                        && !learned.contains(c.kb_id) =>
+                {
+                    learned.insert(c.kb_id.to_vec());
+                }
+                Some(c) if c.kb_id != kb_id => {}
+                Some(c)
+                    if c.category == Category::Other && key[kb_id.len() + 1..].contains(&b':') =>
+                {
+                    unmarked.push(key)
+                }
+                Some(_) => extra(key, all_kbs, report),
+                None => {}
             }
-            if archived.contains(&key) || seen.contains(&key) {
-                continue;
-            }
-            seen.insert(&key);
-            let category = c.category;
-            report.note(
-                kb_id,
-                category,
-                key,
-                Kind::Extra,
-                "not in the archive".into(),
-            );
         }
         if next == 0 {
-            return Ok(());
+            break;
         }
         cursor = next;
     }
+    let mut known = all_kbs.to_vec();
+    known.extend(learned);
+    for key in unmarked {
+        extra(key, &known, report);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

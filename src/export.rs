@@ -108,6 +108,9 @@ pub async fn export<W: Write + Send + 'static>(
     let written = writer.await.map_err(|_| ExportError::WriterGone)?;
     progress.finish();
     match (scanned, written) {
+        // The writer stopped first (disk full, broken pipe): its error is
+        // the cause, the scan only saw the channel close.
+        (Err(ExportError::WriterGone), Err(e)) => Err(e.into()),
         (Err(e), _) => Err(e),
         (Ok(()), Err(e)) => Err(e.into()),
         (Ok(()), Ok(out)) => Ok((out, summary)),
@@ -209,6 +212,7 @@ async fn export_pass(
         .collect();
     let mut scanner = conn.clone();
     let mut seen = KeyFingerprints::default();
+    let mut unresolved = Unresolved::default();
     let mut in_flight = FuturesOrdered::new();
     let mut cursor = Some(0u64);
     loop {
@@ -217,7 +221,14 @@ async fn export_pass(
                 .scan_page(at, &pass.pattern, options.scan_count)
                 .await?;
             cursor = (next != 0).then_some(next);
-            let batch = select_keys(keys, pass, &options.selection, &mut seen, &mut windows);
+            let batch = select_keys(
+                keys,
+                pass,
+                &options.selection,
+                &mut seen,
+                &mut windows,
+                &mut unresolved,
+            );
             if !batch.is_empty() {
                 progress.scanned(batch.len() as u64);
                 let mut dumper = conn.clone();
@@ -236,6 +247,29 @@ async fn export_pass(
         let (batch, dumped, read_at) = joined.map_err(|_| ExportError::WriterGone)?;
         emit_batch(batch, dumped?, read_at, tx, summary, &mut windows, progress).await?;
     }
+    let late = resolve_unmarked(
+        unresolved,
+        pass,
+        &options.selection,
+        &mut seen,
+        &mut windows,
+    );
+    for batch in late.chunks(options.scan_count.max(1)) {
+        progress.scanned(batch.len() as u64);
+        let keys: Vec<&[u8]> = batch.iter().map(|(k, _, _)| &k[..]).collect();
+        let dumped = conn.clone().dump_keys(&keys).await?;
+        let read_at = now_ms();
+        emit_batch(
+            batch.to_vec(),
+            dumped,
+            read_at,
+            tx,
+            summary,
+            &mut windows,
+            progress,
+        )
+        .await?;
+    }
     let finished = now_ms();
     windows
         .values_mut()
@@ -243,13 +277,25 @@ async fn export_pass(
     Ok(windows)
 }
 
+/// Keys without a category marker whose owner is not known until the pass
+/// has seen every kb_id under its prefix: `a:b:x` belongs to kb `a:b` when
+/// some key of `a:b` has a marker, else to kb `a`.
+#[derive(Default)]
+struct Unresolved {
+    /// kb_ids outside the pass that keys with a marker revealed.
+    learned: std::collections::BTreeSet<Vec<u8>>,
+    keys: Vec<Vec<u8>>,
+}
+
 /// Filters a SCAN page down to new, selected keys of the pass's kb_ids.
+/// Unmarked keys that a longer kb_id may own are set aside in `unresolved`.
 fn select_keys(
     keys: Vec<Vec<u8>>,
     pass: &Pass<'_>,
     selection: &Selection,
     seen: &mut KeyFingerprints,
     windows: &mut BTreeMap<Vec<u8>, KbWindow>,
+    unresolved: &mut Unresolved,
 ) -> Vec<Selected> {
     keys.into_iter()
         .filter_map(|key| {
@@ -257,18 +303,63 @@ fn select_keys(
             // classifier decides whom a key belongs to.
             let classified = kato::classify_with(&key, pass.all_kbs)?;
             let (kb_id, category) = (classified.kb_id, classified.category);
-            let window = windows.get_mut(kb_id)?;
-            if !selection.selects(kb_id, category, &key) {
+            if !windows.contains_key(kb_id) {
+                if category != Category::Other && !unresolved.learned.contains(kb_id) {
+                    unresolved.learned.insert(kb_id.to_vec());
+                }
                 return None;
             }
-            if !seen.insert(&key) {
-                window.duplicates += 1;
+            if category == Category::Other && key[kb_id.len() + 1..].contains(&b':') {
+                unresolved.keys.push(key);
                 return None;
             }
-            let kb_id = kb_id.to_vec();
-            Some((key, kb_id, category))
+            let (kb_id, category) = (kb_id.to_vec(), category);
+            admit(key, kb_id, category, selection, seen, windows)
         })
         .collect()
+}
+
+/// Attributes the set-aside unmarked keys once the pass knows every kb_id
+/// under its prefix, and returns those that are new, selected keys of the
+/// pass's kb_ids.
+fn resolve_unmarked(
+    unresolved: Unresolved,
+    pass: &Pass<'_>,
+    selection: &Selection,
+    seen: &mut KeyFingerprints,
+    windows: &mut BTreeMap<Vec<u8>, KbWindow>,
+) -> Vec<Selected> {
+    let mut known = pass.all_kbs.to_vec();
+    known.extend(unresolved.learned);
+    unresolved
+        .keys
+        .into_iter()
+        .filter_map(|key| {
+            let classified = kato::classify_with(&key, &known)?;
+            let (kb_id, category) = (classified.kb_id.to_vec(), classified.category);
+            admit(key, kb_id, category, selection, seen, windows)
+        })
+        .collect()
+}
+
+/// A key of one of the pass's kb_ids, if selected and not seen before.
+fn admit(
+    key: Vec<u8>,
+    kb_id: Vec<u8>,
+    category: Category,
+    selection: &Selection,
+    seen: &mut KeyFingerprints,
+    windows: &mut BTreeMap<Vec<u8>, KbWindow>,
+) -> Option<Selected> {
+    let window = windows.get_mut(&kb_id)?;
+    if !selection.selects(&kb_id, category, &key) {
+        return None;
+    }
+    if !seen.insert(&key) {
+        window.duplicates += 1;
+        return None;
+    }
+    Some((key, kb_id, category))
 }
 
 async fn emit_batch(

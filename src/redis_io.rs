@@ -105,13 +105,17 @@ pub fn redacted_address(info: &redis::ConnectionInfo) -> String {
     }
 }
 
-/// Removes `user:password@` from a URL for display.
+/// Removes `user:password@` (and a query string, which may hold
+/// `password=`) from a URL for display, also when the scheme is missing.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
-        }
-        _ => url.to_string(),
+    let creds_from = url.find("://").map_or(0, |i| i + 3);
+    let (head, rest) = match url.rfind('@') {
+        Some(at) if at >= creds_from => (format!("{}***@", &url[..creds_from]), &url[at + 1..]),
+        _ => (String::new(), url),
+    };
+    match rest.find('?') {
+        Some(q) => format!("{head}{}?***", &rest[..q]),
+        None => format!("{head}{rest}"),
     }
 }
 
@@ -433,5 +437,12 @@ mod tests {
     fn urls_are_redacted() {
         assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://***@h:1/0");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        assert_eq!(redact_url("u:secret@h:1"), "***@h:1");
+        assert_eq!(redact_url("redis://u:p@ss@h:1"), "redis://***@h:1");
+        assert_eq!(redact_url("redis://u:p?ss@h:1"), "redis://***@h:1");
+        assert_eq!(
+            redact_url("redis+unix:///tmp/r.sock?db=1&pass=secret"),
+            "redis+unix:///tmp/r.sock?***"
+        );
     }
 }

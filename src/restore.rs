@@ -504,6 +504,16 @@ async fn write_batch(
     if options.dry_run {
         return dry_run(&mut conn, &target.kind, batch, options).await;
     }
+    // A batch may wait behind others: a key whose expiry passed meanwhile is
+    // not written (RESTORE with a past ABSTTL would only delete the live key
+    // in replace mode).
+    let now = now_ms();
+    let (batch, expired): (Vec<Pending>, Vec<Pending>) = batch
+        .into_iter()
+        .partition(|p| p.expire_at_ms.is_none_or(|at| at > now));
+    let expired = expired
+        .into_iter()
+        .map(|p| (p.kb_id, p.category, p.key, Outcome::Expired));
     if options.mode == Mode::Replace {
         if let Some(undo) = &undo {
             save_for_undo(&mut conn, &batch, undo, saved).await?;
@@ -530,6 +540,7 @@ async fn write_batch(
                 o.expect("every key has an outcome"),
             )
         })
+        .chain(expired)
         .collect())
 }
 
@@ -701,6 +712,9 @@ async fn move_into_place(
         Err(e) => return Err(e),
     };
     Ok(match (first_error(&replies), replies.last()) {
+        // PEXPIREAT with an instant that passed while the key was being
+        // re-created deletes it: the key expired, nothing failed.
+        (Some(_), _) if pending.expire_at_ms.is_some_and(|at| at <= now_ms()) => Outcome::Expired,
         (Some(reason), _) => Outcome::Failed(format!(
             "moving the re-created key into place failed: {reason}"
         )),

@@ -103,5 +103,11 @@ impl ArchiveInput {
 }
 
 pub fn open_file(path: &PathBuf) -> anyhow::Result<File> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "cannot open archive {}: it is a directory; name a .kbd file",
+            path.display()
+        );
+    }
     File::open(path).with_context(|| format!("cannot open archive {}", path.display()))
 }
