@@ -46,33 +46,47 @@ pub fn selected_size<R: Read + Seek>(
 }
 
 /// Reads the selected blocks of a seekable archive. A damaged block is
-/// reported as [`SourceItem::Damaged`] and the others are still read.
+/// reported as [`SourceItem::Damaged`] and the others are still read. A
+/// truncated file has no index: it is then read front to back, so every
+/// intact block is still restored and the truncation is reported at the end.
 pub fn spawn_file_source<R: Read + Seek + Send + 'static>(
-    input: R,
+    mut input: R,
     selection: Selection,
 ) -> (Receiver<SourceItem>, JoinHandle<SourceResult>) {
     let (tx, rx) = channel(CHANNEL_RECORDS);
-    let handle = tokio::task::spawn_blocking(move || {
-        let mut archive = IndexedArchive::open(input)?;
-        let entries: Vec<_> = archive
-            .index()
-            .blocks
-            .iter()
-            .filter(|e| selection.block_selected(&e.meta.kb_id, e.meta.category))
-            .cloned()
-            .collect();
-        for entry in entries {
-            let sent = match archive.read_block(&entry) {
-                Ok(block) => send_block(&tx, &block, &selection),
-                Err(e) => damaged(&tx, describe_entry(&entry), e),
-            };
-            if !sent {
-                break;
-            }
+    let handle = tokio::task::spawn_blocking(move || match IndexedArchive::open(&mut input) {
+        Ok(archive) => read_indexed(archive, &selection, &tx),
+        Err(archive::Error::Truncated { .. }) => {
+            input.rewind()?;
+            read_stream(input, &selection, &tx)
         }
-        Ok(archive.header().clone())
+        Err(e) => Err(e),
     });
     (rx, handle)
+}
+
+fn read_indexed<R: Read + Seek>(
+    mut archive: IndexedArchive<R>,
+    selection: &Selection,
+    tx: &Sender<SourceItem>,
+) -> SourceResult {
+    let entries: Vec<_> = archive
+        .index()
+        .blocks
+        .iter()
+        .filter(|e| selection.block_selected(&e.meta.kb_id, e.meta.category))
+        .cloned()
+        .collect();
+    for entry in entries {
+        let sent = match archive.read_block(&entry) {
+            Ok(block) => send_block(tx, &block, selection),
+            Err(e) => damaged(tx, describe_entry(&entry), e),
+        };
+        if !sent {
+            break;
+        }
+    }
+    Ok(archive.header().clone())
 }
 
 /// Reads an archive front to back (a pipe). Unselected blocks are skipped
@@ -84,32 +98,34 @@ pub fn spawn_stream_source<R: Read + Send + 'static>(
     selection: Selection,
 ) -> (Receiver<SourceItem>, JoinHandle<SourceResult>) {
     let (tx, rx) = channel(CHANNEL_RECORDS);
-    let handle = tokio::task::spawn_blocking(move || {
-        let mut reader = ArchiveReader::new(input)?;
-        loop {
-            match reader.next_block() {
-                Ok(Some(block)) => {
-                    if selection.block_selected(&block.meta.kb_id, block.meta.category)
-                        && !send_block(&tx, &block, &selection)
-                    {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e @ archive::Error::Checksum { .. }) => {
-                    if !damaged(&tx, "archive block".into(), e) {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    damaged(&tx, "archive".into(), e);
+    let handle = tokio::task::spawn_blocking(move || read_stream(input, &selection, &tx));
+    (rx, handle)
+}
+
+fn read_stream<R: Read>(input: R, selection: &Selection, tx: &Sender<SourceItem>) -> SourceResult {
+    let mut reader = ArchiveReader::new(input)?;
+    loop {
+        match reader.next_block() {
+            Ok(Some(block)) => {
+                if selection.block_selected(&block.meta.kb_id, block.meta.category)
+                    && !send_block(tx, &block, selection)
+                {
                     break;
                 }
             }
+            Ok(None) => break,
+            Err(e @ archive::Error::Checksum { .. }) => {
+                if !damaged(tx, "archive block".into(), e) {
+                    break;
+                }
+            }
+            Err(e) => {
+                damaged(tx, "archive".into(), e);
+                break;
+            }
         }
-        Ok(reader.header().clone())
-    });
-    (rx, handle)
+    }
+    Ok(reader.header().clone())
 }
 
 fn describe_entry(entry: &archive::IndexEntry) -> String {

@@ -267,3 +267,47 @@ async fn a_key_that_expires_while_being_re_created_is_expired_not_failed() {
     let exists: i64 = ::redis::cmd("EXISTS").arg(key).query(&mut conn).unwrap();
     assert_eq!(exists, 0);
 }
+
+/// A backup cut short (interrupted copy) has no index; restore still puts
+/// back every intact block, then names the truncation and exits 2.
+#[test]
+fn a_truncated_archive_restores_its_intact_blocks() {
+    let source = RedisServer::start();
+    support::seed::seed_kato(&mut source.client(), &support::seed::SeedSpec::small());
+    let dir = tempfile::tempdir().unwrap();
+    let full = export(&source, dir.path(), "full.kbd", &["--kb", "node0_kato"]);
+    let bytes = std::fs::read(&full).unwrap();
+    let cut = dir.path().join("cut.kbd");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let out = kbdump(&["verify", cut.to_str().unwrap()]);
+    assert!(stdout(&out).contains("truncated"), "{}", stdout(&out));
+
+    let target = RedisServer::start();
+    let (code, report) = restore_json(&cut, &target, &[]);
+    assert_eq!(code, Some(2), "{report}");
+    let failures = report["failures"].to_string();
+    assert!(failures.contains("truncated"), "{report}");
+    let restored = total(&report, "restored");
+    assert!(restored > 0, "intact blocks come back: {report}");
+    let on_target: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut target.client())
+        .unwrap();
+    assert_eq!(on_target.len() as u64, restored);
+    let mut source_conn = source.client();
+    for key in on_target {
+        let a: Vec<u8> = redis::cmd("DUMP")
+            .arg(&key)
+            .query(&mut source_conn)
+            .unwrap();
+        let b: Vec<u8> = redis::cmd("DUMP")
+            .arg(&key)
+            .query(&mut target.client())
+            .unwrap();
+        let (a, b) = (
+            kbdump::dump::decode(&a).unwrap(),
+            kbdump::dump::decode(&b).unwrap(),
+        );
+        assert!(a.logically_eq(&b), "{}", show(&key));
+    }
+}

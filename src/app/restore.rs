@@ -127,10 +127,18 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
             let input = ArchiveInput::parse(file.as_deref().unwrap_or("-"));
             let (rx, task) = match &input {
                 ArchiveInput::Path(p) => {
-                    let (_, size) = selected_size(open_file(p)?, &selection)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))?;
-                    if guard {
-                        target.check_headroom(size.payload_bytes, size.keys)?;
+                    match selected_size(open_file(p)?, &selection) {
+                        Ok((_, size)) if guard => {
+                            target.check_headroom(size.payload_bytes, size.keys)?
+                        }
+                        Ok(_) => {}
+                        // No index to size the selection from: the running
+                        // memory budget still applies.
+                        Err(e @ crate::archive::Error::Truncated { .. }) => eprintln!(
+                            "kbdump: warning: {}: {e}; restoring every intact block in a front-to-back read",
+                            input.name()
+                        ),
+                        Err(e) => anyhow::bail!("{}: {e}", input.name()),
                     }
                     spawn_file_source(open_file(p)?, selection)
                 }

@@ -396,12 +396,21 @@ fn read_end<R: Read + Seek>(input: &mut R, file_len: u64) -> Result<EndInfo> {
         return Err(truncated());
     }
     let at = file_len - END_LEN;
-    input.seek(SeekFrom::Start(at))?;
-    let frame = read_frame(input, at, Some(END_LEN))?.ok_or_else(truncated)?;
+    // The end magic first: without it the file was cut short, and the bytes
+    // before it are whatever block happened to be there, not a frame header.
+    input.seek(SeekFrom::Start(file_len - END_MAGIC.len() as u64))?;
     let mut magic = [0u8; 8];
     read_full(input, &mut magic)?;
-    if magic != END_MAGIC || frame.kind_byte != FrameKind::End.byte() {
+    if magic != END_MAGIC {
         return Err(truncated());
+    }
+    input.seek(SeekFrom::Start(at))?;
+    let frame = read_frame(input, at, Some(END_LEN))?.ok_or_else(truncated)?;
+    if frame.kind_byte != FrameKind::End.byte() {
+        return Err(Error::corrupt(
+            at,
+            "the end magic is not preceded by an end frame",
+        ));
     }
     frame.check("end frame")?;
     let end = EndInfo::decode(&frame.payload, at)?;
