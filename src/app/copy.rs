@@ -6,14 +6,12 @@ use anyhow::Context;
 use clap::Args;
 
 use super::args::SelectArgs;
-use super::progress::key_progress;
-use super::restore::{exit_code, report, undo_stamp, UndoWriter, WriteArgs};
+use super::restore::{exit_code, report, restore_with_undo, undo_stamp, WriteArgs};
 use super::GlobalOpts;
 use crate::export::{resolve_kbs, scan_all, ExportEvent, ExportOptions, ExportSummary};
 use crate::progress::NoProgress;
 use crate::redis_io::RedisConn;
-use crate::restore::Mode;
-use crate::restore::{restore, SourceItem, Target};
+use crate::restore::{SourceItem, Target};
 
 const EXAMPLES: &str = "\
 Export and restore joined by a bounded channel: constant memory, no file.
@@ -79,30 +77,12 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     // The selection's size is unknown before the copy ends, so the memory
     // guard is a running budget: the copy stops before the target evicts.
     let options = args.write.options_for(&target);
-    let progress = key_progress(global);
-    let undo = match (options.mode, options.dry_run) {
-        (Mode::Replace, false) => {
-            let path = args
-                .undo
-                .clone()
-                .unwrap_or_else(|| format!("copy.undo-{}.kbd", undo_stamp()).into());
-            Some(UndoWriter::start(&path, &target)?)
-        }
-        _ => None,
-    };
-    let result = restore(
-        &target,
-        items_rx,
-        &options,
-        undo.as_ref().map(|u| u.tx.clone()),
-        progress.as_ref(),
-    )
-    .await;
-    let undo_file = match undo {
-        Some(u) => u.finish().await?,
-        None => None,
-    };
-    let summary = result?;
+    let undo = args
+        .undo
+        .clone()
+        .unwrap_or_else(|| format!("copy.undo-{}.kbd", undo_stamp()).into());
+    let (summary, undo_file) =
+        restore_with_undo(&target, items_rx, &options, &undo, global).await?;
     exporter
         .await
         .context("the export side stopped unexpectedly")??;

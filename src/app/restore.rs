@@ -148,24 +148,8 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
         }
     };
     let options = args.write.options_for(&target);
-    let undo = match (options.mode, options.dry_run) {
-        (Mode::Replace, false) => Some(UndoWriter::start(&undo_path(&args, &input), &target)?),
-        _ => None,
-    };
-    let progress = key_progress(global);
-    let result = restore(
-        &target,
-        rx,
-        &options,
-        undo.as_ref().map(|u| u.tx.clone()),
-        progress.as_ref(),
-    )
-    .await;
-    let undo_file = match undo {
-        Some(u) => u.finish().await?,
-        None => None,
-    };
-    let summary = result?;
+    let undo = undo_path(&args, &input);
+    let (summary, undo_file) = restore_with_undo(&target, rx, &options, &undo, global).await?;
     match source {
         Source::Archive(task) => drop(source_outcome(task, &input).await?),
         Source::Mirror(task) => mirror_outcome(task).await?,
@@ -192,6 +176,36 @@ pub async fn source_outcome(
         .await
         .context("the archive reader stopped unexpectedly")?
         .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))
+}
+
+/// Runs the restore engine; in replace mode (not a dry run) the keys about
+/// to be overwritten go to an undo archive at `undo`, which is completed
+/// even when the restore fails midway.
+pub(crate) async fn restore_with_undo(
+    target: &Target,
+    rx: mpsc::Receiver<SourceItem>,
+    options: &RestoreOptions,
+    undo: &Path,
+    global: &GlobalOpts,
+) -> anyhow::Result<(RestoreSummary, Option<PathBuf>)> {
+    let undo = match (options.mode, options.dry_run) {
+        (Mode::Replace, false) => Some(UndoWriter::start(undo, target)?),
+        _ => None,
+    };
+    let progress = key_progress(global);
+    let result = restore(
+        target,
+        rx,
+        options,
+        undo.as_ref().map(|u| u.tx.clone()),
+        progress.as_ref(),
+    )
+    .await;
+    let undo_file = match undo {
+        Some(u) => u.finish().await?,
+        None => None,
+    };
+    Ok((result?, undo_file))
 }
 
 /// A timestamp usable in a file name.
@@ -251,13 +265,13 @@ fn undo_path(args: &RestoreArgs, input: &ArchiveInput) -> PathBuf {
 /// The undo archive: a writer thread fed with the keys about to be
 /// overwritten. It is completed (and renamed into place) even when the
 /// restore fails midway, so whatever was overwritten can be put back.
-pub(crate) struct UndoWriter {
-    pub(crate) tx: mpsc::Sender<Record>,
+struct UndoWriter {
+    tx: mpsc::Sender<Record>,
     task: tokio::task::JoinHandle<anyhow::Result<Option<PathBuf>>>,
 }
 
 impl UndoWriter {
-    pub(crate) fn start(path: &Path, target: &Target) -> anyhow::Result<UndoWriter> {
+    fn start(path: &Path, target: &Target) -> anyhow::Result<UndoWriter> {
         let file = AtomicFile::create(path, false).context("creating the undo archive")?;
         let header = Header {
             format_version: FORMAT_VERSION,
@@ -299,7 +313,7 @@ impl UndoWriter {
         Ok(UndoWriter { tx, task })
     }
 
-    pub(crate) async fn finish(self) -> anyhow::Result<Option<PathBuf>> {
+    async fn finish(self) -> anyhow::Result<Option<PathBuf>> {
         drop(self.tx);
         self.task
             .await
