@@ -225,6 +225,15 @@ impl RedisConn {
         })
     }
 
+    /// A numeric CONFIG setting, `None` when CONFIG is unavailable (renamed
+    /// or disabled on managed servers) or the value is not a number.
+    pub async fn config_number(&mut self, name: &str) -> Option<u64> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg(name);
+        let reply: Vec<String> = cmd.query_async(&mut self.conn).await.ok()?;
+        reply.get(1)?.parse().ok()
+    }
+
     /// One SCAN call. Pages may be empty before the cursor returns to 0.
     pub async fn scan_page(
         &mut self,

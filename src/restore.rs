@@ -164,6 +164,9 @@ pub struct RestoreOptions {
     /// target before it stops: the memory guard for sources whose size is
     /// not known up front (a pipe, a copy).
     pub memory_budget: Option<u64>,
+    /// Payloads this large or larger take the logical path in chunks: the
+    /// server would refuse them as one RESTORE argument.
+    pub max_payload: u64,
 }
 
 impl Default for RestoreOptions {
@@ -177,6 +180,7 @@ impl Default for RestoreOptions {
             in_flight: 4,
             max_elements: 1000,
             max_bytes: 1 << 20,
+            max_payload: DEFAULT_MAX_BULK,
             memory_budget: None,
         }
     }
@@ -239,14 +243,29 @@ pub struct Target {
     pub conn: RedisConn,
     pub info: ServerInfo,
     pub kind: ServerKind,
+    /// The largest single argument the server accepts
+    /// (`proto-max-bulk-len`); a bigger payload cannot be sent with RESTORE.
+    pub max_bulk: u64,
 }
+
+/// Redis' default `proto-max-bulk-len`, assumed when CONFIG is disabled.
+const DEFAULT_MAX_BULK: u64 = 512 << 20;
 
 impl Target {
     pub async fn connect(url: &str) -> Result<Target, RedisIoError> {
         let mut conn = RedisConn::connect(url).await?;
         let info = conn.server_info().await?;
         let kind = conn.server_kind(&info).await?;
-        Ok(Target { conn, info, kind })
+        let max_bulk = conn
+            .config_number("proto-max-bulk-len")
+            .await
+            .unwrap_or(DEFAULT_MAX_BULK);
+        Ok(Target {
+            conn,
+            info,
+            kind,
+            max_bulk,
+        })
     }
 
     fn evicts(&self) -> bool {
@@ -521,7 +540,7 @@ async fn write_batch(
     }
     let methods: Vec<Method> = batch
         .iter()
-        .map(|p| plan(&target.kind, &p.payload, options.force_logical))
+        .map(|p| plan_sized(&target.kind, &p.payload, options))
         .collect();
     let mut outcomes = restore_raw(&mut conn, &target.kind, &batch, &methods, options.mode).await?;
     for (i, pending) in batch.iter().enumerate() {
@@ -812,13 +831,22 @@ async fn dry_run(
         .collect())
 }
 
+/// [`plan`], with payloads too large for one RESTORE sent down the chunked
+/// logical path.
+fn plan_sized(kind: &ServerKind, payload: &[u8], options: &RestoreOptions) -> Method {
+    if payload.len() as u64 >= options.max_payload {
+        return Method::Logical;
+    }
+    plan(kind, payload, options.force_logical)
+}
+
 /// What writing a payload would do on this target, short of writing it.
 fn predicted(kind: &ServerKind, payload: &[u8], options: &RestoreOptions) -> Outcome {
     let value = match dump::decode(payload) {
         Ok(v) => v,
         Err(e) => return Outcome::Failed(format!("cannot decode the payload: {e}")),
     };
-    let method = plan(kind, payload, options.force_logical);
+    let method = plan_sized(kind, payload, options);
     let gaps = value.command_gaps(&CommandOptions::for_server(kind));
     match method {
         Method::Logical

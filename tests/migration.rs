@@ -569,3 +569,40 @@ fn copy_in_replace_mode_keeps_an_undo_archive() {
     let after = only(&snap(&target), |k| before.contains_key(k));
     assert_same(&before, &after);
 }
+
+/// Keys whose DUMP payload exceeds the target's `proto-max-bulk-len` cannot
+/// be sent as one RESTORE argument: they are re-created in chunks. (A
+/// single string that large cannot exist on such a server at all.)
+#[test]
+fn keys_too_big_for_one_restore_are_rebuilt_in_chunks() {
+    let (source, target) = thread::scope(|s| {
+        let source = s.spawn(|| RedisServer::start_flavor(Flavor::Redis70));
+        let target = s.spawn(|| {
+            RedisServer::builder()
+                .config("proto-max-bulk-len 1mb")
+                .start()
+        });
+        (source.join().unwrap(), target.join().unwrap())
+    });
+    let mut conn = source.client();
+    for chunk in 0..20 {
+        let members: Vec<String> = (0..10_000).map(|i| format!("member-{chunk}-{i}")).collect();
+        let _: i64 = redis::cmd("SADD")
+            .arg(format!("{KB}:symbol_to_patterns:big"))
+            .arg(&members)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let _: () = run(
+        &source,
+        redis::cmd("SET")
+            .arg(format!("{KB}:frequency:small"))
+            .arg(1),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = export(&source, dir.path(), "big.kbd", &[]);
+    let report = restore_ok(&file, &target, &[]);
+    assert_eq!(total(&report, "restored"), 2, "{report}");
+    assert_eq!(total(&report, "logical"), 1, "{report}");
+    assert_same(&snap(&source), &snap(&target));
+}

@@ -311,3 +311,31 @@ fn a_truncated_archive_restores_its_intact_blocks() {
         assert!(a.logically_eq(&b), "{}", show(&key));
     }
 }
+
+/// JSON printed into a pipe that the reader closes early (`| head`) is not
+/// an error either.
+#[test]
+fn json_into_a_pipe_closed_early_is_not_an_error() {
+    let server = RedisServer::start();
+    let mut pipe = ::redis::pipe();
+    for i in 0..3000 {
+        pipe.cmd("SET")
+            .arg(format!("kb{i}:frequency:p"))
+            .arg(1)
+            .ignore();
+    }
+    pipe.query::<()>(&mut server.client()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .args(["kbs", "--json", "--redis", &server.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = [0u8; 10];
+    stdout.read_exact(&mut head).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}

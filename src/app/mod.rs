@@ -67,9 +67,14 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 /// True when an error chain ends in a broken pipe (stdout closed by `head`),
 /// which is not a failure of ours.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let broken = |kind: Option<std::io::ErrorKind>| kind == Some(std::io::ErrorKind::BrokenPipe);
     err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        // serde_json reports a failed write as its own error type.
+        broken(cause.downcast_ref::<std::io::Error>().map(|e| e.kind()))
+            || broken(
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(|e| e.io_error_kind()),
+            )
     })
 }

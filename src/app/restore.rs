@@ -60,6 +60,9 @@ impl WriteArgs {
     pub fn options_for(&self, target: &Target) -> RestoreOptions {
         RestoreOptions {
             memory_budget: target.memory_budget().filter(|_| !self.force),
+            max_payload: target.max_bulk,
+            // Logical chunks stay well below the server's argument limit.
+            max_bytes: (target.max_bulk / 4).clamp(1, 1 << 20) as usize,
             ..self.options()
         }
     }
