@@ -126,9 +126,26 @@ fn text(r: &Record, value: &Value) -> String {
         .map_or(String::new(), |ms| format!(", expires {}", iso_ms(ms)));
     let mut out = format!("{}  ({}{expiry})\n", display_bytes(&r.key), r.redis_type);
     out += "    ";
-    pretty(&value.to_json()["value"], 4, &mut out);
+    pretty(&for_people(&value.to_json()["value"]), 4, &mut out);
     out += "\n";
     out
+}
+
+/// Drops the `json_spaced` marker, which only exists so that `--json` can
+/// give back the exact bytes: for a person, KATO's Python-written emotives
+/// and metadata are simply JSON. (`base64` stays: it says the bytes are
+/// not text.)
+fn for_people(j: &Json) -> Json {
+    match j {
+        Json::Object(o) if o.len() == 1 && o.contains_key("json_spaced") => {
+            o["json_spaced"].clone()
+        }
+        Json::Object(o) => {
+            Json::Object(o.iter().map(|(k, v)| (k.clone(), for_people(v))).collect())
+        }
+        Json::Array(a) => Json::Array(a.iter().map(for_people).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Output width that [`pretty`] keeps short containers within.
@@ -244,6 +261,15 @@ mod tests {
         let mut out = String::new();
         pretty(&j, 0, &mut out);
         out
+    }
+
+    #[test]
+    fn python_written_json_shows_without_its_marker() {
+        let j = serde_json::json!([{"json_spaced": {"joy": 0.4}}, {"base64": "/w=="}]);
+        assert_eq!(
+            super::for_people(&j),
+            serde_json::json!([{"joy": 0.4}, {"base64": "/w=="}])
+        );
     }
 
     #[test]
