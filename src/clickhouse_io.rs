@@ -128,14 +128,17 @@ impl ChTarget {
     }
 }
 
+/// Percent-decodes a user or password (`+` and `&` are literal there,
+/// unlike in a query string).
 fn decode(s: &str) -> Option<String> {
     if s.is_empty() {
         return None;
     }
-    let decoded = url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned());
-    decoded.or_else(|| Some(s.to_string()))
+    Some(
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 impl fmt::Display for ChTarget {
@@ -370,6 +373,15 @@ mod tests {
         let shown = format!("{t} {t:?}");
         assert_eq!(t.to_string(), "http://ch.local:9123 (database kb_test)");
         assert!(!shown.contains("p@ss") && !shown.contains("alice"));
+    }
+
+    #[test]
+    fn url_credentials_keep_plus_and_ampersand() {
+        // In a URL's userinfo `+` is a plus (not a space) and `&` is not a
+        // separator; only %XX is decoded.
+        let t = ChTarget::parse("http://a+b:p+q&r=s%2B@h/").unwrap();
+        assert_eq!(t.user.as_deref(), Some("a+b"));
+        assert_eq!(t.password.as_deref(), Some("p+q&r=s+"));
     }
 
     #[test]
