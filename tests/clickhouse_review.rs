@@ -140,3 +140,127 @@ async fn rebuild_edge_cases_match_python_reference() {
     assert_eq!(text("single:normalized_entropy:s1"), "0.0");
     assert_eq!(text("dup:global:total_unique_patterns"), "3");
 }
+
+fn kbdump(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), json, stderr)
+}
+
+/// Binary keys and payloads, a large value, a key whose expiry passes
+/// before the restore, reruns, and a prune limited to the mirrored kb_ids.
+#[tokio::test]
+async fn mirror_round_trips_binary_large_and_expiring_keys() {
+    use redis::AsyncCommands;
+    let server = chs::server();
+    let db = server.database("review_mirror").await;
+    let url = server.url(&db);
+    let redis = RedisServer::start();
+    let r = redis.url();
+    let mut conn = chs::conn(&redis).await;
+    let all_bytes: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    let mut big = Vec::with_capacity(8 << 20);
+    let mut x: u64 = 1;
+    while big.len() < 8 << 20 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    let bin_key = b"kbb:emotives:\x00\xff\r\n\xfe".to_vec();
+    let _: () = conn.set(&bin_key, &all_bytes).await.unwrap();
+    let _: () = conn.set("kbb:frequency:big", &big).await.unwrap();
+    let _: () = conn
+        .hset(
+            b"kbb:affinity:\xff\x00".as_slice(),
+            b"\x80".as_slice(),
+            b"\x00\x01".as_slice(),
+        )
+        .await
+        .unwrap();
+    let _: () = conn.set("kbb:metadata:soon", "{}").await.unwrap();
+    let _: () = conn.pexpire("kbb:metadata:soon", 3000).await.unwrap();
+    let _: () = conn.set("kbb:metadata:later", "{}").await.unwrap();
+    let _: () = conn.pexpire("kbb:metadata:later", 600_000).await.unwrap();
+    let _: () = conn.set("kbo:emotives:p", "[]").await.unwrap();
+    let _: () = conn.set("kbo:emotives:q", "[]").await.unwrap();
+
+    let mirror = |kb: &str, prune: bool| {
+        let mut args = vec!["mirror", "--clickhouse", &url, "--redis", &r, "--kb", kb];
+        if prune {
+            args.push("--prune");
+        }
+        let (code, json, err) = kbdump(&args);
+        assert_eq!(code, Some(0), "{err}");
+        json
+    };
+    let first = mirror("kb?", false);
+    assert_eq!(first["summary"]["keys"], 7, "{first}");
+    mirror("kb?", false);
+    let final_rows = |kb: &'static str| {
+        let client = server.client();
+        let sql = format!("SELECT count() FROM `{db}`.redis_mirror FINAL WHERE kb_id = '{kb}'");
+        async move { client.query(&sql).fetch_one::<u64>().await.unwrap() }
+    };
+    assert_eq!(final_rows("kbb").await, 5, "rerun duplicates rows");
+    assert_eq!(final_rows("kbo").await, 2);
+
+    // Prune of kbb only: kbo's rows stay, even of a key deleted since.
+    let _: () = conn.del("kbo:emotives:q").await.unwrap();
+    let _: () = conn.del("kbb:metadata:later").await.unwrap();
+    let json = mirror("kbb", true);
+    assert_eq!(json["pruned"], 1, "{json}");
+    assert_eq!(final_rows("kbb").await, 4);
+    assert_eq!(final_rows("kbo").await, 2, "prune touched another kb_id");
+
+    // The short expiry passes; everything else comes back byte for byte.
+    let before = support::seed::snapshot(&mut redis.client());
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let (code, json, err) = kbdump(&["restore", "--from-clickhouse", &url, "--redis", &r]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json["total"]["restored"], 5, "{json}");
+    let after = support::seed::snapshot(&mut redis.client());
+    let soon = b"kbb:metadata:soon".as_slice();
+    assert!(!after.contains_key(soon), "expired key restored");
+    let mut want = before.clone();
+    want.remove(soon);
+    want.insert(
+        b"kbo:emotives:q".to_vec(),
+        before[b"kbo:emotives:p".as_slice()].clone(),
+    );
+    support::seed::assert_same_data(&want, &after, 30_000);
+    let got: Vec<u8> = conn.get(&bin_key).await.unwrap();
+    assert_eq!(got, all_bytes);
+    let got: Vec<u8> = conn.get("kbb:frequency:big").await.unwrap();
+    assert!(got == big, "large value differs");
+}
+
+/// A mirror table that cannot be read (here: an older, incompatible
+/// layout): the error names the server and the table.
+#[tokio::test]
+async fn unreadable_mirror_error_names_the_server() {
+    let server = chs::server();
+    let db = server.database("review_bad_mirror").await;
+    let sql = format!(
+        "CREATE TABLE `{db}`.redis_mirror (kb_id String, category String, key String, \
+         payload String, expire_at_ms Nullable(Int64), mirrored_at_ms UInt64) \
+         ENGINE = ReplacingMergeTree(mirrored_at_ms) ORDER BY (kb_id, category, key)"
+    );
+    server.client().query(&sql).execute().await.unwrap();
+    let redis = RedisServer::start();
+    let (code, _, err) = kbdump(&[
+        "restore",
+        "--from-clickhouse",
+        &server.url(&db),
+        "--redis",
+        &redis.url(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    let where_ = format!("127.0.0.1:{}", server.http_port());
+    assert!(err.contains(&where_), "{err}");
+    assert!(err.contains(&format!("{db}.redis_mirror")), "{err}");
+}
