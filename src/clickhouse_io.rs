@@ -19,6 +19,9 @@ use clickhouse::{sql::Identifier, Client, Row};
 use serde::Deserialize;
 use std::fmt;
 
+/// How long [`Ch::ping`] waits for the server.
+pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Default database of KATO's ClickHouse tables.
 pub const DEFAULT_DATABASE: &str = "kato";
 
@@ -210,13 +213,18 @@ impl Ch {
         classify(&self.target, doing, err)
     }
 
-    /// Checks that the server answers and returns its version.
+    /// Checks that the server answers and returns its version, within
+    /// [`PING_TIMEOUT`] (the HTTP client has no connect or read timeout of
+    /// its own: a firewalled or silent port would hang the command).
     pub async fn ping(&self) -> Result<String> {
-        self.client
-            .query("SELECT version()")
-            .fetch_one::<String>()
-            .await
-            .map_err(|e| self.error("checking the connection", e))
+        let query = self.client.query("SELECT version()").fetch_one::<String>();
+        match tokio::time::timeout(PING_TIMEOUT, query).await {
+            Ok(answer) => answer.map_err(|e| self.error("checking the connection", e)),
+            Err(_) => Err(ChError::Unreachable {
+                server: self.target.base.clone(),
+                detail: format!("no answer within {} s", PING_TIMEOUT.as_secs()),
+            }),
+        }
     }
 
     /// Fails with [`ChError::MissingTable`] unless `table` exists.

@@ -264,3 +264,23 @@ async fn unreadable_mirror_error_names_the_server() {
     assert!(err.contains(&where_), "{err}");
     assert!(err.contains(&format!("{db}.redis_mirror")), "{err}");
 }
+
+/// A server that accepts connections but never answers (a wrong port, a
+/// hung server): the connection check gives up with a clear error instead
+/// of hanging.
+#[tokio::test]
+async fn silent_server_is_reported_not_waited_for_forever() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ch = Ch::from_url(&format!("http://127.0.0.1:{port}/")).unwrap();
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(60), ch.ping()).await;
+    let err = result.expect("ping hung for a minute").unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")) && text.contains("cannot reach"),
+        "{text}"
+    );
+    drop(listener);
+}
