@@ -19,6 +19,9 @@ use clickhouse::{sql::Identifier, Client, Row};
 use serde::Deserialize;
 use std::fmt;
 
+/// How long [`Ch::ping`] waits for the server.
+pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Default database of KATO's ClickHouse tables.
 pub const DEFAULT_DATABASE: &str = "kato";
 
@@ -128,14 +131,17 @@ impl ChTarget {
     }
 }
 
+/// Percent-decodes a user or password (`+` and `&` are literal there,
+/// unlike in a query string).
 fn decode(s: &str) -> Option<String> {
     if s.is_empty() {
         return None;
     }
-    let decoded = url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned());
-    decoded.or_else(|| Some(s.to_string()))
+    Some(
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 impl fmt::Display for ChTarget {
@@ -207,13 +213,18 @@ impl Ch {
         classify(&self.target, doing, err)
     }
 
-    /// Checks that the server answers and returns its version.
+    /// Checks that the server answers and returns its version, within
+    /// [`PING_TIMEOUT`] (the HTTP client has no connect or read timeout of
+    /// its own: a firewalled or silent port would hang the command).
     pub async fn ping(&self) -> Result<String> {
-        self.client
-            .query("SELECT version()")
-            .fetch_one::<String>()
-            .await
-            .map_err(|e| self.error("checking the connection", e))
+        let query = self.client.query("SELECT version()").fetch_one::<String>();
+        match tokio::time::timeout(PING_TIMEOUT, query).await {
+            Ok(answer) => answer.map_err(|e| self.error("checking the connection", e)),
+            Err(_) => Err(ChError::Unreachable {
+                server: self.target.base.clone(),
+                detail: format!("no answer within {} s", PING_TIMEOUT.as_secs()),
+            }),
+        }
     }
 
     /// Fails with [`ChError::MissingTable`] unless `table` exists.
@@ -370,6 +381,15 @@ mod tests {
         let shown = format!("{t} {t:?}");
         assert_eq!(t.to_string(), "http://ch.local:9123 (database kb_test)");
         assert!(!shown.contains("p@ss") && !shown.contains("alice"));
+    }
+
+    #[test]
+    fn url_credentials_keep_plus_and_ampersand() {
+        // In a URL's userinfo `+` is a plus (not a space) and `&` is not a
+        // separator; only %XX is decoded.
+        let t = ChTarget::parse("http://a+b:p+q&r=s%2B@h/").unwrap();
+        assert_eq!(t.user.as_deref(), Some("a+b"));
+        assert_eq!(t.password.as_deref(), Some("p+q&r=s+"));
     }
 
     #[test]

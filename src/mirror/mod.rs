@@ -327,6 +327,7 @@ fn belongs(key: &[u8], kb: &[u8], known: &[Vec<u8>], category: Category) -> bool
 pub struct MirrorReader {
     cursor: clickhouse::query::RowCursor<MirrorRow>,
     table: String,
+    ch: Ch,
 }
 
 impl MirrorReader {
@@ -352,7 +353,11 @@ impl MirrorReader {
             .fetch::<MirrorRow>()
             .map_err(|e| ch.error("reading the mirror", e))?;
         let table = format!("{}.{MIRROR_TABLE}", ch.target().database());
-        Ok(MirrorReader { cursor, table })
+        Ok(MirrorReader {
+            cursor,
+            table,
+            ch: ch.clone(),
+        })
     }
 
     /// The next record, or `None` at the end.
@@ -361,11 +366,8 @@ impl MirrorReader {
             Ok(Some(row)) => row,
             Ok(None) => return Ok(None),
             Err(e) => {
-                return Err(Error::ClickHouse(ChError::Query {
-                    server: String::new(),
-                    doing: format!("reading {}", self.table),
-                    detail: e.to_string(),
-                }))
+                let doing = format!("reading {}", self.table);
+                return Err(Error::ClickHouse(self.ch.error(&doing, e)));
             }
         };
         let category = row
