@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::TcpStream;
+use std::path::Path;
 
 use support::redis::{Flavor, RedisServer};
 use support::seed::{
@@ -76,29 +76,31 @@ fn two_servers_run_side_by_side() {
     assert_eq!(in_b, None, "servers share data");
 }
 
+/// By process, not by port: a parallel test may get the freed port at once.
+fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
 #[test]
 fn dropped_server_is_gone() {
     let server = RedisServer::start();
-    let (port, dir) = (server.port(), server.dir().to_path_buf());
+    let (pid, dir) = (server.pid().unwrap(), server.dir().to_path_buf());
+    assert!(process_exists(pid));
     drop(server);
-    assert!(
-        TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "port {port} still answers after drop"
-    );
+    assert!(!process_exists(pid), "server {pid} still runs after drop");
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
 #[test]
 fn server_is_stopped_when_a_test_panics() {
-    let port = std::thread::spawn(|| {
+    let pid = std::thread::spawn(|| {
         let server = RedisServer::start();
-        let port = server.port();
-        std::panic::panic_any(port)
+        std::panic::panic_any(server.pid().unwrap())
     })
     .join()
     .expect_err("thread should panic");
-    let port = *port.downcast::<u16>().unwrap();
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    let pid = *pid.downcast::<u32>().unwrap();
+    assert!(!process_exists(pid), "server {pid} survived the panic");
 }
 
 #[test]
@@ -110,9 +112,10 @@ fn kill_and_restart_keep_the_port_and_lose_the_data() {
         .arg("v")
         .query(&mut server.client())
         .unwrap();
+    let pid = server.pid().unwrap();
     server.kill();
     assert!(!server.is_running());
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(!process_exists(pid));
     server.restart();
     assert_eq!(server.port(), port);
     let mut conn = server.client();

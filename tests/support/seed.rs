@@ -820,6 +820,9 @@ pub fn snapshot(conn: &mut Connection) -> Snapshot {
 }
 
 fn read_keys(conn: &mut Connection, keys: Vec<Vec<u8>>) -> Vec<(Vec<u8>, KeySnapshot)> {
+    if keys.is_empty() {
+        return Vec::new(); // SCAN may return an empty batch mid-way
+    }
     let mut pipe = ::redis::pipe();
     for key in &keys {
         pipe.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
