@@ -1,13 +1,15 @@
 //! Export and the offline commands (inspect, ls, verify) against real
 //! servers and real archives.
 
+mod cli_support;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Mutex;
 
+use cli_support::{kbdump, ok, stderr};
 use kbdump::archive::{Header, IndexedArchive, Record, SourceInfo, FORMAT_VERSION};
 use kbdump::export::{export, ExportOptions};
 use kbdump::kato::{display_bytes, parse_display_bytes};
@@ -17,27 +19,6 @@ use kbdump::selection::Selection;
 use serde_json::Value as Json;
 use support::redis::RedisServer;
 use support::seed::{seed_kato, Category as SeedCategory, SeedSpec, Seeded};
-
-fn kbdump(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kbdump"))
-        .args(args)
-        .output()
-        .expect("run kbdump")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = kbdump(args);
-    assert!(
-        out.status.success(),
-        "kbdump {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn seeded_server(spec: &SeedSpec) -> (RedisServer, Seeded) {
     let server = RedisServer::start();

@@ -8,6 +8,7 @@
 //! (fixed clock, header and payloads), and a test checks that it still
 //! reproduces the committed bytes.
 
+mod cli_support;
 mod support;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use cli_support::{kbdump, ok, stderr, stdout};
 use kbdump::archive::{
     ArchiveReader, ArchiveWriter, Header, IndexedArchive, KbWindow, Record, SelectionSpec,
     SourceInfo, WriterOptions, FORMAT_VERSION,
@@ -24,31 +26,6 @@ use kbdump::kato::{display_bytes, parse_display_bytes, Category};
 use serde_json::{json, Value as Json};
 use support::redis::RedisServer;
 use support::seed::{seed_kato, SeedSpec};
-
-fn kbdump(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kbdump"))
-        .args(args)
-        .output()
-        .expect("run kbdump")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = kbdump(args);
-    assert!(
-        out.status.success(),
-        "kbdump {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
