@@ -51,6 +51,18 @@ pub fn overview_stream<R: Read>(input: R) -> archive::Result<Overview> {
     })
 }
 
+/// The index entries of the blocks a selection needs (by kb_id and
+/// category; `--match` is applied to the records inside).
+pub fn selected_blocks<'a>(
+    index: &'a archive::Index,
+    selection: &'a Selection,
+) -> impl Iterator<Item = &'a archive::IndexEntry> {
+    index
+        .blocks
+        .iter()
+        .filter(|e| selection.block_selected(&e.meta.kb_id, e.meta.category))
+}
+
 /// Calls `visit` for every selected record of a seekable archive, reading
 /// only the blocks the selection needs.
 pub fn visit_file<R: Read + Seek, E: From<archive::Error>>(
@@ -59,11 +71,7 @@ pub fn visit_file<R: Read + Seek, E: From<archive::Error>>(
     mut visit: impl FnMut(Record) -> Result<(), E>,
 ) -> Result<Header, E> {
     let mut archive = IndexedArchive::open(input)?;
-    let entries: Vec<_> = archive
-        .index()
-        .blocks
-        .iter()
-        .filter(|e| selection.block_selected(&e.meta.kb_id, e.meta.category))
+    let entries: Vec<_> = selected_blocks(archive.index(), selection)
         .cloned()
         .collect();
     for entry in &entries {

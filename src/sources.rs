@@ -8,6 +8,7 @@ use tokio::sync::mpsc::{channel, Receiver, Sender};
 use tokio::task::JoinHandle;
 
 use crate::archive::{self, ArchiveReader, Block, Header, IndexedArchive};
+use crate::offline::selected_blocks;
 use crate::restore::SourceItem;
 use crate::selection::Selection;
 
@@ -33,12 +34,7 @@ pub fn selected_size<R: Read + Seek>(
 ) -> archive::Result<(Header, SelectedSize)> {
     let archive = IndexedArchive::open(input)?;
     let mut size = SelectedSize::default();
-    let selected = archive
-        .index()
-        .blocks
-        .iter()
-        .filter(|e| selection.block_selected(&e.meta.kb_id, e.meta.category));
-    for entry in selected {
+    for entry in selected_blocks(archive.index(), selection) {
         size.payload_bytes += entry.meta.payload_bytes;
         size.keys += entry.meta.records;
     }
@@ -70,11 +66,7 @@ fn read_indexed<R: Read + Seek>(
     selection: &Selection,
     tx: &Sender<SourceItem>,
 ) -> SourceResult {
-    let entries: Vec<_> = archive
-        .index()
-        .blocks
-        .iter()
-        .filter(|e| selection.block_selected(&e.meta.kb_id, e.meta.category))
+    let entries: Vec<_> = selected_blocks(archive.index(), selection)
         .cloned()
         .collect();
     for entry in entries {

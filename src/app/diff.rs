@@ -70,16 +70,7 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
 }
 
 fn to_json(report: &DiffReport, server: &str) -> serde_json::Value {
-    let cells: Vec<_> = report
-        .tallies
-        .iter()
-        .map(|((kb, cat), c)| {
-            let mut v = serde_json::to_value(c).unwrap_or_default();
-            v["kb_id"] = json!(display_bytes(kb));
-            v["category"] = json!(cat.to_string());
-            v
-        })
-        .collect();
+    let cells = super::cells_json(&report.tallies);
     json!({
         "server": server,
         "identical": report.is_identical(),

@@ -55,6 +55,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Per kb_id x category counters as JSON objects, each with its `kb_id`
+/// and `category` (the `contents` list of restore's and diff's reports).
+pub fn cells_json<T: serde::Serialize>(
+    tallies: &std::collections::BTreeMap<(Vec<u8>, crate::kato::Category), T>,
+) -> Vec<serde_json::Value> {
+    tallies
+        .iter()
+        .map(|((kb, cat), counts)| {
+            let mut v = serde_json::to_value(counts).unwrap_or_default();
+            v["kb_id"] = serde_json::json!(crate::kato::display_bytes(kb));
+            v["category"] = serde_json::json!(cat.to_string());
+            v
+        })
+        .collect()
+}
+
 /// Prints a JSON value on stdout.
 pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     use std::io::Write;

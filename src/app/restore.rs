@@ -344,16 +344,7 @@ fn summary_json(
     target: &Target,
     undo: Option<&Path>,
 ) -> serde_json::Value {
-    let cells: Vec<_> = summary
-        .tallies
-        .iter()
-        .map(|((kb, cat), c)| {
-            let mut v = serde_json::to_value(c).unwrap_or_default();
-            v["kb_id"] = json!(display_bytes(kb));
-            v["category"] = json!(cat.to_string());
-            v
-        })
-        .collect();
+    let cells = super::cells_json(&summary.tallies);
     json!({
         "target": target.conn.address(),
         "mode": options.mode,
