@@ -151,31 +151,35 @@ impl VerifyReport {
 
 /// Checks one DUMP payload on its own: length and CRC-64 trailer.
 pub fn check_payload(payload: &[u8]) -> Result<(), String> {
-    const REDIS_CRC: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_REDIS);
-    let n = payload.len();
-    if n < 10 {
-        return Err(format!(
-            "payload of {n} bytes is shorter than a DUMP trailer"
-        ));
-    }
-    let stored = u64::from_le_bytes(payload[n - 8..].try_into().expect("8 bytes"));
-    let computed = REDIS_CRC.checksum(&payload[..n - 8]);
-    if stored != computed {
-        return Err(format!(
-            "payload CRC64 mismatch: stored {stored:016x}, computed {computed:016x}"
-        ));
-    }
-    Ok(())
+    dump::parse_envelope(payload)
+        .map(drop)
+        .map_err(|e| trailer_problem(payload, &e))
 }
 
-/// Checks that a DUMP payload is readable offline: its CRC-64 trailer
-/// ([`check_payload`]) and then a full decode of its value, so an archive
-/// that verifies is one that `cat` (and a logical restore) can read.
+/// Checks that a DUMP payload is readable offline: its CRC-64 trailer and a
+/// full decode of its value (one pass: the decoder checks the trailer
+/// first), so an archive that verifies is one that `cat` (and a logical
+/// restore) can read.
 pub fn check_payload_decodes(payload: &[u8]) -> Result<(), String> {
-    check_payload(payload)?;
-    dump::decode(payload)
-        .map(drop)
-        .map_err(|e| undecodable(payload, &e))
+    dump::decode(payload).map(drop).map_err(|e| match e {
+        dump::DecodeError::TooShort { .. } | dump::DecodeError::BadChecksum { .. } => {
+            trailer_problem(payload, &e)
+        }
+        other => undecodable(payload, &other),
+    })
+}
+
+/// The message for a payload whose trailer is wrong.
+fn trailer_problem(payload: &[u8], err: &dump::DecodeError) -> String {
+    match err {
+        dump::DecodeError::BadChecksum { expected, found } => {
+            format!("payload CRC64 mismatch: stored {expected:016x}, computed {found:016x}")
+        }
+        dump::DecodeError::TooShort { len } => {
+            format!("payload of {len} bytes is shorter than a DUMP trailer")
+        }
+        other => undecodable(payload, other),
+    }
 }
 
 /// The message for a payload the decoder refuses: names the type byte
