@@ -147,6 +147,12 @@ impl RedisConn {
         Ok(this)
     }
 
+    /// The underlying connection, for code that builds its own pipelines
+    /// (rebuild). It shares this connection's socket and timeouts.
+    pub fn multiplexed(&self) -> MultiplexedConnection {
+        self.conn.clone()
+    }
+
     pub fn address(&self) -> &str {
         &self.address
     }

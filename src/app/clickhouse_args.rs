@@ -1,14 +1,12 @@
 //! The `--clickhouse` flag shared by rebuild, mirror and check, and the
 //! Redis write connection they use.
 
-use std::time::Duration;
-
 use clap::Args;
 
 use crate::clickhouse_io::Ch;
 use crate::kato::parse_display_bytes;
 use crate::pattern::Glob;
-use crate::redis_io::{redact_url, RedisConn};
+use crate::redis_io::RedisConn;
 
 /// Which ClickHouse to talk to.
 #[derive(Debug, Clone, Args)]
@@ -33,20 +31,14 @@ impl ClickHouseArgs {
     }
 }
 
-/// A multiplexed connection without the default 500 ms response timeout
-/// (large write pipelines take longer), after `RedisConn::connect` has
-/// checked the server and the credentials.
+/// The checked connection and its multiplexed connection for rebuild's
+/// pipelines (both share one socket and the long response timeout that
+/// large write pipelines need).
 pub async fn write_connection(
     url: &str,
 ) -> anyhow::Result<(RedisConn, redis::aio::MultiplexedConnection)> {
     let checked = RedisConn::connect(url).await?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(10)))
-        .set_response_timeout(Some(Duration::from_secs(300)));
-    let conn = redis::Client::open(url)?
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", redact_url(url)))?;
+    let conn = checked.multiplexed();
     Ok((checked, conn))
 }
 
