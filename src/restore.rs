@@ -846,20 +846,23 @@ fn predicted(kind: &ServerKind, payload: &[u8], options: &RestoreOptions) -> Out
         Ok(v) => v,
         Err(e) => return Outcome::Failed(format!("cannot decode the payload: {e}")),
     };
-    let method = plan_sized(kind, payload, options);
-    let gaps = value.command_gaps(&CommandOptions::for_server(kind));
-    match method {
-        Method::Logical
-            if value
-                .to_commands(b"k", &CommandOptions::for_server(kind))
-                .is_empty() =>
-        {
+    match plan_sized(kind, payload, options) {
+        // Only module values have no command form (see `Value::to_commands`);
+        // building the commands just to count them would copy the value.
+        Method::Logical if value.redis_type() == dump::RedisType::Module => {
             Outcome::Failed(format!(
                 "the target refused the payload and a {} value cannot be re-created with commands",
                 value.redis_type().name()
             ))
         }
-        Method::Logical if !gaps.is_empty() => Outcome::Lossy(gaps.join("; ")),
+        Method::Logical => {
+            let gaps = value.command_gaps(&CommandOptions::for_server(kind));
+            if gaps.is_empty() {
+                Outcome::Restored(Method::Logical)
+            } else {
+                Outcome::Lossy(gaps.join("; "))
+            }
+        }
         method => Outcome::Restored(method),
     }
 }
