@@ -57,8 +57,8 @@ impl SelectArgs {
         }
     }
 
-    pub fn spec(&self) -> crate::archive::SelectionSpec {
-        crate::archive::SelectionSpec {
+    pub fn spec(&self) -> crate::format::archive::SelectionSpec {
+        crate::format::archive::SelectionSpec {
             kbs: self.kbs.iter().map(|k| parse_display_bytes(k)).collect(),
             categories: self.categories.clone(),
             matches: self

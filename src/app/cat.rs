@@ -17,10 +17,10 @@ use serde_json::{json, Value as Json};
 use super::args::{open_file, ArchiveInput, SelectArgs};
 use super::inspect::iso_ms;
 use super::{GlobalOpts, EXIT_ERROR};
-use crate::archive::Record;
-use crate::dump::{self, Value};
+use crate::flow::verify::{undecodable, visit_file, visit_stream};
+use crate::format::archive::Record;
+use crate::format::dump::{self, Value};
 use crate::kato::{display_bytes, parse_display_bytes};
-use crate::offline::{undecodable, visit_file, visit_stream};
 use crate::selection::Selection;
 
 const AFTER_HELP: &str = "\

@@ -8,8 +8,8 @@ use serde_json::json;
 use super::args::RedisArgs;
 use super::clickhouse_args::{resolve_kbs, ClickHouseArgs};
 use super::{print_json, GlobalOpts, EXIT_CHECK_FAILED};
-use crate::check::{check, KbReport};
-use crate::redis_io::RedisConn;
+use crate::flow::check::{check, KbReport};
+use crate::net::redis::RedisConn;
 
 const EXAMPLES: &str = "\
 Examples:

@@ -3,10 +3,10 @@
 
 use clap::Args;
 
-use crate::clickhouse_io::Ch;
 use crate::kato::parse_display_bytes;
+use crate::net::clickhouse::Ch;
+use crate::net::redis::RedisConn;
 use crate::pattern::Glob;
-use crate::redis_io::RedisConn;
 
 /// Which ClickHouse to talk to.
 #[derive(Debug, Clone, Args)]

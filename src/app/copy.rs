@@ -8,10 +8,10 @@ use clap::Args;
 use super::args::SelectArgs;
 use super::restore::{exit_code, report, restore_with_undo, undo_stamp, WriteArgs};
 use super::GlobalOpts;
-use crate::export::{resolve_kbs, scan_all, ExportEvent, ExportOptions, ExportSummary};
+use crate::net::redis::RedisConn;
 use crate::progress::NoProgress;
-use crate::redis_io::RedisConn;
-use crate::restore::{SourceItem, Target};
+use crate::sink::redis::{SourceItem, Target};
+use crate::source::live::{resolve_kbs, scan_all, ExportEvent, ExportOptions, ExportSummary};
 
 const EXAMPLES: &str = "\
 Export and restore joined by a bounded channel: constant memory, no file.

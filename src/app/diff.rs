@@ -9,10 +9,10 @@ use serde_json::json;
 use super::args::{open_file, ArchiveInput, RedisArgs, SelectArgs};
 use super::restore::source_outcome;
 use super::{print_json, GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
-use crate::diff::{diff, DiffOptions, DiffReport, Kind};
+use crate::flow::diff::{diff, DiffOptions, DiffReport, Kind};
 use crate::kato::display_bytes;
-use crate::redis_io::RedisConn;
-use crate::sources::{spawn_file_source, spawn_stream_source};
+use crate::net::redis::RedisConn;
+use crate::source::archive::{spawn_file_source, spawn_stream_source};
 
 const EXAMPLES: &str = "\
 Exit status: 0 identical, 1 different, 2 error.

@@ -11,11 +11,12 @@ use serde_json::json;
 use super::args::{RedisArgs, SelectArgs};
 use super::progress::{human_bytes, key_progress};
 use super::{print_json, GlobalOpts};
-use crate::archive::{Header, SourceInfo, FORMAT_VERSION};
-use crate::export::{export, now_ms, resolve_kbs, ExportOptions, ExportSummary};
+use crate::clock::system_now_ms as now_ms;
+use crate::format::archive::{Header, SourceInfo, FORMAT_VERSION};
 use crate::kato::display_bytes;
-use crate::output::AtomicFile;
-use crate::redis_io::RedisConn;
+use crate::net::redis::RedisConn;
+use crate::sink::file::AtomicFile;
+use crate::source::live::{export, resolve_kbs, ExportOptions, ExportSummary};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -92,7 +93,7 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
     let options = ExportOptions {
         selection,
         scan_count: args.scan_count,
-        writer: crate::archive::WriterOptions {
+        writer: crate::format::archive::WriterOptions {
             level: args.level,
             ..Default::default()
         },
@@ -129,7 +130,7 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
 fn report(
     args: &ExportArgs,
     conn: &RedisConn,
-    info: &crate::redis_io::ServerInfo,
+    info: &crate::net::redis::ServerInfo,
     summary: &ExportSummary,
     written: u64,
     to_stdout: bool,
@@ -156,7 +157,7 @@ fn report(
 fn summary_json(
     args: &ExportArgs,
     conn: &RedisConn,
-    info: &crate::redis_io::ServerInfo,
+    info: &crate::net::redis::ServerInfo,
     summary: &ExportSummary,
     written: u64,
 ) -> serde_json::Value {
@@ -196,7 +197,7 @@ fn summary_json(
 fn summary_text(
     args: &ExportArgs,
     conn: &RedisConn,
-    info: &crate::redis_io::ServerInfo,
+    info: &crate::net::redis::ServerInfo,
     summary: &ExportSummary,
     written: u64,
 ) -> String {

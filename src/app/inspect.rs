@@ -9,10 +9,10 @@ use serde_json::json;
 use super::args::{open_file, ArchiveInput};
 use super::progress::human_bytes;
 use super::{print_json, GlobalOpts};
-use crate::dump;
+use crate::flow::verify::{gate_report, overview_file, overview_stream, GateVerdict, Overview};
+use crate::format::dump;
 use crate::kato::{display_bytes, Category};
-use crate::offline::{gate_report, overview_file, overview_stream, GateVerdict, Overview};
-use crate::restore::Method;
+use crate::sink::redis::Method;
 
 #[derive(Debug, Clone, Args)]
 #[command(

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::args::RedisArgs;
 use super::{print_json, GlobalOpts};
 use crate::kato::{display_bytes, Category};
-use crate::redis_io::RedisConn;
+use crate::net::redis::RedisConn;
 
 #[derive(Debug, Clone, Args)]
 #[command(

@@ -9,9 +9,9 @@ use serde_json::json;
 use super::args::{open_file, ArchiveInput, SelectArgs};
 use super::inspect::iso_ms;
 use super::GlobalOpts;
-use crate::archive::Record;
+use crate::flow::verify::{visit_file, visit_stream};
+use crate::format::archive::Record;
 use crate::kato::display_bytes;
-use crate::offline::{visit_file, visit_stream};
 
 #[derive(Debug, Clone, Args)]
 #[command(

@@ -9,12 +9,13 @@ use super::args::RedisArgs;
 use super::clickhouse_args::ClickHouseArgs;
 use super::progress::key_progress;
 use super::{print_json, GlobalOpts};
-use crate::export::resolve_kbs;
 use crate::kato::parse_display_bytes;
-use crate::mirror::{mirror, prune};
+use crate::net::mirror::prune;
+use crate::net::redis::RedisConn;
 use crate::pattern::Glob;
-use crate::redis_io::RedisConn;
 use crate::selection::Selection;
+use crate::sink::mirror::mirror;
+use crate::source::live::resolve_kbs;
 
 const EXAMPLES: &str = "\
 Examples:

@@ -9,7 +9,7 @@ use super::args::RedisArgs;
 use super::clickhouse_args::{resolve_kbs, write_connection, ClickHouseArgs};
 use super::progress::key_progress;
 use super::{print_json, GlobalOpts};
-use crate::rebuild::{rebuild, KbSummary, RebuildOptions};
+use crate::flow::rebuild::{rebuild, KbSummary, RebuildOptions};
 
 const EXAMPLES: &str = "\
 Examples:

@@ -13,14 +13,15 @@ use super::args::{open_file, ArchiveInput, RedisArgs, SelectArgs};
 use super::clickhouse_args::ClickHouseArgs;
 use super::progress::key_progress;
 use super::{print_json, GlobalOpts, EXIT_ERROR};
-use crate::archive::{ArchiveWriter, Header, Record, SourceInfo, FORMAT_VERSION};
-use crate::export::now_ms;
+use crate::clock::system_now_ms as now_ms;
+use crate::format::archive::{ArchiveWriter, Header, Record, SourceInfo, FORMAT_VERSION};
 use crate::kato::{display_bytes, parse_display_bytes};
-use crate::mirror::{spawn_mirror_source, MirrorScope, MirrorSourceResult};
-use crate::output::AtomicFile;
-use crate::restore::{restore, Mode, RestoreOptions, RestoreSummary, SourceItem, Target};
+use crate::net::mirror::MirrorScope;
 use crate::selection::Selection;
-use crate::sources::{selected_size, spawn_file_source, spawn_stream_source, SourceResult};
+use crate::sink::file::AtomicFile;
+use crate::sink::redis::{restore, Mode, RestoreOptions, RestoreSummary, SourceItem, Target};
+use crate::source::archive::{selected_size, spawn_file_source, spawn_stream_source, SourceResult};
+use crate::source::mirror::{spawn_mirror_source, MirrorSourceResult};
 
 const EXAMPLES: &str = "\
 By default only keys that are missing on the server are written; existing
@@ -137,7 +138,7 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
                         Ok(_) => {}
                         // No index to size the selection from: the running
                         // memory budget still applies.
-                        Err(e @ crate::archive::Error::Truncated { .. }) => eprintln!(
+                        Err(e @ crate::format::archive::Error::Truncated { .. }) => eprintln!(
                             "kbdump: warning: {}: {e}; restoring every intact block in a front-to-back read",
                             input.name()
                         ),

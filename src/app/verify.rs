@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::args::{open_file, ArchiveInput};
 use super::{print_json, GlobalOpts, EXIT_CHECK_FAILED};
-use crate::archive::Record;
-use crate::offline::{check_payload_decodes, verify_file, verify_stream, VerifyReport};
+use crate::flow::verify::{check_payload_decodes, verify_file, verify_stream, VerifyReport};
+use crate::format::archive::Record;
 
 #[derive(Debug, Clone, Args)]
 #[command(

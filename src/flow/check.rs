@@ -19,12 +19,12 @@ Per kb_id, [`check`] reports:
 Memory: the kb's pattern names and symbol table.
 */
 
-use crate::clickhouse_io::{Ch, ChError};
+use crate::flow::rebuild::key;
+use crate::flow::rebuild::stats::{symbol_counts, SymbolTable};
 use crate::kato::display_bytes;
+use crate::net::clickhouse::{Ch, ChError};
+use crate::net::redis::{RedisConn, RedisIoError};
 use crate::pattern::escape;
-use crate::rebuild::key;
-use crate::rebuild::stats::{symbol_counts, SymbolTable};
-use crate::redis_io::{RedisConn, RedisIoError};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 

@@ -7,10 +7,12 @@ use std::io::{Read, Seek};
 
 use serde::Serialize;
 
-use crate::archive::{self, ArchiveReader, BlockMeta, Header, IndexedArchive, KbWindow, Record};
-use crate::dump::{self, Product, ServerKind};
-use crate::restore::Method;
+use crate::format::archive::{
+    self, ArchiveReader, BlockMeta, Header, IndexedArchive, KbWindow, Record,
+};
+use crate::format::dump::{self, Product, ServerKind};
 use crate::selection::Selection;
+use crate::sink::redis::Method;
 
 /// What an archive holds, from its index (or a metadata-only pass).
 #[derive(Debug, Clone)]

@@ -24,12 +24,13 @@ use redis::Value as Reply;
 use serde::Serialize;
 use tokio::sync::mpsc::{Receiver, Sender};
 
-use crate::archive::Record;
-use crate::dump::{self, CommandOptions, ServerKind};
-use crate::export::now_ms;
+use crate::clock::system_now_ms as now_ms;
+use crate::format::archive::Record;
+use crate::format::dump::{self, CommandOptions, ServerKind};
 use crate::kato::{display_bytes, Category};
+use crate::net::redis::{RedisConn, RedisIoError, ServerInfo};
 use crate::progress::Progress;
-use crate::redis_io::{RedisConn, RedisIoError, ServerInfo};
+pub use crate::records::{Failure, SourceItem};
 
 /// What happens to keys that already exist on the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
@@ -110,15 +111,6 @@ impl Counts {
         self.logical += other.logical;
         self.lossy += other.lossy;
     }
-}
-
-/// A key that could not be restored, or a part of the source that could not
-/// be read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    /// The key (escaped for display), or the damaged block.
-    pub what: String,
-    pub reason: String,
 }
 
 /// What a restore did (or, with `dry_run`, would do).
@@ -228,13 +220,6 @@ pub enum RestoreError {
     Undo(String),
     #[error("a restore task stopped unexpectedly")]
     TaskGone,
-}
-
-/// An item from a record source: a record, or a part that could not be read.
-#[derive(Debug)]
-pub enum SourceItem {
-    Record(Record),
-    Damaged { what: String, reason: String },
 }
 
 /// The target server and what it accepts, learned once per run.
@@ -366,6 +351,7 @@ pub async fn restore(
                     summary.failures.push(Failure { what, reason });
                     continue;
                 }
+                Some(SourceItem::KbDone(_)) => continue,
                 None => source_open = false,
             }
         }
@@ -782,12 +768,12 @@ async fn save_for_undo(
     let dumped = conn.dump_keys(&keys).await?;
     let read_at = now_ms();
     for (pending, dumped) in batch.iter().zip(dumped) {
-        if let crate::redis_io::Dumped::Present { payload, pttl_ms } = dumped {
+        if let crate::net::redis::Dumped::Present { payload, pttl_ms } = dumped {
             let record = Record {
                 key: pending.key.clone(),
                 kb_id: pending.kb_id.clone(),
                 category: pending.category,
-                redis_type: crate::export::payload_type_name(&payload).to_string(),
+                redis_type: crate::format::dump::payload_type_name(&payload).to_string(),
                 expire_at_ms: pttl_ms.map(|ms| read_at + ms),
                 payload,
             };
@@ -870,7 +856,7 @@ fn predicted(kind: &ServerKind, payload: &[u8], options: &RestoreOptions) -> Out
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dump::Product;
+    use crate::format::dump::Product;
 
     #[test]
     fn renames_apply_to_the_kb_prefix_only() {

@@ -9,14 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use tokio::sync::mpsc::Receiver;
 
-use crate::archive::Record;
-use crate::dump;
-use crate::export::now_ms;
+use crate::clock::system_now_ms as now_ms;
 use crate::fingerprint::KeyFingerprints;
+use crate::format::archive::Record;
+use crate::format::dump;
 use crate::kato::{self, Category};
-use crate::redis_io::{Dumped, RedisConn, RedisIoError};
-use crate::restore::{Failure, SourceItem};
+use crate::net::redis::{Dumped, RedisConn, RedisIoError};
 use crate::selection::{kb_scan_pattern, Selection};
+use crate::sink::redis::{Failure, SourceItem};
 
 /// How a key differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -154,6 +154,7 @@ pub async fn diff(
                 }
             }
             SourceItem::Damaged { what, reason } => report.damaged.push(Failure { what, reason }),
+            SourceItem::KbDone(_) => {}
         }
     }
     compare_batch(&mut conn, batch, options, &mut report).await?;

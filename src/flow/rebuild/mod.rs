@@ -32,7 +32,7 @@ pub mod apply;
 pub mod pytext;
 pub mod stats;
 
-use crate::clickhouse_io::{Ch, ChError};
+use crate::net::clickhouse::{Ch, ChError};
 use crate::progress::Progress;
 use apply::{Counts, Sink};
 use redis::aio::ConnectionLike;

@@ -304,7 +304,7 @@ fn stream_gaps(s: &Stream, opts: &CommandOptions, gaps: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dump::HashField;
+    use crate::format::dump::HashField;
 
     fn text(cmds: &[Command]) -> Vec<String> {
         cmds.iter()

@@ -12,11 +12,12 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use serde::Serialize;
 use tokio::sync::mpsc::{self, Sender};
 
-use crate::archive::{self, ArchiveWriter, Header, KbWindow, Record, WriterOptions};
 use crate::fingerprint::KeyFingerprints;
+use crate::format::archive::{self, ArchiveWriter, Header, KbWindow, Record, WriterOptions};
+use crate::format::dump::payload_type_name;
 use crate::kato::{self, Category};
+use crate::net::redis::{Dumped, RedisConn, RedisIoError};
 use crate::progress::Progress;
-use crate::redis_io::{Dumped, RedisConn, RedisIoError};
 use crate::selection::{kb_scan_pattern, Selection};
 
 /// How an export runs.
@@ -406,13 +407,6 @@ async fn emit_batch(
     Ok(())
 }
 
-/// The Redis type of a DUMP payload, from its type byte and trailer version.
-pub fn payload_type_name(payload: &[u8]) -> &'static str {
-    crate::dump::peek_type_and_version(payload)
-        .and_then(|(type_byte, version)| crate::dump::redis_type(type_byte, version))
-        .map_or("unknown", |t| t.name())
-}
-
 /// The concrete kb_ids a selection names on this server: literal ids as
 /// given, globs (or nothing = all) resolved by a discovery SCAN.
 pub async fn resolve_kbs(
@@ -434,12 +428,7 @@ pub async fn resolve_kbs(
         .collect())
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::system_now_ms as now_ms;
 
 #[cfg(test)]
 mod tests {

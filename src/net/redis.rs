@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Value};
 
-use crate::dump::{Product, ServerKind};
+use crate::format::dump::{Product, ServerKind};
 use crate::kato::{self, Category};
 
 /// A server-side failure, naming the server (never its credentials).
@@ -64,7 +64,7 @@ impl ServerInfo {
 
 /// RDB version of a release (`product` is `redis` or `valkey`).
 pub fn predicted_rdb_version(product: &str, version: &str) -> Option<u16> {
-    crate::dump::rdb_version_for(product_of(product), version)
+    crate::format::dump::rdb_version_for(product_of(product), version)
 }
 
 fn product_of(name: &str) -> Product {

@@ -7,10 +7,10 @@ use std::io::{Read, Seek};
 use tokio::sync::mpsc::{channel, Receiver, Sender};
 use tokio::task::JoinHandle;
 
-use crate::archive::{self, ArchiveReader, Block, Header, IndexedArchive};
-use crate::offline::selected_blocks;
-use crate::restore::SourceItem;
+use crate::flow::verify::selected_blocks;
+use crate::format::archive::{self, ArchiveReader, Block, Header, IndexedArchive};
 use crate::selection::Selection;
+use crate::sink::redis::SourceItem;
 
 /// Records in flight between the reader thread and the consumer.
 const CHANNEL_RECORDS: usize = 4096;

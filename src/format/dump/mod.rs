@@ -77,5 +77,12 @@ pub fn decode_body(type_byte: u8, body: &[u8], rdb_version: u16) -> Result<Value
     Ok(value)
 }
 
+/// The Redis type of a DUMP payload, from its type byte and trailer version.
+pub fn payload_type_name(payload: &[u8]) -> &'static str {
+    peek_type_and_version(payload)
+        .and_then(|(type_byte, version)| redis_type(type_byte, version))
+        .map_or("unknown", |t| t.name())
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,1 @@
+//! Export: a live source joined to an archive sink.

@@ -1,0 +1,9 @@
+//! The joins of a source and a sink, one per command family: what the
+//! command-line layer calls. Each takes its clock and progress from the
+//! caller.
+
+pub mod check;
+pub mod diff;
+pub mod export;
+pub mod rebuild;
+pub mod verify;

@@ -1,0 +1,10 @@
+//! Pure codecs: bytes in, values out. Nothing here opens a socket or a
+//! file; readers take `impl Read`, writers `impl Write`.
+//!
+//! - [`archive`]: the `.kbd` archive format;
+//! - [`dump`]: Redis DUMP payloads;
+//! - [`mirror`]: the layout of the ClickHouse mirror table.
+
+pub mod archive;
+pub mod dump;
+pub mod mirror;

@@ -1,0 +1,1 @@
+//! The archive sink: records in, a `.kbd` archive out.

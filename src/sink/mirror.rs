@@ -1,0 +1,178 @@
+/*!
+A second home in ClickHouse for the data a rebuild cannot bring back.
+
+`mirror` copies the unrecoverable categories (frequency, emotives,
+metadata, affinity) of chosen kb_ids from Redis into `{db}.redis_mirror`:
+one row per key with its DUMP payload, type and absolute expiry, exactly
+what an archive record holds. The table (created if absent) is a
+`ReplacingMergeTree(mirrored_at_ms)` ordered by `(kb_id, category, key)`:
+rerunning a mirror inserts new versions of the same logical rows, and the
+newest version wins.
+
+Reads dedupe with `SELECT ... FINAL`, which merges versions at query time
+(supported by ReplacingMergeTree since long before 18.16, and by current
+servers). `argMax(col, mirrored_at_ms) ... GROUP BY key` would do the same
+but holds every key of the selection in the server's memory at once, and
+needs one argMax per column; FINAL streams in key order.
+
+`kbdump restore --from-clickhouse` reads it back through
+`source::mirror`, which feeds the restore engine exactly as an
+archive does.
+
+Deleted keys: a plain mirror is an upsert, not a sync. A key deleted from
+Redis keeps its last mirrored row, and `restore --from-clickhouse` would
+bring it back. `mirror --prune` (`net::mirror::prune`) makes the run a sync for the
+kb_ids it mirrored: once every key is written, it deletes those kb_ids'
+rows older than the run's start (`mirrored_at_ms < stamp`: the rows of
+keys the run no longer found, and the superseded versions of the others)
+with `ALTER TABLE ... DELETE`, a mutation (18.16 has them), and waits for
+the mutation to finish. A mutation rather than tombstone rows: tombstones
+would have to be filtered by every reader and would never shrink the
+table. A kb_id that vanished from Redis entirely is only pruned when named
+literally with `--kb` (a glob finds nothing to mirror for it).
+
+The payloads are in the source server's RDB format; restore handles
+other targets as it does for archives.
+*/
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::clock::system_now_ms as now_ms;
+use crate::format::dump::payload_type_name;
+use crate::format::mirror::{MirrorRow, MIRRORED, MIRROR_TABLE};
+use crate::kato::{self, Category};
+use crate::net::clickhouse::Ch;
+use crate::net::mirror::{ensure_table, MirrorError as Error};
+use crate::net::redis::{Dumped, RedisConn};
+use crate::pattern::escape;
+use crate::progress::Progress;
+
+/// Keys and payload bytes mirrored per kb_id and category.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MirrorSummary {
+    /// Per kb_id (as display text), per category: (keys, bytes).
+    pub kbs: BTreeMap<String, BTreeMap<String, (u64, u64)>>,
+    /// Keys mirrored.
+    pub keys: u64,
+    /// Keys that vanished between SCAN and DUMP.
+    pub vanished: u64,
+    /// When the run started (unix ms): the version of its rows.
+    pub started_at_ms: u64,
+}
+
+/// Copies the unrecoverable categories of `kb_ids` into the mirror table.
+pub async fn mirror(
+    conn: &RedisConn,
+    ch: &Ch,
+    kb_ids: &[Vec<u8>],
+    progress: &dyn Progress,
+) -> Result<MirrorSummary, Error> {
+    ensure_table(ch).await?;
+    let mut summary = MirrorSummary::default();
+    let stamp = now_ms() as u64;
+    summary.started_at_ms = stamp;
+    for kb in kb_ids {
+        for category in MIRRORED {
+            progress.stage(&format!("{} {}", kato::display_bytes(kb), category.name()));
+            mirror_one(
+                conn,
+                ch,
+                kb,
+                kb_ids,
+                category,
+                stamp,
+                &mut summary,
+                progress,
+            )
+            .await?;
+        }
+    }
+    progress.finish();
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn mirror_one(
+    conn: &RedisConn,
+    ch: &Ch,
+    kb: &[u8],
+    known: &[Vec<u8>],
+    category: Category,
+    stamp: u64,
+    summary: &mut MirrorSummary,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
+    let mut conn = conn.clone();
+    let pattern = [
+        escape(kb).as_slice(),
+        b":",
+        category.name().as_bytes(),
+        b":*",
+    ]
+    .concat();
+    let client = ch.client().clone().with_database(ch.target().database());
+    let mut insert = client
+        .insert::<MirrorRow>(MIRROR_TABLE)
+        .await
+        .map_err(|e| ch.error("starting the mirror insert", e))?;
+    let mut cursor = 0;
+    loop {
+        let (next, keys) = conn.scan_page(cursor, &pattern, 1000).await?;
+        let keys: Vec<Vec<u8>> = keys
+            .into_iter()
+            .filter(|k| belongs(k, kb, known, category))
+            .collect();
+        // SCAN pages may be empty, and an empty pipeline is an error.
+        let dumped = if keys.is_empty() {
+            Vec::new()
+        } else {
+            conn.dump_keys(&keys).await?
+        };
+        let now = now_ms();
+        let (mut n, mut bytes) = (0, 0);
+        for (key, d) in keys.into_iter().zip(dumped) {
+            let Dumped::Present { payload, pttl_ms } = d else {
+                summary.vanished += 1;
+                continue;
+            };
+            n += 1;
+            bytes += payload.len() as u64;
+            let row = MirrorRow {
+                kb_id: kb.to_vec(),
+                category: category.name().to_string(),
+                key,
+                redis_type: payload_type_name(&payload).to_string(),
+                expire_at_ms: pttl_ms.map(|ms| now + ms),
+                payload,
+                mirrored_at_ms: stamp,
+            };
+            insert
+                .write(&row)
+                .await
+                .map_err(|e| ch.error("inserting mirror rows", e))?;
+        }
+        let entry = summary.kbs.entry(kato::display_bytes(kb)).or_default();
+        let slot = entry.entry(category.name().to_string()).or_default();
+        slot.0 += n;
+        slot.1 += bytes;
+        summary.keys += n;
+        progress.advance(n, bytes);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    insert
+        .end()
+        .await
+        .map_err(|e| ch.error("inserting mirror rows", e))?;
+    Ok(())
+}
+
+/// SCAN MATCH may also return keys of another kb_id whose name extends
+/// this one's; keep only keys that classify to `kb` and `category`.
+fn belongs(key: &[u8], kb: &[u8], known: &[Vec<u8>], category: Category) -> bool {
+    kato::classify_with(key, known).is_some_and(|c| c.kb_id == kb && c.category == category)
+}
