@@ -1,10 +1,5 @@
 //! Argument groups shared by several commands.
 
-use std::fs::File;
-use std::io::{self, BufReader, Read};
-use std::path::PathBuf;
-
-use anyhow::Context;
 use clap::Args;
 
 use crate::kato::{parse_display_bytes, Category};
@@ -70,44 +65,4 @@ impl SelectArgs {
     }
 }
 
-/// An archive given as a path or `-` for stdin.
-#[derive(Debug, Clone)]
-pub enum ArchiveInput {
-    Stdin,
-    Path(PathBuf),
-}
-
-impl ArchiveInput {
-    pub fn parse(arg: &str) -> ArchiveInput {
-        if arg == "-" {
-            ArchiveInput::Stdin
-        } else {
-            ArchiveInput::Path(PathBuf::from(arg))
-        }
-    }
-
-    pub fn name(&self) -> String {
-        match self {
-            ArchiveInput::Stdin => "<stdin>".to_string(),
-            ArchiveInput::Path(p) => p.display().to_string(),
-        }
-    }
-
-    /// Opens the input for a front-to-back read.
-    pub fn open_stream(&self) -> anyhow::Result<Box<dyn Read + Send>> {
-        Ok(match self {
-            ArchiveInput::Stdin => Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
-            ArchiveInput::Path(p) => Box::new(BufReader::with_capacity(1 << 20, open_file(p)?)),
-        })
-    }
-}
-
-pub fn open_file(path: &PathBuf) -> anyhow::Result<File> {
-    if path.is_dir() {
-        anyhow::bail!(
-            "cannot open archive {}: it is a directory; name a .kbd file",
-            path.display()
-        );
-    }
-    File::open(path).with_context(|| format!("cannot open archive {}", path.display()))
-}
+pub use crate::source::archive::ArchiveInput;

@@ -14,10 +14,11 @@ use anyhow::anyhow;
 use clap::Args;
 use serde_json::{json, Value as Json};
 
-use super::args::{open_file, ArchiveInput, SelectArgs};
+use super::args::{ArchiveInput, SelectArgs};
 use super::inspect::iso_ms;
 use super::{GlobalOpts, EXIT_ERROR};
-use crate::flow::verify::{undecodable, visit_file, visit_stream};
+use crate::flow::verify::undecodable;
+use crate::source::archive::ArchiveSource;
 use crate::format::archive::Record;
 use crate::format::dump::{self, Value};
 use crate::kato::{display_bytes, parse_display_bytes};
@@ -98,10 +99,7 @@ fn visit(
     selection: &Selection,
     visit: impl FnMut(Record) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    match input {
-        ArchiveInput::Path(p) => visit_file(open_file(p)?, selection, visit),
-        ArchiveInput::Stdin => visit_stream(input.open_stream()?, selection, visit),
-    }
+    ArchiveSource::open(input)?.visit(selection, visit)
     .map(drop)
     .map_err(|e| e.context(input.name()))
 }

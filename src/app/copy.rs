@@ -6,12 +6,13 @@ use anyhow::Context;
 use clap::Args;
 
 use super::args::SelectArgs;
+use super::progress::key_progress;
 use super::restore::{exit_code, report, restore_with_undo, undo_stamp, WriteArgs};
 use super::GlobalOpts;
+use crate::clock::Clock;
 use crate::net::redis::RedisConn;
-use crate::progress::NoProgress;
-use crate::sink::redis::{SourceItem, Target};
-use crate::source::live::{resolve_kbs, scan_all, ExportEvent, ExportOptions, ExportSummary};
+use crate::sink::redis::Target;
+use crate::source::live::{ExportOptions, LiveSource};
 
 const EXAMPLES: &str = "\
 Export and restore joined by a bounded channel: constant memory, no file.
@@ -43,37 +44,15 @@ pub struct CopyArgs {
 }
 
 pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let mut source = RedisConn::connect(&args.from).await.context("source")?;
+    let from = RedisConn::connect(&args.from).await.context("source")?;
     let target = Target::connect(&args.to).await.context("target")?;
-    let selection = args.select.selection();
-    let kb_ids = resolve_kbs(&mut source, &selection).await?;
-    let export_options = ExportOptions {
-        selection,
+    let options = ExportOptions {
+        selection: args.select.selection(),
         ..ExportOptions::default()
     };
-    let (events_tx, mut events_rx) = tokio::sync::mpsc::channel::<ExportEvent>(4096);
-    let (items_tx, items_rx) = super::restore::channel();
-    let exporter = tokio::spawn(async move {
-        let mut summary = ExportSummary::default();
-        scan_all(
-            &source,
-            &kb_ids,
-            &export_options,
-            &events_tx,
-            &mut summary,
-            &NoProgress,
-        )
-        .await
-    });
-    let forwarder = tokio::spawn(async move {
-        while let Some(event) = events_rx.recv().await {
-            if let ExportEvent::Record(record) = event {
-                if items_tx.send(SourceItem::Record(record)).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
+    let clock = Clock::system();
+    let source = LiveSource::open(from, options, args.select.spec(), &clock).await?;
+    let (items, task) = source.stream().split();
     // The selection's size is unknown before the copy ends, so the memory
     // guard is a running budget: the copy stops before the target evicts.
     let options = args.write.options_for(&target);
@@ -81,14 +60,10 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
         .undo
         .clone()
         .unwrap_or_else(|| format!("copy.undo-{}.kbd", undo_stamp()).into());
+    let progress = key_progress(global);
     let (summary, undo_file) =
-        restore_with_undo(&target, items_rx, &options, &undo, global).await?;
-    exporter
-        .await
-        .context("the export side stopped unexpectedly")??;
-    forwarder
-        .await
-        .context("the copy channel stopped unexpectedly")?;
+        restore_with_undo(&target, items, &options, &undo, &clock, progress.as_ref()).await?;
+    task.finish().await.context("reading the source")?;
     report(&summary, &options, &target, undo_file.as_deref(), global)?;
     Ok(exit_code(&summary))
 }

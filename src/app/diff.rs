@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::args::{open_file, ArchiveInput, RedisArgs, SelectArgs};
+use super::args::{ArchiveInput, RedisArgs, SelectArgs};
 use super::restore::source_outcome;
 use super::{print_json, GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
 use crate::flow::diff::{diff, DiffOptions, DiffReport, Kind};
 use crate::kato::display_bytes;
 use crate::net::redis::RedisConn;
-use crate::source::archive::{spawn_file_source, spawn_stream_source};
+use crate::source::archive::ArchiveSource;
 
 const EXAMPLES: &str = "\
 Exit status: 0 identical, 1 different, 2 error.
@@ -44,10 +44,9 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let input = ArchiveInput::parse(&args.file);
     let selection = args.select.selection();
     let conn = RedisConn::connect(&args.redis.redis).await?;
-    let (rx, source) = match &input {
-        ArchiveInput::Path(p) => spawn_file_source(open_file(p)?, selection.clone()),
-        ArchiveInput::Stdin => spawn_stream_source(input.open_stream()?, selection.clone()),
-    };
+    let (rx, source) = ArchiveSource::open(&input)?
+        .stream(selection.clone())
+        .split();
     let options = DiffOptions {
         selection,
         expiry_tolerance_ms: args.expiry_tolerance_ms,

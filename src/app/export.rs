@@ -11,12 +11,13 @@ use serde_json::json;
 use super::args::{RedisArgs, SelectArgs};
 use super::progress::{human_bytes, key_progress};
 use super::{print_json, GlobalOpts};
-use crate::clock::system_now_ms as now_ms;
-use crate::format::archive::{Header, SourceInfo, FORMAT_VERSION};
+use crate::clock::Clock;
+use crate::flow::export::export;
+use crate::format::archive::WriterOptions;
 use crate::kato::display_bytes;
 use crate::net::redis::RedisConn;
 use crate::sink::file::AtomicFile;
-use crate::source::live::{export, resolve_kbs, ExportOptions, ExportSummary};
+use crate::source::live::{ExportOptions, ExportSummary, LiveSource};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -60,51 +61,28 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
             args.force,
         )?)
     };
-    let mut conn = RedisConn::connect(&args.redis.redis).await?;
-    let info = conn.server_info().await?;
-    let selection = args.select.selection();
-    let kb_ids = resolve_kbs(&mut conn, &selection).await?;
-    if kb_ids.is_empty() {
+    let conn = RedisConn::connect(&args.redis.redis).await?;
+    let options = ExportOptions {
+        selection: args.select.selection(),
+        scan_count: args.scan_count,
+        ..Default::default()
+    };
+    let source = LiveSource::open(conn, options, args.select.spec(), &Clock::system()).await?;
+    if source.kb_ids().is_empty() {
         eprintln!(
             "kbdump: warning: no kb_id on {} matches the selection; the archive will be empty",
-            conn.address()
+            source.conn().address()
         );
     }
-    let header = Header {
-        format_version: FORMAT_VERSION,
-        tool: format!("kbdump {}", env!("CARGO_PKG_VERSION")),
-        created_at_ms: now_ms(),
-        source: SourceInfo {
-            kind: "redis-server".into(),
-            address: conn.address().to_string(),
-            product: info.product.clone(),
-            version: info.version.clone(),
-            rdb_version: info.rdb_version(),
-            mode: if info.cluster {
-                "cluster"
-            } else {
-                "standalone"
-            }
-            .into(),
-            db: u32::try_from(conn.db()).unwrap_or(0),
-        },
-        selection: args.select.spec(),
-    };
-    let options = ExportOptions {
-        selection,
-        scan_count: args.scan_count,
-        writer: crate::format::archive::WriterOptions {
-            level: args.level,
-            ..Default::default()
-        },
+    let writer = WriterOptions {
+        level: args.level,
         ..Default::default()
     };
     let progress = key_progress(global);
     let (summary, written) = match file {
         Some(file) => {
             let out = BufWriter::with_capacity(1 << 20, file);
-            let (out, summary) =
-                export(&conn, &kb_ids, header, &options, out, progress.as_ref()).await?;
+            let (out, summary) = export(&source, writer, out, progress.as_ref()).await?;
             let file = out
                 .into_inner()
                 .map_err(|e| e.into_error())
@@ -117,13 +95,14 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         }
         None => {
             let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
-            let (mut out, summary) =
-                export(&conn, &kb_ids, header, &options, out, progress.as_ref()).await?;
+            let (mut out, summary) = export(&source, writer, out, progress.as_ref()).await?;
             out.flush().context("writing the archive to stdout")?;
             (summary, 0)
         }
     };
-    report(&args, &conn, &info, &summary, written, to_stdout, global)?;
+    let info = source.server_info().cloned().unwrap_or_default();
+    let conn = source.conn();
+    report(&args, conn, &info, &summary, written, to_stdout, global)?;
     Ok(ExitCode::SUCCESS)
 }
 

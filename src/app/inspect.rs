@@ -6,13 +6,14 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::args::{open_file, ArchiveInput};
+use super::args::ArchiveInput;
 use super::progress::human_bytes;
 use super::{print_json, GlobalOpts};
-use crate::flow::verify::{gate_report, overview_file, overview_stream, GateVerdict, Overview};
+use crate::source::archive::{ArchiveSource, Overview};
+use crate::plan::{gate_report, GateVerdict};
 use crate::format::dump;
 use crate::kato::{display_bytes, Category};
-use crate::sink::redis::Method;
+use crate::plan::Method;
 
 #[derive(Debug, Clone, Args)]
 #[command(
@@ -33,11 +34,9 @@ struct Cell {
 
 pub async fn run(args: InspectArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file);
-    let overview = match &input {
-        ArchiveInput::Path(p) => overview_file(open_file(p)?),
-        ArchiveInput::Stdin => overview_stream(input.open_stream()?),
-    }
-    .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))?;
+    let overview = ArchiveSource::open(&input)?
+        .overview()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))?;
     let cells = tally(&overview);
     if global.json {
         print_json(&to_json(&overview, &cells))?;

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::args::{open_file, ArchiveInput, SelectArgs};
+use super::args::{ArchiveInput, SelectArgs};
 use super::inspect::iso_ms;
 use super::GlobalOpts;
-use crate::flow::verify::{visit_file, visit_stream};
+use crate::source::archive::ArchiveSource;
 use crate::format::archive::Record;
 use crate::kato::display_bytes;
 
@@ -35,11 +35,9 @@ pub async fn run(args: LsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> 
     let print = |r: Record| -> anyhow::Result<()> {
         Ok(writeln!(out, "{}", line(&r, args.long, global.json))?)
     };
-    match &input {
-        ArchiveInput::Path(p) => visit_file(open_file(p)?, &selection, print),
-        ArchiveInput::Stdin => visit_stream(input.open_stream()?, &selection, print),
-    }
-    .map_err(|e| e.context(input.name()))?;
+    ArchiveSource::open(&input)?
+        .visit(&selection, print)
+        .map_err(|e| e.context(input.name()))?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,27 +1,23 @@
 //! `kbdump restore`.
 
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use serde_json::json;
-use tokio::sync::mpsc;
 
-use super::args::{open_file, ArchiveInput, RedisArgs, SelectArgs};
+use super::args::{ArchiveInput, RedisArgs, SelectArgs};
 use super::clickhouse_args::ClickHouseArgs;
 use super::progress::key_progress;
 use super::{print_json, GlobalOpts, EXIT_ERROR};
-use crate::clock::system_now_ms as now_ms;
-use crate::format::archive::{ArchiveWriter, Header, Record, SourceInfo, FORMAT_VERSION};
+use crate::clock::{system_now_ms as now_ms, Clock};
+pub(crate) use crate::flow::restore::restore_with_undo;
 use crate::kato::{display_bytes, parse_display_bytes};
-use crate::net::mirror::MirrorScope;
 use crate::selection::Selection;
-use crate::sink::file::AtomicFile;
-use crate::sink::redis::{restore, Mode, RestoreOptions, RestoreSummary, SourceItem, Target};
-use crate::source::archive::{selected_size, spawn_file_source, spawn_stream_source, SourceResult};
-use crate::source::mirror::{spawn_mirror_source, MirrorSourceResult};
+use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
+use crate::source::archive::ArchiveSource;
+use crate::source::mirror::MirrorSource;
+use crate::source::{Source, SourceError, SourceTask};
 
 const EXAMPLES: &str = "\
 By default only keys that are missing on the server are written; existing
@@ -121,45 +117,56 @@ pub struct RestoreArgs {
 pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let selection = args.select.selection();
     let target = Target::connect(&args.redis.redis).await?;
-    let guard = !args.write.force && !args.write.dry_run;
-    let (rx, source, input) = match (&args.from_clickhouse, &args.file) {
-        (Some(url), _) => {
-            let (rx, task) = open_mirror(url, selection, guard.then_some(&target)).await?;
-            (rx, Source::Mirror(task), ArchiveInput::Stdin)
+    let (source, input) = open_source(&args, &selection).await?;
+    if !args.write.force && !args.write.dry_run {
+        // Without an index (a pipe, a cut file) the selection's size is
+        // unknown: the running memory budget still applies.
+        if let Some(size) = source.selected_size(&selection) {
+            target.check_headroom(size.payload_bytes, size.keys)?;
         }
-        (None, file) => {
-            let input = ArchiveInput::parse(file.as_deref().unwrap_or("-"));
-            let (rx, task) = match &input {
-                ArchiveInput::Path(p) => {
-                    match selected_size(open_file(p)?, &selection) {
-                        Ok((_, size)) if guard => {
-                            target.check_headroom(size.payload_bytes, size.keys)?
-                        }
-                        Ok(_) => {}
-                        // No index to size the selection from: the running
-                        // memory budget still applies.
-                        Err(e @ crate::format::archive::Error::Truncated { .. }) => eprintln!(
-                            "kbdump: warning: {}: {e}; restoring every intact block in a front-to-back read",
-                            input.name()
-                        ),
-                        Err(e) => anyhow::bail!("{}: {e}", input.name()),
-                    }
-                    spawn_file_source(open_file(p)?, selection)
-                }
-                ArchiveInput::Stdin => spawn_stream_source(input.open_stream()?, selection),
-            };
-            (rx, Source::Archive(task), input)
-        }
-    };
+    }
+    let (items, task) = source.stream(selection).split();
     let options = args.write.options_for(&target);
     let undo = undo_path(&args, &input);
-    let (summary, undo_file) = restore_with_undo(&target, rx, &options, &undo, global).await?;
-    match source {
-        Source::Archive(task) => drop(source_outcome(task, &input).await?),
-        Source::Mirror(task) => mirror_outcome(task).await?,
-    }
+    let progress = key_progress(global);
+    let (summary, undo_file) = restore_with_undo(
+        &target,
+        items,
+        &options,
+        &undo,
+        &Clock::system(),
+        progress.as_ref(),
+    )
+    .await?;
+    source_outcome(task, &input).await?;
     report(&summary, &options, &target, undo_file.as_deref(), global)?;
     Ok(exit_code(&summary))
+}
+
+/// The archive (a file, stdin) or the ClickHouse mirror the records come
+/// from, and the input to name in messages.
+async fn open_source(
+    args: &RestoreArgs,
+    selection: &Selection,
+) -> anyhow::Result<(Source, ArchiveInput)> {
+    if let Some(url) = &args.from_clickhouse {
+        let ch = ClickHouseArgs {
+            clickhouse: url.to_string(),
+        }
+        .connect()
+        .await?;
+        let mirror = MirrorSource::open(ch, selection.clone()).await?;
+        return Ok((Source::Mirror(mirror), ArchiveInput::Stdin));
+    }
+    let input = ArchiveInput::parse(args.file.as_deref().unwrap_or("-"));
+    let archive = ArchiveSource::open(&input)?;
+    if let Some(cut) = archive.truncation() {
+        eprintln!(
+            "kbdump: warning: {}: {cut}; restoring every intact block in a front-to-back read",
+            input.name()
+        );
+    }
+    Ok((Source::Archive(archive), input))
 }
 
 pub fn exit_code(summary: &RestoreSummary) -> ExitCode {
@@ -170,87 +177,18 @@ pub fn exit_code(summary: &RestoreSummary) -> ExitCode {
     }
 }
 
-/// The archive reader's own result: an archive that could not be opened at
-/// all is an error even though no record failed.
-pub async fn source_outcome(
-    source: tokio::task::JoinHandle<SourceResult>,
-    input: &ArchiveInput,
-) -> anyhow::Result<Header> {
-    source
-        .await
-        .context("the archive reader stopped unexpectedly")?
-        .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))
-}
-
-/// Runs the restore engine; in replace mode (not a dry run) the keys about
-/// to be overwritten go to an undo archive at `undo`, which is completed
-/// even when the restore fails midway.
-pub(crate) async fn restore_with_undo(
-    target: &Target,
-    rx: mpsc::Receiver<SourceItem>,
-    options: &RestoreOptions,
-    undo: &Path,
-    global: &GlobalOpts,
-) -> anyhow::Result<(RestoreSummary, Option<PathBuf>)> {
-    let undo = match (options.mode, options.dry_run) {
-        (Mode::Replace, false) => Some(UndoWriter::start(undo, target)?),
-        _ => None,
-    };
-    let progress = key_progress(global);
-    let result = restore(
-        target,
-        rx,
-        options,
-        undo.as_ref().map(|u| u.tx.clone()),
-        progress.as_ref(),
-    )
-    .await;
-    let undo_file = match undo {
-        Some(u) => u.finish().await?,
-        None => None,
-    };
-    Ok((result?, undo_file))
+/// The source's own verdict: an archive that could not be read at all is
+/// an error even though no record failed.
+pub async fn source_outcome<T>(task: SourceTask<T>, input: &ArchiveInput) -> anyhow::Result<T> {
+    task.finish().await.map_err(|e| match e {
+        SourceError::Archive(e) => anyhow::anyhow!("{}: {e}", input.name()),
+        other => other.into(),
+    })
 }
 
 /// A timestamp usable in a file name.
 pub(crate) fn undo_stamp() -> String {
     super::inspect::iso_ms(now_ms()).replace([':', '.'], "-")
-}
-
-/// Where the records come from.
-enum Source {
-    Archive(tokio::task::JoinHandle<SourceResult>),
-    Mirror(tokio::task::JoinHandle<MirrorSourceResult>),
-}
-
-/// Starts reading the ClickHouse mirror; with `guard`, first refuses a
-/// restore the target has no memory headroom for, as for an archive.
-async fn open_mirror(
-    url: &str,
-    selection: Selection,
-    guard: Option<&Target>,
-) -> anyhow::Result<(
-    mpsc::Receiver<SourceItem>,
-    tokio::task::JoinHandle<MirrorSourceResult>,
-)> {
-    let ch = ClickHouseArgs {
-        clickhouse: url.to_string(),
-    }
-    .connect()
-    .await?;
-    if let Some(target) = guard {
-        if let Some(scope) = MirrorScope::resolve(&ch, &selection).await? {
-            let (bytes, keys) = scope.payload_bytes(&ch).await?;
-            target.check_headroom(bytes, keys)?;
-        }
-    }
-    Ok(spawn_mirror_source(ch, selection))
-}
-
-async fn mirror_outcome(task: tokio::task::JoinHandle<MirrorSourceResult>) -> anyhow::Result<()> {
-    task.await
-        .context("the ClickHouse mirror reader stopped unexpectedly")??;
-    Ok(())
 }
 
 /// The default undo path: beside the input archive, or in the current
@@ -263,65 +201,6 @@ fn undo_path(args: &RestoreArgs, input: &ArchiveInput) -> PathBuf {
     match input {
         ArchiveInput::Path(p) => PathBuf::from(format!("{}.undo-{stamp}.kbd", p.display())),
         ArchiveInput::Stdin => PathBuf::from(format!("restore.undo-{stamp}.kbd")),
-    }
-}
-
-/// The undo archive: a writer thread fed with the keys about to be
-/// overwritten. It is completed (and renamed into place) even when the
-/// restore fails midway, so whatever was overwritten can be put back.
-struct UndoWriter {
-    tx: mpsc::Sender<Record>,
-    task: tokio::task::JoinHandle<anyhow::Result<Option<PathBuf>>>,
-}
-
-impl UndoWriter {
-    fn start(path: &Path, target: &Target) -> anyhow::Result<UndoWriter> {
-        let file = AtomicFile::create(path, false).context("creating the undo archive")?;
-        let header = Header {
-            format_version: FORMAT_VERSION,
-            tool: format!("kbdump {}", env!("CARGO_PKG_VERSION")),
-            created_at_ms: now_ms(),
-            source: SourceInfo {
-                kind: "undo".into(),
-                address: target.conn.address().to_string(),
-                product: target.info.product.clone(),
-                version: target.info.version.clone(),
-                rdb_version: Some(target.kind.rdb_version),
-                mode: if target.info.cluster {
-                    "cluster"
-                } else {
-                    "standalone"
-                }
-                .into(),
-                db: u32::try_from(target.conn.db()).unwrap_or(0),
-            },
-            selection: Default::default(),
-        };
-        let (tx, mut rx) = mpsc::channel::<Record>(1024);
-        let path = path.to_path_buf();
-        let task = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<PathBuf>> {
-            let mut writer = ArchiveWriter::new(BufWriter::new(file), &header, Default::default())?;
-            let mut count = 0u64;
-            while let Some(record) = rx.blocking_recv() {
-                writer.push(&record)?;
-                count += 1;
-            }
-            let (out, _) = writer.finish()?;
-            let file = out.into_inner().map_err(|e| e.into_error())?;
-            if count == 0 {
-                return Ok(None);
-            }
-            file.commit()?;
-            Ok(Some(path))
-        });
-        Ok(UndoWriter { tx, task })
-    }
-
-    async fn finish(self) -> anyhow::Result<Option<PathBuf>> {
-        drop(self.tx);
-        self.task
-            .await
-            .context("the undo writer stopped unexpectedly")?
     }
 }
 
@@ -431,9 +310,4 @@ fn summary_text(
         );
     }
     out
-}
-
-/// Feeds restore from an in-process channel (used by copy).
-pub fn channel() -> (mpsc::Sender<SourceItem>, mpsc::Receiver<SourceItem>) {
-    mpsc::channel(4096)
 }

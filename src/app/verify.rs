@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::args::{open_file, ArchiveInput};
+use super::args::ArchiveInput;
 use super::{print_json, GlobalOpts, EXIT_CHECK_FAILED};
-use crate::flow::verify::{check_payload_decodes, verify_file, verify_stream, VerifyReport};
+use crate::flow::verify::{check_payload_decodes, verify, VerifyReport};
 use crate::format::archive::Record;
 
 #[derive(Debug, Clone, Args)]
@@ -23,10 +23,7 @@ pub struct VerifyArgs {
 pub async fn run(args: VerifyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file);
     let check = |r: &Record| check_payload_decodes(&r.payload);
-    let report = match &input {
-        ArchiveInput::Path(p) => verify_file(open_file(p)?, &check)?,
-        ArchiveInput::Stdin => verify_stream(input.open_stream()?, &check),
-    };
+    let report = verify(&input, &check)?;
     if global.json {
         let mut value = serde_json::to_value(&report)?;
         value["file"] = json!(input.name());

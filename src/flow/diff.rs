@@ -9,14 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use tokio::sync::mpsc::Receiver;
 
-use crate::clock::system_now_ms as now_ms;
+use crate::clock::Clock;
 use crate::fingerprint::KeyFingerprints;
 use crate::format::archive::Record;
 use crate::format::dump;
 use crate::kato::{self, Category};
 use crate::net::redis::{Dumped, RedisConn, RedisIoError};
 use crate::selection::{kb_scan_pattern, Selection};
-use crate::sink::redis::{Failure, SourceItem};
+use crate::records::{Failure, SourceItem};
 
 /// How a key differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -118,6 +118,9 @@ pub struct DiffOptions {
     /// export time, with one round trip of uncertainty).
     pub expiry_tolerance_ms: i64,
     pub batch_keys: usize,
+    /// "Now", for archived expiries: an archived key whose instant has
+    /// passed is expected to be gone.
+    pub clock: Clock,
 }
 
 impl Default for DiffOptions {
@@ -126,6 +129,7 @@ impl Default for DiffOptions {
             selection: Selection::default(),
             expiry_tolerance_ms: 2_000,
             batch_keys: 512,
+            clock: Clock::system(),
         }
     }
 }
@@ -179,7 +183,7 @@ async fn compare_batch(
     }
     let keys: Vec<Vec<u8>> = batch.iter().map(|r| r.key.clone()).collect();
     let live = conn.dump_keys(&keys).await?;
-    let now = now_ms();
+    let now = options.clock.now_ms();
     for (record, live) in batch.into_iter().zip(live) {
         compare_one(record, live, now, options, report);
     }

@@ -6,4 +6,5 @@ pub mod check;
 pub mod diff;
 pub mod export;
 pub mod rebuild;
+pub mod restore;
 pub mod verify;

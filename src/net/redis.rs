@@ -7,6 +7,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Value};
 
+use crate::format::archive::SourceInfo;
 use crate::format::dump::{Product, ServerKind};
 use crate::kato::{self, Category};
 
@@ -199,6 +200,20 @@ impl RedisConn {
             address: self.address.clone(),
             what: what.to_string(),
             detail,
+        }
+    }
+
+    /// Where records read from (or saved off) this server came from, for an
+    /// archive header: address without credentials, product, version, db.
+    pub fn source_info(&self, info: &ServerInfo, kind: &str) -> SourceInfo {
+        SourceInfo {
+            kind: kind.into(),
+            address: self.address.clone(),
+            product: info.product.clone(),
+            version: info.version.clone(),
+            rdb_version: info.rdb_version(),
+            mode: if info.cluster { "cluster" } else { "standalone" }.into(),
+            db: u32::try_from(self.db).unwrap_or(0),
         }
     }
 

@@ -24,9 +24,11 @@ use redis::Value as Reply;
 use serde::Serialize;
 use tokio::sync::mpsc::{Receiver, Sender};
 
-use crate::clock::system_now_ms as now_ms;
+use crate::clock::Clock;
 use crate::format::archive::Record;
 use crate::format::dump::{self, CommandOptions, ServerKind};
+pub use crate::plan::{estimated_memory, renamed, Method};
+use crate::plan::plan_sized;
 use crate::kato::{display_bytes, Category};
 use crate::net::redis::{RedisConn, RedisIoError, ServerInfo};
 use crate::progress::Progress;
@@ -41,15 +43,6 @@ pub enum Mode {
     Missing,
     /// Overwrite existing keys.
     Replace,
-}
-
-/// How a key was (or would be) written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    Raw,
-    Retagged,
-    Logical,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +152,9 @@ pub struct RestoreOptions {
     /// Payloads this large or larger take the logical path in chunks: the
     /// server would refuse them as one RESTORE argument.
     pub max_payload: u64,
+    /// "Now", for archived expiries: a key whose instant has passed is not
+    /// written.
+    pub clock: Clock,
 }
 
 impl Default for RestoreOptions {
@@ -174,6 +170,7 @@ impl Default for RestoreOptions {
             max_bytes: 1 << 20,
             max_payload: DEFAULT_MAX_BULK,
             memory_budget: None,
+            clock: Clock::system(),
         }
     }
 }
@@ -289,21 +286,6 @@ impl Target {
         }
         Ok(())
     }
-}
-
-/// Server memory per key beyond its payload: dict entry, key string,
-/// object headers and allocator rounding. Measured at 90-120 bytes for
-/// KATO-like keys on Redis 7.0; twice the payload alone under-estimated a
-/// dataset of small keys by half and let a guarded restore evict keys.
-const KEY_OVERHEAD: u64 = 160;
-
-/// What `keys` keys with `payload_bytes` of DUMP payloads take in server
-/// memory, erring high: encodings expand (twice the payload), and every
-/// key has a fixed overhead.
-pub fn estimated_memory(payload_bytes: u64, keys: u64) -> u64 {
-    payload_bytes
-        .saturating_mul(2)
-        .saturating_add(keys.saturating_mul(KEY_OVERHEAD))
 }
 
 /// A key ready to be written.
@@ -451,7 +433,7 @@ fn prepare(
     summary: &mut RestoreSummary,
 ) -> Option<Pending> {
     let (kb_id, key) = renamed(&record.kb_id, &record.key, &options.renames);
-    if record.expire_at_ms.is_some_and(|at| at <= now_ms()) {
+    if record.expire_at_ms.is_some_and(|at| at <= options.clock.now_ms()) {
         summary
             .tallies
             .entry((kb_id, record.category))
@@ -468,36 +450,6 @@ fn prepare(
     })
 }
 
-/// Applies `--rename-kb FROM=TO` to a record's kb_id and key.
-pub fn renamed(kb_id: &[u8], key: &[u8], renames: &[(Vec<u8>, Vec<u8>)]) -> (Vec<u8>, Vec<u8>) {
-    for (from, to) in renames {
-        if kb_id == from.as_slice() && key.starts_with(from) && key.get(from.len()) == Some(&b':') {
-            return (to.clone(), [to.as_slice(), &key[from.len()..]].concat());
-        }
-    }
-    (kb_id.to_vec(), key.to_vec())
-}
-
-/// The path a payload takes on this target.
-pub fn plan(kind: &ServerKind, payload: &[u8], force_logical: bool) -> Method {
-    // The CRC is not checked here: the server checks it on RESTORE, and a
-    // refused payload falls back to the decoder, which does check it.
-    let Some((type_byte, rdb_version)) = dump::peek_type_and_version(payload) else {
-        return Method::Logical;
-    };
-    if force_logical {
-        return Method::Logical;
-    }
-    let knows_type = dump::target_knows_type(kind, type_byte, rdb_version);
-    if knows_type && dump::target_accepts_version(kind, rdb_version) {
-        Method::Raw
-    } else if knows_type {
-        Method::Retagged
-    } else {
-        Method::Logical
-    }
-}
-
 async fn write_batch(
     target: &Target,
     batch: Vec<Pending>,
@@ -512,7 +464,7 @@ async fn write_batch(
     // A batch may wait behind others: a key whose expiry passed meanwhile is
     // not written (RESTORE with a past ABSTTL would only delete the live key
     // in replace mode).
-    let now = now_ms();
+    let now = options.clock.now_ms();
     let (batch, expired): (Vec<Pending>, Vec<Pending>) = batch
         .into_iter()
         .partition(|p| p.expire_at_ms.is_none_or(|at| at > now));
@@ -521,12 +473,12 @@ async fn write_batch(
         .map(|p| (p.kb_id, p.category, p.key, Outcome::Expired));
     if options.mode == Mode::Replace {
         if let Some(undo) = &undo {
-            save_for_undo(&mut conn, &batch, undo, saved).await?;
+            save_for_undo(&mut conn, &batch, undo, saved, &options.clock).await?;
         }
     }
     let methods: Vec<Method> = batch
         .iter()
-        .map(|p| plan_sized(&target.kind, &p.payload, options))
+        .map(|p| plan_sized(&target.kind, &p.payload, options.force_logical, options.max_payload))
         .collect();
     let mut outcomes = restore_raw(&mut conn, &target.kind, &batch, &methods, options.mode).await?;
     for (i, pending) in batch.iter().enumerate() {
@@ -645,7 +597,7 @@ async fn restore_logical(
             .await?,
     ) {
         Some(reason) => Outcome::Failed(format!("re-creating with commands failed: {reason}")),
-        None => move_into_place(conn, &temp, pending, options.mode).await?,
+        None => move_into_place(conn, &temp, pending, options).await?,
     };
     if outcome == Outcome::Restored(Method::Logical) {
         let gaps = value.command_gaps(&command_options);
@@ -692,7 +644,7 @@ async fn move_into_place(
     conn: &mut RedisConn,
     temp: &[u8],
     pending: &Pending,
-    mode: Mode,
+    options: &RestoreOptions,
 ) -> Result<Outcome, RedisIoError> {
     let mut pipe = redis::pipe();
     pipe.atomic().ignore_errors();
@@ -700,7 +652,7 @@ async fn move_into_place(
         Some(at) => pipe.cmd("PEXPIREAT").arg(temp).arg(at),
         None => pipe.cmd("PERSIST").arg(temp),
     };
-    let rename = match mode {
+    let rename = match options.mode {
         Mode::Missing => "RENAMENX",
         Mode::Replace => "RENAME",
     };
@@ -719,7 +671,9 @@ async fn move_into_place(
     Ok(match (first_error(&replies), replies.last()) {
         // PEXPIREAT with an instant that passed while the key was being
         // re-created deletes it: the key expired, nothing failed.
-        (Some(_), _) if pending.expire_at_ms.is_some_and(|at| at <= now_ms()) => Outcome::Expired,
+        (Some(_), _) if pending.expire_at_ms.is_some_and(|at| at <= options.clock.now_ms()) => {
+            Outcome::Expired
+        }
         (Some(reason), _) => Outcome::Failed(format!(
             "moving the re-created key into place failed: {reason}"
         )),
@@ -763,10 +717,11 @@ async fn save_for_undo(
     batch: &[Pending],
     undo: &Sender<Record>,
     saved: &AtomicU64,
+    clock: &Clock,
 ) -> Result<(), RestoreError> {
     let keys: Vec<Vec<u8>> = batch.iter().map(|p| p.key.clone()).collect();
     let dumped = conn.dump_keys(&keys).await?;
-    let read_at = now_ms();
+    let read_at = clock.now_ms();
     for (pending, dumped) in batch.iter().zip(dumped) {
         if let crate::net::redis::Dumped::Present { payload, pttl_ms } = dumped {
             let record = Record {
@@ -817,22 +772,13 @@ async fn dry_run(
         .collect())
 }
 
-/// [`plan`], with payloads too large for one RESTORE sent down the chunked
-/// logical path.
-fn plan_sized(kind: &ServerKind, payload: &[u8], options: &RestoreOptions) -> Method {
-    if payload.len() as u64 >= options.max_payload {
-        return Method::Logical;
-    }
-    plan(kind, payload, options.force_logical)
-}
-
 /// What writing a payload would do on this target, short of writing it.
 fn predicted(kind: &ServerKind, payload: &[u8], options: &RestoreOptions) -> Outcome {
     let value = match dump::decode(payload) {
         Ok(v) => v,
         Err(e) => return Outcome::Failed(format!("cannot decode the payload: {e}")),
     };
-    match plan_sized(kind, payload, options) {
+    match plan_sized(kind, payload, options.force_logical, options.max_payload) {
         // Only module values have no command form (see `Value::to_commands`);
         // building the commands just to count them would copy the value.
         Method::Logical if value.redis_type() == dump::RedisType::Module => {
@@ -859,42 +805,9 @@ mod tests {
     use crate::format::dump::Product;
 
     #[test]
-    fn renames_apply_to_the_kb_prefix_only() {
-        let renames = vec![(b"a".to_vec(), b"b".to_vec())];
-        assert_eq!(
-            renamed(b"a", b"a:emotives:x", &renames),
-            (b"b".to_vec(), b"b:emotives:x".to_vec())
-        );
-        assert_eq!(
-            renamed(b"ab", b"ab:emotives:x", &renames),
-            (b"ab".to_vec(), b"ab:emotives:x".to_vec())
-        );
-    }
-
-    #[test]
     fn temp_keys_share_the_hash_slot_of_their_key() {
         assert!(temp_key(b"user:{42}:x").starts_with(b"__kbdump_tmp:{42}:"));
         assert!(temp_key(b"kb:emotives:p").starts_with(b"__kbdump_tmp:{kb:emotives:p}:"));
         assert_ne!(temp_key(b"k"), temp_key(b"k"));
-    }
-
-    #[test]
-    fn plan_follows_the_version_gate() {
-        let redis62 = ServerKind {
-            product: Product::Redis,
-            rdb_version: 9,
-            relaxed: false,
-        };
-        let string_v10 = dump::seal(0, b"\x03abc", 10);
-        let listpack_hash_v10 = dump::seal(16, b"\x00", 10);
-        assert_eq!(plan(&redis62, &string_v10, false), Method::Retagged);
-        assert_eq!(plan(&redis62, &listpack_hash_v10, false), Method::Logical);
-        let redis70 = ServerKind {
-            product: Product::Redis,
-            rdb_version: 10,
-            relaxed: false,
-        };
-        assert_eq!(plan(&redis70, &listpack_hash_v10, false), Method::Raw);
-        assert_eq!(plan(&redis70, &listpack_hash_v10, true), Method::Logical);
     }
 }

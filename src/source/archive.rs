@@ -1,75 +1,301 @@
-//! Record sources for restore and diff: an archive file (only the selected
-//! blocks, through the index), or an archive stream. Reading runs on a
-//! blocking thread and feeds a bounded channel, so memory stays flat.
+//! An archive as a record source: a seekable file (only the selected
+//! blocks, through the index), a stream (`-`, front to back), or a file cut
+//! short (no index: front to back, every intact block, the cut reported).
+//!
+//! [`ArchiveSource::open`] reads the header (and, for a file, the index)
+//! once; every archive-reading command then asks the same value for what
+//! it needs: the header, the selected size, an overview, the selected
+//! records on the calling thread ([`ArchiveSource::visit`]) or on a
+//! blocking thread feeding a bounded channel ([`ArchiveSource::stream`]).
+//! Callers never match on file versus stream.
 
-use std::io::{Read, Seek};
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::PathBuf;
 
-use tokio::sync::mpsc::{channel, Receiver, Sender};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc::{channel, Sender};
 
-use crate::flow::verify::selected_blocks;
-use crate::format::archive::{self, ArchiveReader, Block, Header, IndexedArchive};
+use super::{RecordStream, SourceError};
+use crate::format::archive::{
+    self, ArchiveReader, Block, BlockMeta, Header, Index, IndexEntry, IndexedArchive, KbWindow,
+    Record,
+};
+use crate::kato::display_bytes;
+use crate::records::{SelectedSize, SourceItem};
 use crate::selection::Selection;
-use crate::sink::redis::SourceItem;
 
 /// Records in flight between the reader thread and the consumer.
 const CHANNEL_RECORDS: usize = 4096;
 
-/// What the reader thread found, once it is done.
-pub type SourceResult = Result<Header, archive::Error>;
+/// Read-ahead of a front-to-back read.
+const STREAM_BUFFER: usize = 1 << 20;
 
-/// The size of a seekable archive's selected blocks, from its index (for
-/// the memory guard).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SelectedSize {
-    pub payload_bytes: u64,
-    pub keys: u64,
+/// Where an archive comes from: a path, or `-` for stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveInput {
+    Stdin,
+    Path(PathBuf),
 }
 
-/// The selected blocks' size (an upper bound when `--match` narrows the
-/// selection further) and the archive's header.
-pub fn selected_size<R: Read + Seek>(
-    input: R,
-    selection: &Selection,
-) -> archive::Result<(Header, SelectedSize)> {
-    let archive = IndexedArchive::open(input)?;
-    let mut size = SelectedSize::default();
-    for entry in selected_blocks(archive.index(), selection) {
-        size.payload_bytes += entry.meta.payload_bytes;
-        size.keys += entry.meta.records;
-    }
-    Ok((archive.header().clone(), size))
-}
-
-/// Reads the selected blocks of a seekable archive. A damaged block is
-/// reported as [`SourceItem::Damaged`] and the others are still read. A
-/// truncated file has no index: it is then read front to back, so every
-/// intact block is still restored and the truncation is reported at the end.
-pub fn spawn_file_source<R: Read + Seek + Send + 'static>(
-    mut input: R,
-    selection: Selection,
-) -> (Receiver<SourceItem>, JoinHandle<SourceResult>) {
-    let (tx, rx) = channel(CHANNEL_RECORDS);
-    let handle = tokio::task::spawn_blocking(move || match IndexedArchive::open(&mut input) {
-        Ok(archive) => read_indexed(archive, &selection, &tx),
-        Err(archive::Error::Truncated { .. }) => {
-            input.rewind()?;
-            read_stream(input, &selection, &tx)
+impl ArchiveInput {
+    /// `-` is stdin, anything else a path.
+    pub fn parse(arg: &str) -> ArchiveInput {
+        if arg == "-" {
+            ArchiveInput::Stdin
+        } else {
+            ArchiveInput::Path(PathBuf::from(arg))
         }
-        Err(e) => Err(e),
-    });
-    (rx, handle)
+    }
+
+    /// The name used in messages.
+    pub fn name(&self) -> String {
+        match self {
+            ArchiveInput::Stdin => "<stdin>".to_string(),
+            ArchiveInput::Path(p) => p.display().to_string(),
+        }
+    }
+
+    /// Opens a path as a file (refusing a directory with a clear message).
+    pub fn open_file(&self) -> Result<Option<File>, OpenError> {
+        let ArchiveInput::Path(path) = self else {
+            return Ok(None);
+        };
+        if path.is_dir() {
+            return Err(OpenError::IsDirectory(path.clone()));
+        }
+        File::open(path)
+            .map(Some)
+            .map_err(|source| OpenError::Io {
+                name: path.display().to_string(),
+                source,
+            })
+    }
+
+    /// Opens the input for a front-to-back read.
+    pub fn open_stream(&self) -> Result<Box<dyn Read + Send>, OpenError> {
+        Ok(match self.open_file()? {
+            Some(file) => Box::new(BufReader::with_capacity(STREAM_BUFFER, file)),
+            None => Box::new(BufReader::with_capacity(STREAM_BUFFER, io::stdin())),
+        })
+    }
 }
 
-fn read_indexed<R: Read + Seek>(
-    mut archive: IndexedArchive<R>,
+/// Why an archive could not be opened at all.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open archive {}: it is a directory; name a .kbd file", .0.display())]
+    IsDirectory(PathBuf),
+    #[error("cannot open archive {name}: {source}")]
+    Io { name: String, source: io::Error },
+    #[error("{name}: {source}")]
+    Archive {
+        name: String,
+        source: archive::Error,
+    },
+}
+
+/// What an archive holds, from its index (or a metadata-only pass).
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub header: Header,
+    pub blocks: Vec<(u64, BlockMeta)>,
+    pub kbs: Vec<KbWindow>,
+}
+
+/// An opened archive, ready to yield records.
+pub struct ArchiveSource {
+    name: String,
+    body: Body,
+}
+
+enum Body {
+    /// A complete, seekable file: header and index read.
+    Indexed(IndexedArchive<File>),
+    /// A stream, or a file without a usable end (`cut` says why): read front
+    /// to back, header read.
+    Sequential {
+        reader: ArchiveReader<Box<dyn Read + Send>>,
+        cut: Option<archive::Error>,
+    },
+}
+
+impl ArchiveSource {
+    /// Opens an archive: a file through its index, stdin as a stream. A
+    /// file whose end is missing (truncated) is opened for a front-to-back
+    /// read; [`Self::truncation`] says so.
+    pub fn open(input: &ArchiveInput) -> Result<ArchiveSource, OpenError> {
+        let name = input.name();
+        let wrap = |source| OpenError::Archive {
+            name: name.clone(),
+            source,
+        };
+        let body = match input.open_file()? {
+            Some(file) => match IndexedArchive::open(file) {
+                Ok(indexed) => Body::Indexed(indexed),
+                Err(cut @ archive::Error::Truncated { .. }) => {
+                    let reader = ArchiveReader::new(input.open_stream()?).map_err(wrap)?;
+                    Body::Sequential {
+                        reader,
+                        cut: Some(cut),
+                    }
+                }
+                Err(e) => return Err(wrap(e)),
+            },
+            None => Body::Sequential {
+                reader: ArchiveReader::new(input.open_stream()?).map_err(wrap)?,
+                cut: None,
+            },
+        };
+        Ok(ArchiveSource { name, body })
+    }
+
+    /// The input's name, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn header(&self) -> &Header {
+        match &self.body {
+            Body::Indexed(a) => a.header(),
+            Body::Sequential { reader, .. } => reader.header(),
+        }
+    }
+
+    /// Why a file has no usable index (it was cut short), if so.
+    pub fn truncation(&self) -> Option<&archive::Error> {
+        match &self.body {
+            Body::Sequential { cut, .. } => cut.as_ref(),
+            Body::Indexed(_) => None,
+        }
+    }
+
+    /// The size of the selected blocks, from the index; `None` when there
+    /// is no index to read it from before the records (a stream, a cut
+    /// file).
+    pub fn selected_size(&self, selection: &Selection) -> Option<SelectedSize> {
+        let Body::Indexed(archive) = &self.body else {
+            return None;
+        };
+        let mut size = SelectedSize::default();
+        for entry in selected_blocks(archive.index(), selection) {
+            size.payload_bytes += entry.meta.payload_bytes;
+            size.keys += entry.meta.records;
+        }
+        Some(size)
+    }
+
+    /// What the archive holds: from the index of a file; for a stream,
+    /// every block frame is read and checked, none is decompressed.
+    pub fn overview(self) -> archive::Result<Overview> {
+        match self.body {
+            Body::Sequential { cut: Some(cut), .. } => Err(cut),
+            Body::Indexed(archive) => Ok(Overview {
+                header: archive.header().clone(),
+                blocks: archive
+                    .index()
+                    .blocks
+                    .iter()
+                    .map(|e| (e.offset, e.meta.clone()))
+                    .collect(),
+                kbs: archive.index().kbs.clone(),
+            }),
+            Body::Sequential { mut reader, .. } => {
+                let mut blocks = Vec::new();
+                while let Some(block) = reader.next_block()? {
+                    blocks.push((block.offset, block.meta.clone()));
+                }
+                let kbs = reader.index().map(|i| i.kbs.clone()).unwrap_or_default();
+                Ok(Overview {
+                    header: reader.header().clone(),
+                    blocks,
+                    kbs,
+                })
+            }
+        }
+    }
+
+    /// Calls `visit` for every selected record, on this thread, stopping at
+    /// the first error (of the archive or of `visit`). Offline commands
+    /// (`ls`, `cat`) use it; a cut file is refused here, as its damage
+    /// would otherwise surface only after a partial listing.
+    pub fn visit<E: From<archive::Error>>(
+        self,
+        selection: &Selection,
+        mut visit: impl FnMut(Record) -> Result<(), E>,
+    ) -> Result<Header, E> {
+        match self.body {
+            Body::Sequential { cut: Some(cut), .. } => Err(cut.into()),
+            Body::Indexed(mut archive) => {
+                for entry in selected_entries(archive.index(), selection) {
+                    let block = archive.read_block(&entry)?;
+                    visit_block(&block, selection, &mut visit)?;
+                }
+                Ok(archive.header().clone())
+            }
+            Body::Sequential { mut reader, .. } => {
+                while let Some(block) = reader.next_block()? {
+                    if selection.block_selected(&block.meta.kb_id, block.meta.category) {
+                        visit_block(&block, selection, &mut visit)?;
+                    }
+                }
+                Ok(reader.header().clone())
+            }
+        }
+    }
+
+    /// Streams the selected records on a blocking thread. A damaged block
+    /// is reported as [`SourceItem::Damaged`] and the others are still
+    /// read; damage that loses the frame structure (a cut file's end, too)
+    /// ends the stream with a `Damaged` item, so every intact block before
+    /// it is still yielded.
+    pub fn stream(self, selection: Selection) -> RecordStream<Header> {
+        let (tx, rx) = channel(CHANNEL_RECORDS);
+        let task = tokio::task::spawn_blocking(move || -> Result<Header, SourceError> {
+            match self.body {
+                Body::Indexed(archive) => Ok(read_indexed(archive, &selection, &tx)),
+                Body::Sequential { reader, .. } => Ok(read_sequential(reader, &selection, &tx)),
+            }
+        });
+        RecordStream::new(rx, task)
+    }
+}
+
+/// The index entries of the blocks a selection needs (by kb_id and
+/// category; `--match` is applied to the records inside).
+pub fn selected_blocks<'a>(
+    index: &'a Index,
+    selection: &'a Selection,
+) -> impl Iterator<Item = &'a IndexEntry> {
+    index
+        .blocks
+        .iter()
+        .filter(|e| selection.block_selected(&e.meta.kb_id, e.meta.category))
+}
+
+fn selected_entries(index: &Index, selection: &Selection) -> Vec<IndexEntry> {
+    selected_blocks(index, selection).cloned().collect()
+}
+
+fn visit_block<E: From<archive::Error>>(
+    block: &Block,
+    selection: &Selection,
+    visit: &mut impl FnMut(Record) -> Result<(), E>,
+) -> Result<(), E> {
+    for record in block.records()? {
+        let record = record?;
+        if selection.key_selected(&record.key) {
+            visit(record)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_indexed(
+    mut archive: IndexedArchive<File>,
     selection: &Selection,
     tx: &Sender<SourceItem>,
-) -> SourceResult {
-    let entries: Vec<_> = selected_blocks(archive.index(), selection)
-        .cloned()
-        .collect();
-    for entry in entries {
+) -> Header {
+    for entry in selected_entries(archive.index(), selection) {
         let sent = match archive.read_block(&entry) {
             Ok(block) => send_block(tx, &block, selection),
             Err(e) => damaged(tx, describe_entry(&entry), e),
@@ -78,24 +304,16 @@ fn read_indexed<R: Read + Seek>(
             break;
         }
     }
-    Ok(archive.header().clone())
+    archive.header().clone()
 }
 
-/// Reads an archive front to back (a pipe). Unselected blocks are skipped
-/// without decompression; a block with a bad checksum is reported and
-/// skipped; damage that loses the frame structure ends the stream with a
-/// `Damaged` item.
-pub fn spawn_stream_source<R: Read + Send + 'static>(
-    input: R,
-    selection: Selection,
-) -> (Receiver<SourceItem>, JoinHandle<SourceResult>) {
-    let (tx, rx) = channel(CHANNEL_RECORDS);
-    let handle = tokio::task::spawn_blocking(move || read_stream(input, &selection, &tx));
-    (rx, handle)
-}
-
-fn read_stream<R: Read>(input: R, selection: &Selection, tx: &Sender<SourceItem>) -> SourceResult {
-    let mut reader = ArchiveReader::new(input)?;
+/// Reads front to back. Unselected blocks are skipped without
+/// decompression; a block with a bad checksum is reported and skipped.
+fn read_sequential<R: Read>(
+    mut reader: ArchiveReader<R>,
+    selection: &Selection,
+    tx: &Sender<SourceItem>,
+) -> Header {
     loop {
         match reader.next_block() {
             Ok(Some(block)) => {
@@ -117,14 +335,14 @@ fn read_stream<R: Read>(input: R, selection: &Selection, tx: &Sender<SourceItem>
             }
         }
     }
-    Ok(reader.header().clone())
+    reader.header().clone()
 }
 
-fn describe_entry(entry: &archive::IndexEntry) -> String {
+fn describe_entry(entry: &IndexEntry) -> String {
     format!(
         "block at byte {} (kb {}, {})",
         entry.offset,
-        crate::kato::display_bytes(&entry.meta.kb_id),
+        display_bytes(&entry.meta.kb_id),
         entry.meta.category
     )
 }

@@ -1,26 +1,30 @@
-//! Export: SCAN the selected kb_ids of a live server, DUMP + PTTL each key in
-//! pipelined batches, and stream the records into an archive.
+//! A live server as a record source: SCAN the selected kb_ids, DUMP + PTTL
+//! each key in pipelined batches, and yield the records in SCAN order with
+//! the end of each kb_id ([`SourceItem::KbDone`]).
 //!
-//! A SCAN export is not a point-in-time snapshot: each key is read at some
-//! instant between the start and the end of its kb_id's SCAN, and the archive
-//! records that window per kb_id.
+//! A SCAN read is not a point-in-time snapshot: each key is read at some
+//! instant between the start and the end of its kb_id's SCAN, and the
+//! window is recorded per kb_id.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::sync::Arc;
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde::Serialize;
 use tokio::sync::mpsc::{self, Sender};
 
+use super::{RecordStream, SourceError};
+use crate::clock::Clock;
 use crate::fingerprint::KeyFingerprints;
-use crate::format::archive::{self, ArchiveWriter, Header, KbWindow, Record, WriterOptions};
+use crate::format::archive::{Header, KbWindow, Record, SelectionSpec};
 use crate::format::dump::payload_type_name;
 use crate::kato::{self, Category};
-use crate::net::redis::{Dumped, RedisConn, RedisIoError};
-use crate::progress::Progress;
+use crate::net::redis::{Dumped, RedisConn, RedisIoError, ServerInfo};
+use crate::progress::{NoProgress, Progress};
+use crate::records::SourceItem;
 use crate::selection::{kb_scan_pattern, Selection};
 
-/// How an export runs.
+/// How a live server is read.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
     pub selection: Selection,
@@ -28,7 +32,6 @@ pub struct ExportOptions {
     pub scan_count: usize,
     /// DUMP pipelines in flight at once.
     pub pipelines_in_flight: usize,
-    pub writer: WriterOptions,
 }
 
 impl Default for ExportOptions {
@@ -37,19 +40,8 @@ impl Default for ExportOptions {
             selection: Selection::default(),
             scan_count: 1000,
             pipelines_in_flight: 4,
-            writer: WriterOptions::default(),
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error(transparent)]
-    Redis(#[from] RedisIoError),
-    #[error("writing the archive failed: {0}")]
-    Archive(#[from] archive::Error),
-    #[error("an export task stopped unexpectedly")]
-    WriterGone,
 }
 
 /// Keys and payload bytes of one kb_id and category.
@@ -59,7 +51,7 @@ pub struct Tally {
     pub bytes: u64,
 }
 
-/// What an export wrote.
+/// What a read of a live server yielded.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ExportSummary {
     #[serde(skip)]
@@ -72,51 +64,108 @@ pub struct ExportSummary {
     pub duplicates: u64,
 }
 
-/// What an export produces, in order: records, and the end of each kb_id.
-#[derive(Debug)]
-pub enum ExportEvent {
-    Record(Record),
-    FinishKb(KbWindow),
+/// A live server, opened for a selection: the concrete kb_ids to read and
+/// the provenance header of what it yields.
+pub struct LiveSource {
+    conn: RedisConn,
+    kb_ids: Vec<Vec<u8>>,
+    header: Header,
+    options: ExportOptions,
+    progress: Arc<dyn Progress>,
+    info: Option<ServerInfo>,
 }
 
-/// Exports the selection from `conn` into an archive written to `out`.
-/// `kb_ids` are the concrete kb_ids to scan (see [`resolve_kbs`]).
-pub async fn export<W: Write + Send + 'static>(
-    conn: &RedisConn,
-    kb_ids: &[Vec<u8>],
-    header: Header,
-    options: &ExportOptions,
-    out: W,
-    progress: &dyn Progress,
-) -> Result<(W, ExportSummary), ExportError> {
-    // The bounded channel is the backpressure that keeps memory flat; the
-    // writer (zstd, file I/O) runs on its own blocking thread.
-    let (tx, mut rx) = mpsc::channel::<ExportEvent>(4096);
-    let writer_options = options.writer;
-    let writer = tokio::task::spawn_blocking(move || -> archive::Result<W> {
-        let mut writer = ArchiveWriter::new(out, &header, writer_options)?;
-        while let Some(message) = rx.blocking_recv() {
-            match message {
-                ExportEvent::Record(record) => writer.push(&record)?,
-                ExportEvent::FinishKb(window) => writer.finish_kb(window)?,
-            }
+impl LiveSource {
+    /// Learns the server (INFO) and resolves the selection's kb_ids (a
+    /// discovery SCAN unless every `--kb` is literal). `spec` is the
+    /// selection as the user gave it, for the header.
+    pub async fn open(
+        mut conn: RedisConn,
+        options: ExportOptions,
+        spec: SelectionSpec,
+        clock: &Clock,
+    ) -> Result<LiveSource, RedisIoError> {
+        let info = conn.server_info().await?;
+        let kb_ids = resolve_kbs(&mut conn, &options.selection).await?;
+        let header = Header::new(conn.source_info(&info, "redis-server"), spec, clock.now_ms());
+        let mut source = LiveSource::new(conn, kb_ids, header, options);
+        source.info = Some(info);
+        Ok(source)
+    }
+
+    /// A source over known kb_ids with a given header.
+    pub fn new(
+        conn: RedisConn,
+        kb_ids: Vec<Vec<u8>>,
+        header: Header,
+        options: ExportOptions,
+    ) -> LiveSource {
+        LiveSource {
+            conn,
+            kb_ids,
+            header,
+            options,
+            progress: Arc::new(NoProgress),
+            info: None,
         }
-        Ok(writer.finish()?.0)
-    });
-    let mut summary = ExportSummary::default();
-    let scanned = scan_all(conn, kb_ids, options, &tx, &mut summary, progress).await;
-    drop(tx);
-    let written = writer.await.map_err(|_| ExportError::WriterGone)?;
-    progress.finish();
-    match (scanned, written) {
-        // The writer stopped first (disk full, broken pipe): its error is
-        // the cause, the scan only saw the channel close.
-        (Err(ExportError::WriterGone), Err(e)) => Err(e.into()),
-        (Err(e), _) => Err(e),
-        (Ok(()), Err(e)) => Err(e.into()),
-        (Ok(()), Ok(out)) => Ok((out, summary)),
+    }
+
+    /// Reports the scan to `progress` when streamed ([`Self::stream`]).
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> LiveSource {
+        self.progress = progress;
+        self
+    }
+
+    /// The kb_ids this source reads.
+    pub fn kb_ids(&self) -> &[Vec<u8>] {
+        &self.kb_ids
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// What INFO said when the source was opened (see [`Self::open`]).
+    pub fn server_info(&self) -> Option<&ServerInfo> {
+        self.info.as_ref()
+    }
+
+    pub fn conn(&self) -> &RedisConn {
+        &self.conn
+    }
+
+    /// Reads everything into `tx` on the calling task.
+    pub async fn run(
+        &self,
+        tx: &Sender<SourceItem>,
+        progress: &dyn Progress,
+    ) -> Result<ExportSummary, SourceError> {
+        let mut summary = ExportSummary::default();
+        scan_all(
+            &self.conn,
+            &self.kb_ids,
+            &self.options,
+            tx,
+            &mut summary,
+            progress,
+        )
+        .await?;
+        Ok(summary)
+    }
+
+    /// Reads everything on a task of its own.
+    pub fn stream(self) -> RecordStream<ExportSummary> {
+        let (tx, rx) = mpsc::channel(CHANNEL_RECORDS);
+        let handle = tokio::spawn(async move {
+            let progress = self.progress.clone();
+            self.run(&tx, progress.as_ref()).await
+        });
+        RecordStream::named(rx, handle, "live server")
     }
 }
+
+/// Records in flight between the scanner and the consumer.
+const CHANNEL_RECORDS: usize = 4096;
 
 /// Scans and dumps the kb_ids, sending every record and the end of each
 /// kb_id to `tx` (an archive writer, or a restore for `copy`).
@@ -129,10 +178,10 @@ pub async fn scan_all(
     conn: &RedisConn,
     kb_ids: &[Vec<u8>],
     options: &ExportOptions,
-    tx: &Sender<ExportEvent>,
+    tx: &Sender<SourceItem>,
     summary: &mut ExportSummary,
     progress: &dyn Progress,
-) -> Result<(), ExportError> {
+) -> Result<(), SourceError> {
     for (pattern, pass_kbs) in plan_passes(kb_ids, &options.selection) {
         progress.stage(&pass_label(&pass_kbs));
         let pass = Pass {
@@ -145,7 +194,7 @@ pub async fn scan_all(
             summary.vanished += window.vanished;
             summary.duplicates += window.duplicates;
             summary.windows.push(window.clone());
-            send(tx, ExportEvent::FinishKb(window)).await?;
+            send(tx, SourceItem::KbDone(window)).await?;
         }
     }
     Ok(())
@@ -175,8 +224,8 @@ fn pass_label(kbs: &[Vec<u8>]) -> String {
     }
 }
 
-async fn send(tx: &Sender<ExportEvent>, message: ExportEvent) -> Result<(), ExportError> {
-    tx.send(message).await.map_err(|_| ExportError::WriterGone)
+async fn send(tx: &Sender<SourceItem>, message: SourceItem) -> Result<(), SourceError> {
+    tx.send(message).await.map_err(|_| SourceError::ConsumerGone)
 }
 
 /// One SCAN pass: its pattern, the kb_ids it exports, and every kb_id of
@@ -194,10 +243,10 @@ async fn export_pass(
     conn: &RedisConn,
     pass: &Pass<'_>,
     options: &ExportOptions,
-    tx: &Sender<ExportEvent>,
+    tx: &Sender<SourceItem>,
     summary: &mut ExportSummary,
     progress: &dyn Progress,
-) -> Result<BTreeMap<Vec<u8>, KbWindow>, ExportError> {
+) -> Result<BTreeMap<Vec<u8>, KbWindow>, SourceError> {
     let started = now_ms();
     let mut windows: BTreeMap<Vec<u8>, KbWindow> = pass
         .kbs
@@ -245,7 +294,7 @@ async fn export_pass(
         let Some(joined) = in_flight.next().await else {
             break;
         };
-        let (batch, dumped, read_at) = joined.map_err(|_| ExportError::WriterGone)?;
+        let (batch, dumped, read_at) = joined.map_err(|_| SourceError::TaskGone("DUMP pipeline"))?;
         emit_batch(batch, dumped?, read_at, tx, summary, &mut windows, progress).await?;
     }
     let late = resolve_unmarked(
@@ -367,11 +416,11 @@ async fn emit_batch(
     batch: Vec<Selected>,
     dumped: Vec<Dumped>,
     read_at_ms: i64,
-    tx: &Sender<ExportEvent>,
+    tx: &Sender<SourceItem>,
     summary: &mut ExportSummary,
     windows: &mut BTreeMap<Vec<u8>, KbWindow>,
     progress: &dyn Progress,
-) -> Result<(), ExportError> {
+) -> Result<(), SourceError> {
     let (mut keys, mut bytes) = (0, 0);
     for ((key, kb_id, category), dumped) in batch.into_iter().zip(dumped) {
         let window = windows
@@ -399,7 +448,7 @@ async fn emit_batch(
             expire_at_ms: pttl_ms.map(|ms| read_at_ms + ms),
             payload,
         };
-        send(tx, ExportEvent::Record(record)).await?;
+        send(tx, SourceItem::Record(record)).await?;
     }
     summary.keys += keys;
     summary.payload_bytes += bytes;

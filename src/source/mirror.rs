@@ -4,52 +4,83 @@
 
 use tokio::sync::mpsc::channel;
 
-use crate::net::clickhouse::Ch;
-use crate::net::mirror::{MirrorError as Error, MirrorReader, MirrorScope};
-use crate::records::SourceItem;
+use super::RecordStream;
+use crate::net::clickhouse::{Ch, ChError};
+use crate::net::mirror::{MirrorError, MirrorReader, MirrorScope};
+use crate::records::{SelectedSize, SourceItem};
 use crate::selection::Selection;
-use tokio::sync::mpsc::Receiver;
-use tokio::task::JoinHandle;
 
-/// What the mirror source task found once it is done: records sent.
-pub type MirrorSourceResult = Result<u64, Error>;
+/// The mirror table, opened for a selection: its `--kb` globs resolved
+/// against the kb_ids in the mirror, and the size of the rows in scope.
+pub struct MirrorSource {
+    ch: Ch,
+    selection: Selection,
+    /// `None` when the selection cannot match any row.
+    scope: Option<MirrorScope>,
+    size: SelectedSize,
+}
+
+impl MirrorSource {
+    /// Resolves the selection against the mirror and sizes it (one query).
+    pub async fn open(ch: Ch, selection: Selection) -> Result<MirrorSource, ChError> {
+        let scope = MirrorScope::resolve(&ch, &selection).await?;
+        let size = match &scope {
+            Some(scope) => {
+                let (payload_bytes, keys) = scope.payload_bytes(&ch).await?;
+                SelectedSize {
+                    payload_bytes,
+                    keys,
+                }
+            }
+            None => SelectedSize::default(),
+        };
+        Ok(MirrorSource {
+            ch,
+            selection,
+            scope,
+            size,
+        })
+    }
+
+    /// Payload bytes and keys of the rows in scope.
+    pub fn selected_size(&self) -> Option<SelectedSize> {
+        Some(self.size)
+    }
+
+    /// Feeds the selected rows as records, as an archive source does. A row
+    /// with an unknown category is reported as [`SourceItem::Damaged`]; a
+    /// ClickHouse failure ends the stream and is the task's error. The task
+    /// ends with the number of records sent.
+    pub fn stream(self) -> RecordStream<u64> {
+        let (tx, rx) = channel(SOURCE_CHANNEL);
+        let handle = tokio::spawn(async move {
+            let Some(scope) = self.scope else {
+                return Ok(0);
+            };
+            let (ch, selection) = (self.ch, self.selection);
+            let mut reader = MirrorReader::open(&ch, &scope.kb_ids, &scope.categories).await?;
+            let mut sent = 0;
+            loop {
+                let item = match reader.next().await {
+                    Ok(None) => break,
+                    Ok(Some(r)) if !selection.selects(&r.kb_id, r.category, &r.key) => continue,
+                    Ok(Some(r)) => SourceItem::Record(r),
+                    Err(MirrorError::BadRow { table, category }) => SourceItem::Damaged {
+                        what: table,
+                        reason: format!("row with unknown category {category:?}"),
+                    },
+                    Err(e) => return Err(e.into()),
+                };
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            Ok(sent)
+        });
+        RecordStream::named(rx, handle, "ClickHouse mirror")
+    }
+}
 
 /// Records in flight between the mirror reader and the consumer.
 const SOURCE_CHANNEL: usize = 4096;
-
-/// Feeds the restore engine from the mirror table, as an archive source
-/// does: the selection's kb_ids (globs resolved against the mirror),
-/// categories and key globs. A row with an unknown category is reported
-/// as [`SourceItem::Damaged`]; a ClickHouse failure ends the stream and is
-/// the task's error.
-pub fn spawn_mirror_source(
-    ch: Ch,
-    selection: Selection,
-) -> (Receiver<SourceItem>, JoinHandle<MirrorSourceResult>) {
-    let (tx, rx) = channel(SOURCE_CHANNEL);
-    let handle = tokio::spawn(async move {
-        let Some(scope) = MirrorScope::resolve(&ch, &selection).await? else {
-            return Ok(0);
-        };
-        let mut reader = MirrorReader::open(&ch, &scope.kb_ids, &scope.categories).await?;
-        let mut sent = 0;
-        loop {
-            let item = match reader.next().await {
-                Ok(None) => break,
-                Ok(Some(r)) if !selection.selects(&r.kb_id, r.category, &r.key) => continue,
-                Ok(Some(r)) => SourceItem::Record(r),
-                Err(Error::BadRow { table, category }) => SourceItem::Damaged {
-                    what: table,
-                    reason: format!("row with unknown category {category:?}"),
-                },
-                Err(e) => return Err(e),
-            };
-            if tx.send(item).await.is_err() {
-                break;
-            }
-            sent += 1;
-        }
-        Ok(sent)
-    });
-    (rx, handle)
-}

@@ -18,6 +18,19 @@ pub struct Header {
     pub selection: SelectionSpec,
 }
 
+impl Header {
+    /// A header of the current format version, written by this kbdump.
+    pub fn new(source: SourceInfo, selection: SelectionSpec, created_at_ms: i64) -> Header {
+        Header {
+            format_version: crate::format::archive::FORMAT_VERSION,
+            tool: format!("kbdump {}", env!("CARGO_PKG_VERSION")),
+            created_at_ms,
+            source,
+            selection,
+        }
+    }
+}
+
 /// The server the data came from. Never holds credentials.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SourceInfo {
