@@ -2,13 +2,11 @@
 //! version it claims, servers are isolated and cleaned up, the seeder writes
 //! every category, and snapshots compare what they should.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use support::redis::{Flavor, RedisServer};
-use support::seed::{
+use crate::support::redis::{Flavor, RedisServer};
+use crate::support::seed::{
     seed_kato, show_key, snapshot, snapshot_diff, Category, SeedSpec, Seeded, Value, HOT_SYMBOL,
     LARGE_PATTERNS,
 };

@@ -212,14 +212,6 @@ impl Seeded {
     pub fn kb_ids(&self) -> BTreeSet<Vec<u8>> {
         self.keys.values().filter_map(|k| k.kb_id.clone()).collect()
     }
-
-    pub fn categories_of(&self, kb_id: &[u8]) -> BTreeSet<Category> {
-        let of_kb = self
-            .keys
-            .values()
-            .filter(|k| k.kb_id.as_deref() == Some(kb_id));
-        of_kb.filter_map(|k| k.category).collect()
-    }
 }
 
 /// Writes the dataset described by `spec` through `conn` (pipelined).

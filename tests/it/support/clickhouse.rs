@@ -1,4 +1,4 @@
-//! A private `clickhouse-server` for the tests of one test binary, and
+//! A private `clickhouse-server` for the integration tests, and
 //! helpers for the ClickHouse tests (KATO's `patterns_data`, seeding, the
 //! Python reference rebuild). Redis servers come from [`super::redis`].
 //!

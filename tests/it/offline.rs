@@ -1,5 +1,6 @@
 //! The offline commands (cat, verify, inspect, ls) on the committed golden
-//! archive, its damaged copies, hand-made archives and a real export.
+//! archive, its damaged copies, hand-made archives, a real export and a
+//! path that is no archive at all (a directory).
 //!
 //! The golden archive under `fixtures/archive/` must decode to the records
 //! in `golden.records.jsonl` forever (docs/FORMAT.md, versioning rules).
@@ -8,15 +9,14 @@
 //! (fixed clock, header and payloads), and a test checks that it still
 //! reproduces the committed bytes.
 
-mod cli_support;
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use cli_support::{kbdump, ok, stderr, stdout};
+use crate::support::cli::{kbdump, ok, stderr, stdout};
+use crate::support::redis::RedisServer;
+use crate::support::seed::{seed_kato, SeedSpec};
 use kbdump::archive::{
     ArchiveReader, ArchiveWriter, Header, IndexedArchive, KbWindow, Record, SelectionSpec,
     SourceInfo, WriterOptions, FORMAT_VERSION,
@@ -24,8 +24,6 @@ use kbdump::archive::{
 use kbdump::dump::{self, Value};
 use kbdump::kato::{display_bytes, parse_display_bytes, Category};
 use serde_json::{json, Value as Json};
-use support::redis::RedisServer;
-use support::seed::{seed_kato, SeedSpec};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -808,4 +806,18 @@ fn cat_of_a_real_export_matches_the_server() {
     assert!(r62.contains("retag for 0 STRING"), "{text}");
     let r70 = text.lines().find(|l| l.contains("Redis 7.0")).unwrap();
     assert!(r70.contains("raw: every payload as it is"), "{text}");
+}
+
+#[test]
+fn verify_of_a_directory_is_an_input_error_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kbdump(&["verify", dir.path().to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("directory"), "{}", stderr(&out));
 }

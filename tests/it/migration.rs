@@ -9,19 +9,16 @@
 //! TTLs on a target without HPEXPIREAT, and pending entries whose message
 //! was deleted; both come with the reason `Value::command_gaps` gives.
 
-mod cli_support;
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
-use cli_support::*;
+use crate::support::cli::*;
+use crate::support::redis::{Flavor, RedisServer};
+use crate::support::seed::{self, seed_kato, SeedSpec, Snapshot};
 use kbdump::dump::{self, CommandOptions, ServerKind, Value};
 use kbdump::restore::{plan, Method};
 use redis::Value as Reply;
-use support::redis::{Flavor, RedisServer};
-use support::seed::{self, seed_kato, SeedSpec, Snapshot};
 
 /// Extra keys live under this kb_id so that copy selects them.
 const KB: &str = "node0_kato";

@@ -1,15 +1,19 @@
-//! Export and the offline commands (inspect, ls, verify) against real
-//! servers and real archives.
-
-mod cli_support;
-mod support;
+//! Export, `kbs` and the offline commands (inspect, ls, verify) against
+//! real servers and real archives: kb, category and match selection
+//! (awkward kb_ids, kb_ids that prefix one another), keys deleted during an
+//! export, stdout and file output, damaged archives, bad inputs and
+//! credentials that must not be printed, TLS, and output into a pipe closed
+//! early or onto a full disk.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use cli_support::{kbdump, ok, stderr};
+use crate::support::cli::{self, json_with_code, kbdump, ok, run, stderr, stdout};
+use crate::support::redis::RedisServer;
+use crate::support::seed::{seed_kato, Category as SeedCategory, SeedSpec, Seeded};
 use kbdump::archive::{Header, IndexedArchive, Record, SourceInfo, FORMAT_VERSION};
 use kbdump::export::{export, ExportOptions};
 use kbdump::kato::{display_bytes, parse_display_bytes};
@@ -17,8 +21,6 @@ use kbdump::progress::Progress;
 use kbdump::redis_io::RedisConn;
 use kbdump::selection::Selection;
 use serde_json::Value as Json;
-use support::redis::RedisServer;
-use support::seed::{seed_kato, Category as SeedCategory, SeedSpec, Seeded};
 
 fn seeded_server(spec: &SeedSpec) -> (RedisServer, Seeded) {
     let server = RedisServer::start();
@@ -652,4 +654,149 @@ fn rediss_urls_connect_over_tls() {
         "{}",
         stderr(&unverified)
     );
+}
+
+/// A server holding about `mib` MiB of incompressible values in kb `r`.
+fn incompressible(mib: usize) -> RedisServer {
+    let server = RedisServer::start();
+    let mut conn = server.client();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut pipe = ::redis::pipe();
+    for i in 0..mib * 1024 {
+        let value: Vec<u8> = (0..1024)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        pipe.cmd("SET")
+            .arg(format!("r:metadata:{i}"))
+            .arg(value)
+            .ignore();
+        if i % 1000 == 999 {
+            pipe.query::<()>(&mut conn).unwrap();
+            pipe = ::redis::pipe();
+        }
+    }
+    pipe.query::<()>(&mut conn).unwrap();
+    server
+}
+
+#[test]
+fn export_into_a_pipe_closed_early_is_not_an_error() {
+    let server = incompressible(24);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .args(["export", "--quiet", "--redis", &server.url(), "-o", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = [0u8; 100];
+    stdout.read_exact(&mut head).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn export_onto_a_full_disk_says_so_and_leaves_no_file() {
+    let server = incompressible(8);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("full.kbd");
+    // `ulimit -f` makes writes past 1 MiB fail with EFBIG, like a full disk.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 1024; exec '{}' export --quiet --redis '{}' -o '{}'",
+        env!("CARGO_BIN_EXE_kbdump"),
+        server.url(),
+        target.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("File too large"),
+        "the error must say what went wrong: {}",
+        stderr(&out)
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+#[test]
+fn a_kb_export_leaves_unmarked_keys_of_a_longer_kb_to_that_kb() {
+    let server = RedisServer::start();
+    for key in ["a:emotives:1", "a:weird", "a:b:emotives:2", "a:b:weird"] {
+        run::<()>(&server, ::redis::cmd("SET").arg(key).arg("v"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = cli::export(&server, dir.path(), "a.kbd", &["--kb", "a"]);
+    let listed = stdout(&ok(&["ls", file.to_str().unwrap()]));
+    let keys: std::collections::BTreeSet<&str> = listed.lines().collect();
+    assert_eq!(
+        keys,
+        ["a:emotives:1", "a:weird"].into_iter().collect(),
+        "kb a:b's keys must not be exported as kb a's"
+    );
+    // Nor does diff count them as extra keys of kb a.
+    let out = kbdump(&[
+        "diff",
+        file.to_str().unwrap(),
+        "--redis",
+        &server.url(),
+        "--json",
+    ]);
+    let report = json_with_code(&out, 0);
+    assert_eq!(report["identical"], true, "{report}");
+    // Without a longer kb_id, an unmarked key with more colons stays with `a`.
+    run::<()>(&server, ::redis::cmd("DEL").arg("a:b:emotives:2"));
+    let file = cli::export(&server, dir.path(), "a2.kbd", &["--kb", "a"]);
+    let listed = stdout(&ok(&["ls", file.to_str().unwrap()]));
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+}
+
+#[test]
+fn credentials_in_a_url_without_scheme_are_not_printed() {
+    let out = kbdump(&[
+        "export",
+        "--redis",
+        "user:secret@127.0.0.1:1",
+        "-o",
+        "/nonexistent-dir/x.kbd",
+    ]);
+    let out2 = kbdump(&["kbs", "--redis", "user:secret@127.0.0.1:1"]);
+    for out in [out, out2] {
+        assert_eq!(out.status.code(), Some(2));
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!all.contains("secret"), "{all}");
+    }
+}
+
+/// JSON printed into a pipe that the reader closes early (`| head`) is not
+/// an error either.
+#[test]
+fn json_into_a_pipe_closed_early_is_not_an_error() {
+    let server = RedisServer::start();
+    let mut pipe = ::redis::pipe();
+    for i in 0..3000 {
+        pipe.cmd("SET")
+            .arg(format!("kb{i}:frequency:p"))
+            .arg(1)
+            .ignore();
+    }
+    pipe.query::<()>(&mut server.client()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .args(["kbs", "--json", "--redis", &server.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = [0u8; 10];
+    stdout.read_exact(&mut head).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }

@@ -1,9 +1,6 @@
-//! Helpers the restore, migration and fault tests share: running the
-//! kbdump binary, reading its JSON reports, and whole-server snapshots with
-//! expiries as absolute instants (so two snapshots taken seconds apart
-//! compare equal when nothing changed).
-
-#![allow(dead_code)]
+//! Running the kbdump binary and reading its JSON reports, and whole-server
+//! snapshots with expiries as absolute instants (so two snapshots taken
+//! seconds apart compare equal when nothing changed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -40,6 +37,19 @@ pub fn stderr(out: &Output) -> String {
 
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `kbdump --json ARGS`: its exit code, the JSON on stdout (`Null`
+/// when there is none) and stderr.
+pub fn json_outcome(args: &[&str]) -> (Option<i32>, Json, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Json::Null);
+    (out.status.code(), json, stderr)
 }
 
 /// Asserts the exit code and returns the JSON on stdout.

@@ -1,19 +1,21 @@
-//! mirror, restore-from-mirror, check and error reporting against real
-//! ClickHouse and Redis servers.
+//! The two stores together, against real ClickHouse and Redis servers:
+//! `mirror` (reruns, `--prune`, binary keys, large values, expiries),
+//! `restore --from-clickhouse` with the semantics of an archive restore, and
+//! `check` finding each kind of inconsistency between them.
 
-mod support;
-
+use crate::support;
+use crate::support::cli::json_outcome;
+use crate::support::clickhouse::{self as chs, snapshot};
+use crate::support::redis::RedisServer;
+use crate::support::seed;
 use kbdump::check::check;
-use kbdump::clickhouse_io::{Ch, ChError};
+use kbdump::clickhouse_io::Ch;
 use kbdump::kato::Category;
 use kbdump::mirror::{mirror, MirrorReader};
 use kbdump::progress::NoProgress;
 use kbdump::rebuild::{rebuild, RebuildOptions};
 use kbdump::redis_io::RedisConn;
 use redis::AsyncCommands;
-use support::clickhouse::{self as chs, snapshot};
-use support::redis::RedisServer;
-use support::seed;
 
 async fn seeded(test: &str, kb: &str, n: usize) -> (Ch, String) {
     let server = chs::server();
@@ -318,78 +320,6 @@ async fn check_finds_each_seeded_inconsistency() {
 }
 
 #[tokio::test]
-async fn clickhouse_errors_name_the_server_and_what_to_do() {
-    let redis = RedisServer::start();
-    let conn = chs::conn(&redis).await;
-    let opts = RebuildOptions::default();
-    // Nothing listens there.
-    let port = chs::free_port();
-    let ch = Ch::from_url(&format!("http://127.0.0.1:{port}/")).unwrap();
-    let err = rebuild(&ch, conn.clone(), &[], &opts, &NoProgress)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains(&format!("127.0.0.1:{port}")) && err.contains("cannot reach"),
-        "{err}"
-    );
-    assert!(err.contains("CLICKHOUSE_URL"), "{err}");
-    // The database exists but has no patterns_data.
-    let server = chs::server();
-    let db = server.database("errors_missing").await;
-    let ch = Ch::from_url(&server.url(&db)).unwrap();
-    let err = rebuild(&ch, conn.clone(), &[], &opts, &NoProgress)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            kbdump::rebuild::Error::ClickHouse(ChError::MissingTable { .. })
-        ),
-        "{err}"
-    );
-    let text = err.to_string();
-    assert!(
-        text.contains(&format!("{db}.patterns_data")) && text.contains("?database="),
-        "{text}"
-    );
-    // Wrong password: an authentication error that does not echo it.
-    let url = format!(
-        "http://{}:wrong-pw@127.0.0.1:{}/",
-        chs::SECURED_USER,
-        server.http_port()
-    );
-    let err = Ch::from_url(&url).unwrap().ping().await.unwrap_err();
-    let text = err.to_string();
-    assert!(matches!(err, ChError::Auth { .. }), "{text}");
-    assert!(
-        text.contains("credentials") && !text.contains("wrong-pw"),
-        "{text}"
-    );
-    // The right password works.
-    let url = format!(
-        "http://{}:{}@127.0.0.1:{}/",
-        chs::SECURED_USER,
-        chs::SECURED_PASSWORD,
-        server.http_port()
-    );
-    assert!(!Ch::from_url(&url).unwrap().ping().await.unwrap().is_empty());
-    // The command line reports it with exit 2.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbdump"))
-        .args([
-            "rebuild",
-            "--clickhouse",
-            &server.url(&db),
-            "--redis",
-            &redis.url(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no table"));
-}
-
-#[tokio::test]
 async fn mirror_prune_forgets_keys_deleted_from_redis() {
     let (ch, url) = seeded("mirror_prune", "kbp", 10).await;
     let redis = RedisServer::start();
@@ -440,4 +370,91 @@ async fn mirror_prune_forgets_keys_deleted_from_redis() {
         .await
         .unwrap();
     assert_eq!(rows, left.len() as u64);
+}
+
+/// Binary keys and payloads, a large value, a key whose expiry passes
+/// before the restore, reruns, and a prune limited to the mirrored kb_ids.
+#[tokio::test]
+async fn mirror_round_trips_binary_large_and_expiring_keys() {
+    use redis::AsyncCommands;
+    let server = chs::server();
+    let db = server.database("mirror_binary").await;
+    let url = server.url(&db);
+    let redis = RedisServer::start();
+    let r = redis.url();
+    let mut conn = chs::conn(&redis).await;
+    let all_bytes: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    let mut big = Vec::with_capacity(8 << 20);
+    let mut x: u64 = 1;
+    while big.len() < 8 << 20 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    let bin_key = b"kbb:emotives:\x00\xff\r\n\xfe".to_vec();
+    let _: () = conn.set(&bin_key, &all_bytes).await.unwrap();
+    let _: () = conn.set("kbb:frequency:big", &big).await.unwrap();
+    let _: () = conn
+        .hset(
+            b"kbb:affinity:\xff\x00".as_slice(),
+            b"\x80".as_slice(),
+            b"\x00\x01".as_slice(),
+        )
+        .await
+        .unwrap();
+    let _: () = conn.set("kbb:metadata:soon", "{}").await.unwrap();
+    let _: () = conn.pexpire("kbb:metadata:soon", 3000).await.unwrap();
+    let _: () = conn.set("kbb:metadata:later", "{}").await.unwrap();
+    let _: () = conn.pexpire("kbb:metadata:later", 600_000).await.unwrap();
+    let _: () = conn.set("kbo:emotives:p", "[]").await.unwrap();
+    let _: () = conn.set("kbo:emotives:q", "[]").await.unwrap();
+
+    let mirror = |kb: &str, prune: bool| {
+        let mut args = vec!["mirror", "--clickhouse", &url, "--redis", &r, "--kb", kb];
+        if prune {
+            args.push("--prune");
+        }
+        let (code, json, err) = json_outcome(&args);
+        assert_eq!(code, Some(0), "{err}");
+        json
+    };
+    let first = mirror("kb?", false);
+    assert_eq!(first["summary"]["keys"], 7, "{first}");
+    mirror("kb?", false);
+    let final_rows = |kb: &'static str| {
+        let client = server.client();
+        let sql = format!("SELECT count() FROM `{db}`.redis_mirror FINAL WHERE kb_id = '{kb}'");
+        async move { client.query(&sql).fetch_one::<u64>().await.unwrap() }
+    };
+    assert_eq!(final_rows("kbb").await, 5, "rerun duplicates rows");
+    assert_eq!(final_rows("kbo").await, 2);
+
+    // Prune of kbb only: kbo's rows stay, even of a key deleted since.
+    let _: () = conn.del("kbo:emotives:q").await.unwrap();
+    let _: () = conn.del("kbb:metadata:later").await.unwrap();
+    let json = mirror("kbb", true);
+    assert_eq!(json["pruned"], 1, "{json}");
+    assert_eq!(final_rows("kbb").await, 4);
+    assert_eq!(final_rows("kbo").await, 2, "prune touched another kb_id");
+
+    // The short expiry passes; everything else comes back byte for byte.
+    let before = support::seed::snapshot(&mut redis.client());
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let (code, json, err) = json_outcome(&["restore", "--from-clickhouse", &url, "--redis", &r]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json["total"]["restored"], 5, "{json}");
+    let after = support::seed::snapshot(&mut redis.client());
+    let soon = b"kbb:metadata:soon".as_slice();
+    assert!(!after.contains_key(soon), "expired key restored");
+    let mut want = before.clone();
+    want.remove(soon);
+    want.insert(
+        b"kbo:emotives:q".to_vec(),
+        before[b"kbo:emotives:p".as_slice()].clone(),
+    );
+    support::seed::assert_same_data(&want, &after, 30_000);
+    let got: Vec<u8> = conn.get(&bin_key).await.unwrap();
+    assert_eq!(got, all_bytes);
+    let got: Vec<u8> = conn.get("kbb:frequency:big").await.unwrap();
+    assert!(got == big, "large value differs");
 }

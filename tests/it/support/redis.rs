@@ -80,10 +80,6 @@ impl Flavor {
         }
     }
 
-    pub fn is_valkey(self) -> bool {
-        matches!(self, Flavor::Valkey81 | Flavor::Valkey91)
-    }
-
     /// The server binary, or a panic that says how to get it.
     pub fn binary(self) -> PathBuf {
         self.binary_from_env()
@@ -296,10 +292,6 @@ impl RedisServer {
     /// The server's working directory (where SAVE writes `dump.rdb`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    pub fn rdb_path(&self) -> PathBuf {
-        self.dir().join("dump.rdb")
     }
 
     /// The server's process id while it runs.

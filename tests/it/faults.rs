@@ -2,19 +2,17 @@
 //! single keys fail, and the target is short of memory. Each test checks
 //! what the operator sees (message, exit status) and what the server holds.
 
-mod cli_support;
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cli_support::*;
+use crate::support;
+use crate::support::cli::*;
+use crate::support::redis::{info_field, RedisServer};
+use crate::support::seed::{seed_kato, SeedSpec, Snapshot};
 use kbdump::archive::{ArchiveWriter, Header, IndexedArchive, Record, SourceInfo, FORMAT_VERSION};
 use kbdump::kato::Category;
-use support::redis::{info_field, RedisServer};
-use support::seed::{seed_kato, SeedSpec, Snapshot};
 
 const TEMP_PREFIX: &[u8] = b"__kbdump_tmp:";
 
@@ -361,4 +359,48 @@ fn memory_guard_refuses_before_writing_and_stops_on_evictions() {
     assert_eq!(out.status.code(), Some(2));
     assert!(evicted(&target) > 0);
     assert!(stderr(&out).contains("evicted"), "{}", stderr(&out));
+}
+
+/// A backup cut short (interrupted copy) has no index; restore still puts
+/// back every intact block, then names the truncation and exits 2.
+#[test]
+fn a_truncated_archive_restores_its_intact_blocks() {
+    let source = RedisServer::start();
+    support::seed::seed_kato(&mut source.client(), &support::seed::SeedSpec::small());
+    let dir = tempfile::tempdir().unwrap();
+    let full = export(&source, dir.path(), "full.kbd", &["--kb", "node0_kato"]);
+    let bytes = std::fs::read(&full).unwrap();
+    let cut = dir.path().join("cut.kbd");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let out = kbdump(&["verify", cut.to_str().unwrap()]);
+    assert!(stdout(&out).contains("truncated"), "{}", stdout(&out));
+
+    let target = RedisServer::start();
+    let (code, report) = restore_json(&cut, &target, &[]);
+    assert_eq!(code, Some(2), "{report}");
+    let failures = report["failures"].to_string();
+    assert!(failures.contains("truncated"), "{report}");
+    let restored = total(&report, "restored");
+    assert!(restored > 0, "intact blocks come back: {report}");
+    let on_target: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut target.client())
+        .unwrap();
+    assert_eq!(on_target.len() as u64, restored);
+    let mut source_conn = source.client();
+    for key in on_target {
+        let a: Vec<u8> = redis::cmd("DUMP")
+            .arg(&key)
+            .query(&mut source_conn)
+            .unwrap();
+        let b: Vec<u8> = redis::cmd("DUMP")
+            .arg(&key)
+            .query(&mut target.client())
+            .unwrap();
+        let (a, b) = (
+            kbdump::dump::decode(&a).unwrap(),
+            kbdump::dump::decode(&b).unwrap(),
+        );
+        assert!(a.logically_eq(&b), "{}", show(&key));
+    }
 }

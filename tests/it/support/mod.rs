@@ -1,13 +1,11 @@
 //! Shared support for the integration tests: real servers on free loopback
-//! ports and KATO-like data. Each test file includes it with `mod support;`.
+//! ports ([`redis`], [`clickhouse`]), KATO-like data ([`seed`]) and running
+//! the kbdump binary ([`cli`]).
 //!
 //! Servers come from `scripts/provision.sh`; run it (or `scripts/test.sh`)
 //! once before `cargo test`.
 
-// Each test binary uses only part of this module; the rest would otherwise
-// be reported as dead code under `clippy -D warnings`.
-#![allow(dead_code)]
-
+pub mod cli;
 pub mod clickhouse;
 pub mod redis;
 pub mod seed;

@@ -1,21 +1,21 @@
 //! Restore and diff against real servers: the partial-loss drill, cloning a
 //! knowledge base, missing vs replace mode, dry runs, the undo archive,
-//! expiry handling and archives read from a pipe. Every check compares the
-//! whole server key by key (type, value, expiry instant).
-
-mod cli_support;
-mod support;
+//! expiry handling (also of keys that expire while a restore is writing
+//! them) and archives read from a pipe. The CLI checks compare the whole
+//! server key by key (type, value, expiry instant).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use cli_support::*;
+use crate::support::cli::*;
+use crate::support::redis::RedisServer;
+use crate::support::seed::{seed_kato, Category as SeedCategory, SeedSpec, Seeded, Snapshot};
 use kbdump::archive::{ArchiveWriter, Header, Record, SourceInfo, FORMAT_VERSION};
 use kbdump::export::now_ms;
 use kbdump::kato::Category;
+use kbdump::progress::NoProgress;
+use kbdump::restore::{restore, Mode, RestoreOptions, SourceItem, Target};
 use serde_json::Value as Json;
-use support::redis::RedisServer;
-use support::seed::{seed_kato, Category as SeedCategory, SeedSpec, Seeded, Snapshot};
 
 const NODE0: &[u8] = b"node0_kato";
 const NODE1: &[u8] = b"node1_kato";
@@ -327,4 +327,124 @@ fn restore_from_a_pipe_equals_restore_from_the_file() {
         }),
         &file_snapshot,
     );
+}
+
+/// A record that expires `in_ms` from now, with a payload from `server`.
+fn expiring_record(server: &RedisServer, key: &str, in_ms: i64) -> Record {
+    let mut conn = server.client();
+    let mut cmd = ::redis::cmd("SADD");
+    cmd.arg(key);
+    for i in 0..50 {
+        cmd.arg(format!("member-{i}"));
+    }
+    let () = cmd.query(&mut conn).unwrap();
+    let payload: Vec<u8> = ::redis::cmd("DUMP").arg(key).query(&mut conn).unwrap();
+    let () = ::redis::cmd("DEL").arg(key).query(&mut conn).unwrap();
+    Record {
+        key: key.as_bytes().to_vec(),
+        kb_id: b"kb".to_vec(),
+        category: Category::Emotives,
+        redis_type: "set".into(),
+        expire_at_ms: Some(now_ms() + in_ms),
+        payload,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_that_expires_while_waiting_to_be_written_is_expired_not_failed() {
+    let server = RedisServer::start();
+    for logical in [false, true] {
+        for mode in [Mode::Missing, Mode::Replace] {
+            let key = format!("kb:emotives:{logical}-{mode:?}");
+            let record = expiring_record(&server, &key, 300);
+            // A live key of the same name: replace mode must not delete it
+            // for an archived value that has expired.
+            run::<()>(&server, ::redis::cmd("SET").arg(&key).arg("live"));
+            let target = Target::connect(&server.url()).await.unwrap();
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            tx.send(SourceItem::Record(record)).await.unwrap();
+            let options = RestoreOptions {
+                mode,
+                force_logical: logical,
+                ..RestoreOptions::default()
+            };
+            // The batch is written only when the source ends, after expiry.
+            let closer = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+                drop(tx);
+            });
+            let summary = restore(&target, rx, &options, None, &NoProgress)
+                .await
+                .unwrap();
+            closer.await.unwrap();
+            let total = summary.total();
+            assert_eq!(
+                (total.expired, total.failed, total.restored),
+                (1, 0, 0),
+                "logical {logical}, {mode:?}: {summary:?}"
+            );
+            let value: Option<String> = run(&server, ::redis::cmd("GET").arg(&key));
+            assert_eq!(
+                value.as_deref(),
+                Some("live"),
+                "logical {logical}, {mode:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_that_expires_while_being_re_created_is_expired_not_failed() {
+    let server = RedisServer::start();
+    // Big enough that re-creating it with commands takes a while.
+    let key = "kb:emotives:big";
+    let mut conn = server.client();
+    for chunk in 0..100 {
+        let mut cmd = ::redis::cmd("SADD");
+        cmd.arg(key);
+        for i in 0..2000 {
+            cmd.arg(format!("member-{chunk}-{i}-{}", "x".repeat(40)));
+        }
+        let () = cmd.query(&mut conn).unwrap();
+    }
+    let payload: Vec<u8> = ::redis::cmd("DUMP").arg(key).query(&mut conn).unwrap();
+    let () = ::redis::cmd("DEL").arg(key).query(&mut conn).unwrap();
+    let target = Target::connect(&server.url()).await.unwrap();
+    // Measure how long one logical restore of it takes here.
+    let timed = |expire_at_ms| Record {
+        key: key.as_bytes().to_vec(),
+        kb_id: b"kb".to_vec(),
+        category: Category::Emotives,
+        redis_type: "set".into(),
+        expire_at_ms,
+        payload: payload.clone(),
+    };
+    let options = RestoreOptions {
+        force_logical: true,
+        max_elements: 100,
+        ..RestoreOptions::default()
+    };
+    let started = now_ms();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tx.send(SourceItem::Record(timed(None))).await.unwrap();
+    drop(tx);
+    let summary = restore(&target, rx, &options, None, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(summary.total().restored, 1);
+    let took = now_ms() - started;
+    let () = ::redis::cmd("DEL").arg(key).query(&mut conn).unwrap();
+    // Expires about halfway through the re-creation.
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tx.send(SourceItem::Record(timed(Some(now_ms() + took / 2 + 5))))
+        .await
+        .unwrap();
+    drop(tx);
+    let summary = restore(&target, rx, &options, None, &NoProgress)
+        .await
+        .unwrap();
+    let total = summary.total();
+    assert_eq!(total.failed, 0, "took {took} ms: {summary:?}");
+    let exists: i64 = ::redis::cmd("EXISTS").arg(key).query(&mut conn).unwrap();
+    assert_eq!(exists, 0);
 }

@@ -1,0 +1,23 @@
+//! The integration tests of kbdump, one test binary: export, restore, diff,
+//! copy between every pair of server flavours, the offline commands on
+//! golden and damaged archives, the DUMP decoder against captured and live
+//! payloads, restores under faults, and rebuild, mirror and check against
+//! ClickHouse, besides a self-test of the harness. They run the library and
+//! the `kbdump` binary against real `redis-server`, `valkey-server` and
+//! `clickhouse-server` processes started on free loopback ports from the
+//! binaries `scripts/provision.sh` installs (`source .cache/servers/env.sh`,
+//! or run `scripts/test.sh`).
+
+mod support;
+
+mod clickhouse_errors;
+mod clickhouse_rebuild;
+mod clickhouse_stores;
+mod dump_fixtures;
+mod dump_live;
+mod export;
+mod faults;
+mod harness_selftest;
+mod migration;
+mod offline;
+mod restore;
