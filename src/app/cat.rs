@@ -18,11 +18,11 @@ use super::args::{ArchiveInput, SelectArgs};
 use super::inspect::iso_ms;
 use super::{GlobalOpts, EXIT_ERROR};
 use crate::flow::verify::undecodable;
-use crate::source::archive::ArchiveSource;
 use crate::format::archive::Record;
 use crate::format::dump::{self, Value};
 use crate::kato::{display_bytes, parse_display_bytes};
 use crate::selection::Selection;
+use crate::source::archive::ArchiveSource;
 
 const AFTER_HELP: &str = "\
 Strings that hold JSON (emotives, metadata, tf_vector) print as JSON; bytes
@@ -99,9 +99,10 @@ fn visit(
     selection: &Selection,
     visit: impl FnMut(Record) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    ArchiveSource::open(input)?.visit(selection, visit)
-    .map(drop)
-    .map_err(|e| e.context(input.name()))
+    ArchiveSource::open(input)?
+        .visit(selection, visit)
+        .map(drop)
+        .map_err(|e| e.context(input.name()))
 }
 
 /// One key as a JSON Lines object.

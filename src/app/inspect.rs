@@ -9,11 +9,11 @@ use serde_json::json;
 use super::args::ArchiveInput;
 use super::progress::human_bytes;
 use super::{print_json, GlobalOpts};
-use crate::source::archive::{ArchiveSource, Overview};
-use crate::plan::{gate_report, GateVerdict};
 use crate::format::dump;
 use crate::kato::{display_bytes, Category};
 use crate::plan::Method;
+use crate::plan::{gate_report, GateVerdict};
+use crate::source::archive::{ArchiveSource, Overview};
 
 #[derive(Debug, Clone, Args)]
 #[command(

@@ -9,9 +9,9 @@ use serde_json::json;
 use super::args::{ArchiveInput, SelectArgs};
 use super::inspect::iso_ms;
 use super::GlobalOpts;
-use crate::source::archive::ArchiveSource;
 use crate::format::archive::Record;
 use crate::kato::display_bytes;
+use crate::source::archive::ArchiveSource;
 
 #[derive(Debug, Clone, Args)]
 #[command(

@@ -15,8 +15,8 @@ use crate::format::archive::Record;
 use crate::format::dump;
 use crate::kato::{self, Category};
 use crate::net::redis::{Dumped, RedisConn, RedisIoError};
-use crate::selection::{kb_scan_pattern, Selection};
 use crate::records::{Failure, SourceItem};
+use crate::selection::{kb_scan_pattern, Selection};
 
 /// How a key differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -212,7 +212,12 @@ impl RedisConn {
             product: info.product.clone(),
             version: info.version.clone(),
             rdb_version: info.rdb_version(),
-            mode: if info.cluster { "cluster" } else { "standalone" }.into(),
+            mode: if info.cluster {
+                "cluster"
+            } else {
+                "standalone"
+            }
+            .into(),
             db: u32::try_from(self.db).unwrap_or(0),
         }
     }

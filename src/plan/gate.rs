@@ -98,7 +98,6 @@ fn gate_verdict(target: &GateTarget, blocks: &[(u64, BlockMeta)]) -> GateVerdict
     verdict
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

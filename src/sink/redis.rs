@@ -27,10 +27,10 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use crate::clock::Clock;
 use crate::format::archive::Record;
 use crate::format::dump::{self, CommandOptions, ServerKind};
-pub use crate::plan::{estimated_memory, renamed, Method};
-use crate::plan::plan_sized;
 use crate::kato::{display_bytes, Category};
 use crate::net::redis::{RedisConn, RedisIoError, ServerInfo};
+use crate::plan::plan_sized;
+pub use crate::plan::{estimated_memory, renamed, Method};
 use crate::progress::Progress;
 pub use crate::records::{Failure, SourceItem};
 
@@ -433,7 +433,10 @@ fn prepare(
     summary: &mut RestoreSummary,
 ) -> Option<Pending> {
     let (kb_id, key) = renamed(&record.kb_id, &record.key, &options.renames);
-    if record.expire_at_ms.is_some_and(|at| at <= options.clock.now_ms()) {
+    if record
+        .expire_at_ms
+        .is_some_and(|at| at <= options.clock.now_ms())
+    {
         summary
             .tallies
             .entry((kb_id, record.category))
@@ -478,7 +481,14 @@ async fn write_batch(
     }
     let methods: Vec<Method> = batch
         .iter()
-        .map(|p| plan_sized(&target.kind, &p.payload, options.force_logical, options.max_payload))
+        .map(|p| {
+            plan_sized(
+                &target.kind,
+                &p.payload,
+                options.force_logical,
+                options.max_payload,
+            )
+        })
         .collect();
     let mut outcomes = restore_raw(&mut conn, &target.kind, &batch, &methods, options.mode).await?;
     for (i, pending) in batch.iter().enumerate() {
@@ -671,7 +681,11 @@ async fn move_into_place(
     Ok(match (first_error(&replies), replies.last()) {
         // PEXPIREAT with an instant that passed while the key was being
         // re-created deletes it: the key expired, nothing failed.
-        (Some(_), _) if pending.expire_at_ms.is_some_and(|at| at <= options.clock.now_ms()) => {
+        (Some(_), _)
+            if pending
+                .expire_at_ms
+                .is_some_and(|at| at <= options.clock.now_ms()) =>
+        {
             Outcome::Expired
         }
         (Some(reason), _) => Outcome::Failed(format!(

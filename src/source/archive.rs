@@ -63,12 +63,10 @@ impl ArchiveInput {
         if path.is_dir() {
             return Err(OpenError::IsDirectory(path.clone()));
         }
-        File::open(path)
-            .map(Some)
-            .map_err(|source| OpenError::Io {
-                name: path.display().to_string(),
-                source,
-            })
+        File::open(path).map(Some).map_err(|source| OpenError::Io {
+            name: path.display().to_string(),
+            source,
+        })
     }
 
     /// Opens the input for a front-to-back read.

@@ -87,7 +87,11 @@ impl LiveSource {
     ) -> Result<LiveSource, RedisIoError> {
         let info = conn.server_info().await?;
         let kb_ids = resolve_kbs(&mut conn, &options.selection).await?;
-        let header = Header::new(conn.source_info(&info, "redis-server"), spec, clock.now_ms());
+        let header = Header::new(
+            conn.source_info(&info, "redis-server"),
+            spec,
+            clock.now_ms(),
+        );
         let mut source = LiveSource::new(conn, kb_ids, header, options);
         source.info = Some(info);
         Ok(source)
@@ -225,7 +229,9 @@ fn pass_label(kbs: &[Vec<u8>]) -> String {
 }
 
 async fn send(tx: &Sender<SourceItem>, message: SourceItem) -> Result<(), SourceError> {
-    tx.send(message).await.map_err(|_| SourceError::ConsumerGone)
+    tx.send(message)
+        .await
+        .map_err(|_| SourceError::ConsumerGone)
 }
 
 /// One SCAN pass: its pattern, the kb_ids it exports, and every kb_id of
@@ -294,7 +300,8 @@ async fn export_pass(
         let Some(joined) = in_flight.next().await else {
             break;
         };
-        let (batch, dumped, read_at) = joined.map_err(|_| SourceError::TaskGone("DUMP pipeline"))?;
+        let (batch, dumped, read_at) =
+            joined.map_err(|_| SourceError::TaskGone("DUMP pipeline"))?;
         emit_batch(batch, dumped?, read_at, tx, summary, &mut windows, progress).await?;
     }
     let late = resolve_unmarked(

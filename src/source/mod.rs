@@ -81,10 +81,7 @@ impl<T> RecordStream<T> {
     }
 
     /// Changes what the task's result is, keeping the items.
-    pub fn map<U: Send + 'static>(
-        self,
-        f: impl FnOnce(T) -> U + Send + 'static,
-    ) -> RecordStream<U>
+    pub fn map<U: Send + 'static>(self, f: impl FnOnce(T) -> U + Send + 'static) -> RecordStream<U>
     where
         T: Send + 'static,
     {

@@ -7,9 +7,9 @@
 use crate::support::cli::json_outcome;
 use crate::support::clickhouse as chs;
 use crate::support::redis::RedisServer;
-use kbdump::clickhouse_io::{Ch, ChError};
+use kbdump::flow::rebuild::{rebuild, RebuildOptions};
+use kbdump::net::clickhouse::{Ch, ChError};
 use kbdump::progress::NoProgress;
-use kbdump::rebuild::{rebuild, RebuildOptions};
 
 #[tokio::test]
 async fn clickhouse_errors_name_the_server_and_what_to_do() {
@@ -38,7 +38,7 @@ async fn clickhouse_errors_name_the_server_and_what_to_do() {
     assert!(
         matches!(
             err,
-            kbdump::rebuild::Error::ClickHouse(ChError::MissingTable { .. })
+            kbdump::flow::rebuild::Error::ClickHouse(ChError::MissingTable { .. })
         ),
         "{err}"
     );

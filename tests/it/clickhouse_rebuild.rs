@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use crate::support::clickhouse::{self as chs, snapshot, SeedRow, Val};
 use crate::support::redis::RedisServer;
-use kbdump::clickhouse_io::Ch;
+use kbdump::flow::rebuild::{rebuild, RebuildOptions};
+use kbdump::net::clickhouse::Ch;
 use kbdump::progress::NoProgress;
-use kbdump::rebuild::{rebuild, RebuildOptions};
 use redis::AsyncCommands;
 
 async fn seeded(test: &str, kbs: &[(&str, usize)]) -> Ch {

@@ -8,13 +8,14 @@ use crate::support::cli::json_outcome;
 use crate::support::clickhouse::{self as chs, snapshot};
 use crate::support::redis::RedisServer;
 use crate::support::seed;
-use kbdump::check::check;
-use kbdump::clickhouse_io::Ch;
+use kbdump::flow::check::check;
+use kbdump::flow::rebuild::{rebuild, RebuildOptions};
 use kbdump::kato::Category;
-use kbdump::mirror::{mirror, MirrorReader};
+use kbdump::net::clickhouse::Ch;
+use kbdump::net::mirror::MirrorReader;
+use kbdump::net::redis::RedisConn;
 use kbdump::progress::NoProgress;
-use kbdump::rebuild::{rebuild, RebuildOptions};
-use kbdump::redis_io::RedisConn;
+use kbdump::sink::mirror::mirror;
 use redis::AsyncCommands;
 
 async fn seeded(test: &str, kb: &str, n: usize) -> (Ch, String) {

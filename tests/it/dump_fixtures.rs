@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use kbdump::dump::{self, HashField, Stream, StreamId, Value};
+use kbdump::format::dump::{self, HashField, Stream, StreamId, Value};
 use serde_json::Value as Json;
 
 /// How far a timestamp derived from an idle time may be from the decoded one.

@@ -164,7 +164,7 @@ mod spawn {
 
 use std::collections::BTreeMap;
 
-use kbdump::dump::{
+use kbdump::format::dump::{
     self, CommandOptions, HashField, Product, ServerKind, Stream, StreamEntry, StreamGroup,
     StreamId, Value,
 };

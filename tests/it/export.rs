@@ -14,12 +14,13 @@ use std::sync::Mutex;
 use crate::support::cli::{self, json_with_code, kbdump, ok, run, stderr, stdout};
 use crate::support::redis::RedisServer;
 use crate::support::seed::{seed_kato, Category as SeedCategory, SeedSpec, Seeded};
-use kbdump::archive::{Header, IndexedArchive, Record, SourceInfo, FORMAT_VERSION};
-use kbdump::export::{export, ExportOptions};
+use kbdump::flow::export::export;
+use kbdump::format::archive::{Header, IndexedArchive, Record, SourceInfo, FORMAT_VERSION};
 use kbdump::kato::{display_bytes, parse_display_bytes};
+use kbdump::net::redis::RedisConn;
 use kbdump::progress::Progress;
-use kbdump::redis_io::RedisConn;
 use kbdump::selection::Selection;
+use kbdump::source::live::{ExportOptions, LiveSource};
 use serde_json::Value as Json;
 
 fn seeded_server(spec: &SeedSpec) -> (RedisServer, Seeded) {
@@ -53,7 +54,7 @@ fn keys_of(records: &BTreeMap<Vec<u8>, Record>) -> BTreeSet<Vec<u8>> {
 /// same DUMP payload, and an expiry that agrees with PTTL.
 fn assert_records_match_server(server: &RedisServer, records: &BTreeMap<Vec<u8>, Record>) {
     let mut conn = server.client();
-    let now = kbdump::export::now_ms();
+    let now = kbdump::clock::system_now_ms();
     for (key, record) in records {
         let dump: Vec<u8> = redis::cmd("DUMP").arg(key).query(&mut conn).unwrap();
         assert_eq!(dump, record.payload, "payload of {}", display_bytes(key));
@@ -253,16 +254,10 @@ async fn keys_deleted_during_export_are_counted_not_fatal() {
         source: SourceInfo::default(),
         selection: Default::default(),
     };
-    let (bytes, summary) = export(
-        &conn,
-        &[b"node0_kato".to_vec()],
-        header,
-        &options,
-        Vec::new(),
-        &progress,
-    )
-    .await
-    .unwrap();
+    let source = LiveSource::new(conn, vec![b"node0_kato".to_vec()], header, options);
+    let (bytes, summary) = export(&source, Default::default(), Vec::new(), &progress)
+        .await
+        .unwrap();
     assert_eq!(summary.vanished, victims.len() as u64);
     assert_eq!(summary.keys, (all.len() - victims.len()) as u64);
     let archive = IndexedArchive::open(std::io::Cursor::new(bytes)).unwrap();

@@ -11,7 +11,9 @@ use crate::support;
 use crate::support::cli::*;
 use crate::support::redis::{info_field, RedisServer};
 use crate::support::seed::{seed_kato, SeedSpec, Snapshot};
-use kbdump::archive::{ArchiveWriter, Header, IndexedArchive, Record, SourceInfo, FORMAT_VERSION};
+use kbdump::format::archive::{
+    ArchiveWriter, Header, IndexedArchive, Record, SourceInfo, FORMAT_VERSION,
+};
 use kbdump::kato::Category;
 
 const TEMP_PREFIX: &[u8] = b"__kbdump_tmp:";
@@ -177,7 +179,7 @@ fn write_archive(path: &Path, records: &[Record]) {
     let header = Header {
         format_version: FORMAT_VERSION,
         tool: "test".into(),
-        created_at_ms: kbdump::export::now_ms(),
+        created_at_ms: kbdump::clock::system_now_ms(),
         source: SourceInfo::default(),
         selection: Default::default(),
     };
@@ -194,7 +196,7 @@ fn an_undecodable_refused_payload_fails_alone() {
     let good: Vec<u8> = run(&source, redis::cmd("DUMP").arg("v"));
     // Type byte 200 with a valid checksum: RESTORE says "Bad data format"
     // and the decoder cannot read it either.
-    let junk = kbdump::dump::seal(200, b"\x03abc", 10);
+    let junk = kbdump::format::dump::seal(200, b"\x03abc", 10);
     let record = |name: &str, payload: &[u8]| Record {
         key: format!("kb_x:frequency:{name}").into_bytes(),
         kb_id: b"kb_x".to_vec(),
@@ -398,8 +400,8 @@ fn a_truncated_archive_restores_its_intact_blocks() {
             .query(&mut target.client())
             .unwrap();
         let (a, b) = (
-            kbdump::dump::decode(&a).unwrap(),
-            kbdump::dump::decode(&b).unwrap(),
+            kbdump::format::dump::decode(&a).unwrap(),
+            kbdump::format::dump::decode(&b).unwrap(),
         );
         assert!(a.logically_eq(&b), "{}", show(&key));
     }

@@ -16,8 +16,8 @@ use std::thread;
 use crate::support::cli::*;
 use crate::support::redis::{Flavor, RedisServer};
 use crate::support::seed::{self, seed_kato, SeedSpec, Snapshot};
-use kbdump::dump::{self, CommandOptions, ServerKind, Value};
-use kbdump::restore::{plan, Method};
+use kbdump::format::dump::{self, CommandOptions, ServerKind, Value};
+use kbdump::plan::{plan, Method};
 use redis::Value as Reply;
 
 /// Extra keys live under this kb_id so that copy selects them.
@@ -175,7 +175,7 @@ fn seed_streams(c: &mut redis::Connection) {
 }
 
 fn seed_field_ttls(c: &mut redis::Connection) {
-    let in_an_hour = kbdump::export::now_ms() + 3_600_000;
+    let in_an_hour = kbdump::clock::system_now_ms() + 3_600_000;
     let small = key("hash:ttl:small");
     let _: () = redis::cmd("HSET")
         .arg(&small)
@@ -238,7 +238,7 @@ fn target_kind(server: &RedisServer) -> ServerKind {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(kbdump::restore::Target::connect(&server.url()))
+    rt.block_on(kbdump::sink::redis::Target::connect(&server.url()))
         .unwrap()
         .kind
 }

@@ -17,11 +17,11 @@ use std::process::{Command, Output, Stdio};
 use crate::support::cli::{kbdump, ok, stderr, stdout};
 use crate::support::redis::RedisServer;
 use crate::support::seed::{seed_kato, SeedSpec};
-use kbdump::archive::{
+use kbdump::format::archive::{
     ArchiveReader, ArchiveWriter, Header, IndexedArchive, KbWindow, Record, SelectionSpec,
     SourceInfo, WriterOptions, FORMAT_VERSION,
 };
-use kbdump::dump::{self, Value};
+use kbdump::format::dump::{self, Value};
 use kbdump::kato::{display_bytes, parse_display_bytes, Category};
 use serde_json::{json, Value as Json};
 

@@ -10,11 +10,11 @@ use std::path::Path;
 use crate::support::cli::*;
 use crate::support::redis::RedisServer;
 use crate::support::seed::{seed_kato, Category as SeedCategory, SeedSpec, Seeded, Snapshot};
-use kbdump::archive::{ArchiveWriter, Header, Record, SourceInfo, FORMAT_VERSION};
-use kbdump::export::now_ms;
+use kbdump::clock::system_now_ms as now_ms;
+use kbdump::format::archive::{ArchiveWriter, Header, Record, SourceInfo, FORMAT_VERSION};
 use kbdump::kato::Category;
 use kbdump::progress::NoProgress;
-use kbdump::restore::{restore, Mode, RestoreOptions, SourceItem, Target};
+use kbdump::sink::redis::{restore, Mode, RestoreOptions, SourceItem, Target};
 use serde_json::Value as Json;
 
 const NODE0: &[u8] = b"node0_kato";

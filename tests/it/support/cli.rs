@@ -132,9 +132,9 @@ pub fn restore_ok(file: &Path, server: &RedisServer, extra: &[&str]) -> Json {
 /// Every key of the server; `pttl` holds the absolute expiry instant.
 pub fn snap(server: &RedisServer) -> Snapshot {
     let mut conn = server.client();
-    let before = kbdump::export::now_ms();
+    let before = kbdump::clock::system_now_ms();
     let mut snapshot = seed::snapshot(&mut conn);
-    let after = kbdump::export::now_ms();
+    let after = kbdump::clock::system_now_ms();
     let now = (before + after) / 2;
     for key in snapshot.values_mut() {
         key.pttl = key.pttl.map(|ms| now + ms);
