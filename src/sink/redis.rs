@@ -33,7 +33,7 @@ use crate::progress::Progress;
 pub use crate::records::{Failure, SourceItem};
 
 /// What happens to keys that already exist on the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Never touch an existing key (RESTORE without REPLACE).
