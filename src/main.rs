@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(app::run(cli)) {
         Ok(code) => code,
-        Err(err) if app::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if app::report::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("kbdump: error: {err:#}");
             ExitCode::from(app::EXIT_ERROR)

@@ -11,12 +11,13 @@ use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use clap::Args;
 use serde_json::{json, Value as Json};
 
-use super::args::{ArchiveInput, SelectArgs};
-use super::inspect::iso_ms;
+use super::common::ArchiveInput;
+use super::options::selection;
+use super::report::iso_ms;
 use super::{GlobalOpts, EXIT_ERROR};
+use crate::cli::CatArgs;
 use crate::flow::verify::undecodable;
 use crate::format::archive::Record;
 use crate::format::dump::{self, Value};
@@ -24,45 +25,9 @@ use crate::kato::{display_bytes, parse_display_bytes};
 use crate::selection::Selection;
 use crate::source::archive::ArchiveSource;
 
-const AFTER_HELP: &str = "\
-Strings that hold JSON (emotives, metadata, tf_vector) print as JSON; bytes
-that are not UTF-8 print as {\"base64\": \"...\"}, so nothing is lost. Keys are
-shown as `ls` shows them (non-UTF-8 bytes as \\xNN), and --raw takes them the
-same way.
-
---json prints one JSON object per key (JSON Lines): key, kb_id, category,
-type, expire_at_ms and value, where value is {\"type\": ..., \"value\": ...} in
-the lossless form documented in the dump module.
-
-Exit status: 0 success; 2 an error (archive unreadable, --raw key not found
-or not a string, or some payload did not decode: those keys are named on
-stderr, the others are still printed).
-
-Examples:
-  # what were the emotives of pattern 3f78... in kb node2_kato?
-  kbdump cat node2.kbd --kb node2_kato --category emotives --match '*:emotives:3f78*'
-  kbdump cat node2.kbd --kb node2_kato --category metadata | less
-  kbdump cat --json node2.kbd --category emotives | jq '.value.value'
-  kbdump cat node2.kbd --raw 'node2_kato:metadata:3f78a9' > metadata.json
-  kbdump export --kb node2_kato -o - | kbdump cat - --category symbols";
-
-#[derive(Debug, Clone, Args)]
-#[command(after_help = AFTER_HELP)]
-pub struct CatArgs {
-    /// Archive file, or `-` for stdin.
-    #[arg(value_name = "FILE|-")]
-    pub file: String,
-    #[command(flatten)]
-    pub select: SelectArgs,
-    /// Write the exact bytes of this one string key to stdout (as `ls`
-    /// prints it: non-UTF-8 bytes as \xNN).
-    #[arg(long, value_name = "KEY")]
-    pub raw: Option<String>,
-}
-
 pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file);
-    let selection = args.select.selection();
+    let selection = selection(&args.select);
     if let Some(key) = &args.raw {
         return raw(&input, &selection, &parse_display_bytes(key));
     }

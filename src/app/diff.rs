@@ -3,46 +3,24 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use clap::Args;
 use serde_json::json;
 
-use super::args::{ArchiveInput, RedisArgs, SelectArgs};
-use super::restore::source_outcome;
-use super::{print_json, GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
+use super::common::{source_outcome, ArchiveInput};
+use super::options::selection;
+use super::report::{cells_json, print_json};
+use super::{GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
+use crate::cli::DiffArgs;
 use crate::flow::diff::{diff, DiffOptions, DiffReport, Kind};
 use crate::kato::display_bytes;
 use crate::net::redis::RedisConn;
 use crate::source::archive::ArchiveSource;
 
-const EXAMPLES: &str = "\
-Exit status: 0 identical, 1 different, 2 error.
-
-Examples:
-  kbdump diff node0.kbd --redis redis://127.0.0.1:6379
-  kbdump diff node0.kbd --kb node0_kato --category emotives
-  kbdump diff node0.kbd --json | jq '.keys[] | select(.kind == \"missing\") | .key'";
-
 /// Examples shown per group in the text output.
 const EXAMPLES_PER_GROUP: usize = 5;
 
-#[derive(Debug, Clone, Args)]
-#[command(after_help = EXAMPLES)]
-pub struct DiffArgs {
-    /// Archive file, or `-` for stdin.
-    #[arg(value_name = "FILE|-")]
-    pub file: String,
-    #[command(flatten)]
-    pub redis: RedisArgs,
-    #[command(flatten)]
-    pub select: SelectArgs,
-    /// Expiries closer than this many milliseconds count as equal.
-    #[arg(long, default_value_t = 2000)]
-    pub expiry_tolerance_ms: i64,
-}
-
 pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file);
-    let selection = args.select.selection();
+    let selection = selection(&args.select);
     let conn = RedisConn::connect(&args.redis.redis).await?;
     let (rx, source) = ArchiveSource::open(&input)?
         .stream(selection.clone())
@@ -69,7 +47,7 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
 }
 
 fn to_json(report: &DiffReport, server: &str) -> serde_json::Value {
-    let cells = super::cells_json(&report.tallies);
+    let cells = cells_json(&report.tallies);
     json!({
         "server": server,
         "identical": report.is_identical(),

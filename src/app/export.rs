@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
 use serde_json::json;
 
-use super::args::{RedisArgs, SelectArgs};
-use super::progress::{human_bytes, key_progress};
-use super::{print_json, GlobalOpts};
+use super::options::{selection, selection_spec};
+use super::progress::key_progress;
+use super::report::{human_bytes, print_json};
+use super::GlobalOpts;
+use crate::cli::ExportArgs;
 use crate::clock::Clock;
 use crate::flow::export::export;
 use crate::format::archive::WriterOptions;
@@ -18,37 +19,6 @@ use crate::kato::display_bytes;
 use crate::net::redis::RedisConn;
 use crate::sink::file::AtomicFile;
 use crate::source::live::{ExportOptions, ExportSummary, LiveSource};
-
-const EXAMPLES: &str = "\
-Examples:
-  kbdump export --kb node0_kato -o node0.kbd
-  kbdump export --kb 'node*' --category emotives --category metadata -o precious.kbd
-  kbdump export -o all.kbd                      # every kb_id found on the server
-  kbdump export --kb node0_kato -o - | ssh backup 'cat > node0.kbd'
-
-A SCAN export is not a point-in-time snapshot: each key is read at some moment
-inside its kb_id's SCAN window, which the archive records.";
-
-#[derive(Debug, Clone, Args)]
-#[command(after_help = EXAMPLES)]
-pub struct ExportArgs {
-    #[command(flatten)]
-    pub redis: RedisArgs,
-    #[command(flatten)]
-    pub select: SelectArgs,
-    /// Archive to write, or `-` for stdout.
-    #[arg(short = 'o', long = "output", value_name = "FILE|-")]
-    pub output: String,
-    /// Overwrite an existing output file.
-    #[arg(long)]
-    pub force: bool,
-    /// zstd compression level (1-19).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-    pub level: i32,
-    /// SCAN COUNT hint.
-    #[arg(long, default_value_t = 1000)]
-    pub scan_count: usize,
-}
 
 pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let to_stdout = args.output == "-";
@@ -63,11 +33,12 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
     };
     let conn = RedisConn::connect(&args.redis.redis).await?;
     let options = ExportOptions {
-        selection: args.select.selection(),
+        selection: selection(&args.select),
         scan_count: args.scan_count,
         ..Default::default()
     };
-    let source = LiveSource::open(conn, options, args.select.spec(), &Clock::system()).await?;
+    let spec = selection_spec(&args.select);
+    let source = LiveSource::open(conn, options, spec, &Clock::system()).await?;
     if source.kb_ids().is_empty() {
         eprintln!(
             "kbdump: warning: no kb_id on {} matches the selection; the archive will be empty",

@@ -3,27 +3,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
-use clap::Args;
 use serde_json::json;
 
-use super::args::ArchiveInput;
-use super::progress::human_bytes;
-use super::{print_json, GlobalOpts};
+use super::common::ArchiveInput;
+use super::report::{human_bytes, iso_ms, print_json};
+use super::GlobalOpts;
+use crate::cli::InspectArgs;
 use crate::format::dump;
 use crate::kato::{display_bytes, Category};
 use crate::plan::Method;
 use crate::plan::{gate_report, GateVerdict};
 use crate::source::archive::{ArchiveSource, Overview};
-
-#[derive(Debug, Clone, Args)]
-#[command(
-    after_help = "Reads only the header and the index (the whole stream for `-`). The\n`restore` table says, per server release in its default configuration,\nwhether RESTORE takes every payload as it is (raw), only after the payload\ntrailer is retagged to the target's RDB version (retag; `kbdump restore`\ndoes this by itself), or needs the logical path (plain commands) for the\ntype ids listed, because that release does not know them.\n\nExamples:\n  kbdump inspect node0.kbd\n  kbdump inspect --json node0.kbd\n  cat node0.kbd | kbdump inspect -"
-)]
-pub struct InspectArgs {
-    /// Archive file, or `-` for stdin.
-    #[arg(value_name = "FILE|-")]
-    pub file: String,
-}
 
 #[derive(Default)]
 struct Cell {
@@ -234,42 +224,5 @@ fn gate_line(v: &GateVerdict, versions: &BTreeSet<u16>) -> String {
                 .collect();
             said.join("; ")
         }
-    }
-}
-
-/// Unix milliseconds as an ISO-8601 UTC timestamp.
-pub fn iso_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn iso_timestamps() {
-        assert_eq!(super::iso_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::iso_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(super::iso_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 }

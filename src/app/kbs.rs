@@ -2,22 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Args;
 use serde_json::json;
 
-use super::args::RedisArgs;
-use super::{print_json, GlobalOpts};
+use super::report::print_json;
+use super::GlobalOpts;
+use crate::cli::KbsArgs;
 use crate::kato::{display_bytes, Category};
 use crate::net::redis::RedisConn;
-
-#[derive(Debug, Clone, Args)]
-#[command(
-    after_help = "Examples:\n  kbdump kbs --redis redis://127.0.0.1:6379\n  kbdump kbs --json | jq '.kbs[].kb_id'"
-)]
-pub struct KbsArgs {
-    #[command(flatten)]
-    pub redis: RedisArgs,
-}
 
 pub async fn run(args: KbsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let mut conn = RedisConn::connect(&args.redis.redis).await?;

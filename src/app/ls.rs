@@ -3,34 +3,20 @@
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use clap::Args;
 use serde_json::json;
 
-use super::args::{ArchiveInput, SelectArgs};
-use super::inspect::iso_ms;
+use super::common::ArchiveInput;
+use super::options::selection;
+use super::report::iso_ms;
 use super::GlobalOpts;
+use crate::cli::LsArgs;
 use crate::format::archive::Record;
 use crate::kato::display_bytes;
 use crate::source::archive::ArchiveSource;
 
-#[derive(Debug, Clone, Args)]
-#[command(
-    after_help = "Examples:\n  kbdump ls node0.kbd --category emotives\n  kbdump ls node0.kbd --long --match '*:metadata:3f7*'\n  kbdump ls --json all.kbd --kb 'node*'   # JSON Lines, one key per line"
-)]
-pub struct LsArgs {
-    /// Archive file, or `-` for stdin.
-    #[arg(value_name = "FILE|-")]
-    pub file: String,
-    #[command(flatten)]
-    pub select: SelectArgs,
-    /// Also show type, expiry and payload size.
-    #[arg(long, short = 'l')]
-    pub long: bool,
-}
-
 pub async fn run(args: LsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file);
-    let selection = args.select.selection();
+    let selection = selection(&args.select);
     let mut out = BufWriter::new(std::io::stdout().lock());
     let print = |r: Record| -> anyhow::Result<()> {
         Ok(writeln!(out, "{}", line(&r, args.long, global.json))?)

@@ -1,10 +1,14 @@
 //! Command implementations: turn parsed arguments into library calls, draw
 //! progress, print results. The only place that uses anyhow and stdout.
+//!
+//! One file per command; a command file never imports another. What
+//! several share lives in [`options`] (arguments to library options),
+//! [`common`] (archive inputs, connections, restore with undo), [`report`]
+//! (printing) and [`progress`] (drawing).
 
-pub mod args;
 pub mod cat;
 pub mod check;
-pub mod clickhouse_args;
+pub mod common;
 pub mod copy;
 pub mod diff;
 pub mod export;
@@ -12,8 +16,10 @@ pub mod inspect;
 pub mod kbs;
 pub mod ls;
 pub mod mirror;
+pub mod options;
 pub mod progress;
 pub mod rebuild;
+pub mod report;
 pub mod restore;
 pub mod verify;
 
@@ -53,44 +59,4 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mirror(args) => mirror::run(args, &global).await,
         Command::Check(args) => check::run(args, &global).await,
     }
-}
-
-/// Per kb_id x category counters as JSON objects, each with its `kb_id`
-/// and `category` (the `contents` list of restore's and diff's reports).
-pub fn cells_json<T: serde::Serialize>(
-    tallies: &std::collections::BTreeMap<(Vec<u8>, crate::kato::Category), T>,
-) -> Vec<serde_json::Value> {
-    tallies
-        .iter()
-        .map(|((kb, cat), counts)| {
-            let mut v = serde_json::to_value(counts).unwrap_or_default();
-            v["kb_id"] = serde_json::json!(crate::kato::display_bytes(kb));
-            v["category"] = serde_json::json!(cat.to_string());
-            v
-        })
-        .collect()
-}
-
-/// Prints a JSON value on stdout.
-pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
-}
-
-/// True when an error chain ends in a broken pipe (stdout closed by `head`),
-/// which is not a failure of ours.
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    let broken = |kind: Option<std::io::ErrorKind>| kind == Some(std::io::ErrorKind::BrokenPipe);
-    err.chain().any(|cause| {
-        // serde_json reports a failed write as its own error type.
-        broken(cause.downcast_ref::<std::io::Error>().map(|e| e.kind()))
-            || broken(
-                cause
-                    .downcast_ref::<serde_json::Error>()
-                    .and_then(|e| e.io_error_kind()),
-            )
-    })
 }

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::progress::{NoProgress, Progress};
 
@@ -40,8 +40,4 @@ pub fn key_progress(global: &super::GlobalOpts) -> Box<dyn Progress> {
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     Box::new(Bar(bar))
-}
-
-pub fn human_bytes(n: u64) -> String {
-    HumanBytes(n).to_string()
 }

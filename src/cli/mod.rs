@@ -1,8 +1,38 @@
 //! The command line, as clap derive types only. Doc comments are the help.
+//!
+//! Nothing here does work: [`crate::app`] turns these into library options.
+//! This module depends on the library only for plain value types that parse
+//! from a string (such as [`crate::kato::Category`]).
+
+pub mod args;
+pub mod cat;
+pub mod check;
+pub mod copy;
+pub mod diff;
+pub mod export;
+pub mod inspect;
+pub mod kbs;
+pub mod ls;
+pub mod mirror;
+pub mod rebuild;
+pub mod restore;
+pub mod verify;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app;
+pub use args::{ClickHouseArgs, ModeArg, RedisArgs, SelectArgs, WriteArgs};
+pub use cat::CatArgs;
+pub use check::CheckArgs;
+pub use copy::CopyArgs;
+pub use diff::DiffArgs;
+pub use export::ExportArgs;
+pub use inspect::InspectArgs;
+pub use kbs::KbsArgs;
+pub use ls::LsArgs;
+pub use mirror::MirrorArgs;
+pub use rebuild::RebuildArgs;
+pub use restore::RestoreArgs;
+pub use verify::VerifyArgs;
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 a check said no (diff found differences, verify
@@ -43,35 +73,54 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Export kb_ids from a live server into a .kbd archive (or stdout).
-    Export(app::export::ExportArgs),
+    Export(ExportArgs),
     /// Put archived keys back into a live server (by default only missing ones).
-    Restore(app::restore::RestoreArgs),
+    Restore(RestoreArgs),
     /// Compare an archive with a live server: missing, extra, changed keys.
-    Diff(app::diff::DiffArgs),
+    Diff(DiffArgs),
     /// Copy kb_ids from one server to another, across versions.
-    Copy(app::copy::CopyArgs),
+    Copy(CopyArgs),
     /// List the kb_ids on a server with per-category key counts.
-    Kbs(app::kbs::KbsArgs),
+    Kbs(KbsArgs),
     /// Summarise an archive: header, source, per kb_id x category counts.
-    Inspect(app::inspect::InspectArgs),
+    Inspect(InspectArgs),
     /// List the keys in an archive.
-    Ls(app::ls::LsArgs),
+    Ls(LsArgs),
     /// Print archived keys with their decoded values (text, JSON Lines or raw bytes).
-    Cat(app::cat::CatArgs),
+    Cat(CatArgs),
     /// Check every block, the index and every payload of an archive.
-    Verify(app::verify::VerifyArgs),
+    Verify(VerifyArgs),
     /// Rebuild the derivable data of kb_ids from ClickHouse into Redis.
-    Rebuild(app::rebuild::RebuildArgs),
+    Rebuild(RebuildArgs),
     /// Copy frequency, emotives, metadata and affinity into ClickHouse.
-    Mirror(app::mirror::MirrorArgs),
+    Mirror(MirrorArgs),
     /// Compare ClickHouse's patterns with Redis; exit 1 on findings.
-    Check(app::check::CheckArgs),
+    Check(CheckArgs),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
     use clap::CommandFactory;
+    use std::sync::Mutex;
+
+    /// Parsing reads `REDIS_URL` (and `CLICKHOUSE_URL`); the test that sets
+    /// it holds this lock, and so does every parse here, so no parse sees
+    /// another test's value.
+    static ENV: Mutex<()> = Mutex::new(());
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        Cli::try_parse_from(std::iter::once("kbdump").chain(args.iter().copied()))
+    }
+
+    fn restore_args(args: &[&str]) -> RestoreArgs {
+        match parse(args).expect("parses").command {
+            Command::Restore(a) => a,
+            other => panic!("not restore: {other:?}"),
+        }
+    }
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -80,8 +129,52 @@ mod tests {
 
     #[test]
     fn unknown_category_is_a_usage_error() {
-        let err = Cli::try_parse_from(["kbdump", "export", "--category", "emotive", "-o", "x"])
-            .unwrap_err();
+        let err = parse(&["export", "--category", "emotive", "-o", "x"]).unwrap_err();
         assert!(err.to_string().contains("emotives"), "{err}");
+    }
+
+    #[test]
+    fn mode_parses_to_the_cli_value() {
+        let args = restore_args(&["restore", "x.kbd", "--mode", "replace"]);
+        assert_eq!(args.write.mode, ModeArg::Replace);
+        let args = restore_args(&["restore", "x.kbd"]);
+        assert_eq!(args.write.mode, ModeArg::Missing);
+        let err = parse(&["restore", "x.kbd", "--mode", "overwrite"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn restore_needs_a_file_or_the_clickhouse_mirror() {
+        let err = parse(&["restore"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let args = restore_args(&["restore", "--from-clickhouse", "http://ch:8123"]);
+        assert_eq!(args.file, None);
+        assert_eq!(args.from_clickhouse.as_deref(), Some("http://ch:8123"));
+        let err = parse(&["restore", "x.kbd", "--from-clickhouse", "http://ch:8123"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn redis_falls_back_to_redis_url() {
+        let redis = |cli: Cli| match cli.command {
+            Command::Kbs(a) => a.redis.redis,
+            other => panic!("not kbs: {other:?}"),
+        };
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let saved = std::env::var_os("REDIS_URL");
+        let kbs = |args: &[&str]| {
+            Cli::try_parse_from(["kbdump", "kbs"].iter().chain(args).copied()).expect("parses")
+        };
+        std::env::set_var("REDIS_URL", "redis://kbdump-cli-test:6390/3");
+        let from_env = redis(kbs(&[]));
+        let explicit = redis(kbs(&["--redis", "redis://flag:6379"]));
+        std::env::remove_var("REDIS_URL");
+        let default = redis(kbs(&[]));
+        if let Some(v) = saved {
+            std::env::set_var("REDIS_URL", v);
+        }
+        assert_eq!(from_env, "redis://kbdump-cli-test:6390/3");
+        assert_eq!(explicit, "redis://flag:6379");
+        assert_eq!(default, "redis://127.0.0.1:6379");
     }
 }

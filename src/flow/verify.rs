@@ -245,7 +245,6 @@ fn error_offset(e: &archive::Error) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kato::Category;
 
     #[test]
     fn undecodable_names_the_type_byte() {

@@ -35,7 +35,7 @@ use crate::progress::Progress;
 pub use crate::records::{Failure, SourceItem};
 
 /// What happens to keys that already exist on the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Never touch an existing key (RESTORE without REPLACE).
@@ -816,7 +816,6 @@ fn predicted(kind: &ServerKind, payload: &[u8], options: &RestoreOptions) -> Out
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::dump::Product;
 
     #[test]
     fn temp_keys_share_the_hash_slot_of_their_key() {

@@ -1,0 +1,66 @@
+//! Parsed arguments ([`crate::cli`]) turned into library options.
+
+use crate::cli::{ModeArg, SelectArgs, WriteArgs};
+use crate::format::archive::SelectionSpec;
+use crate::kato::parse_display_bytes;
+use crate::pattern::Glob;
+use crate::selection::Selection;
+use crate::sink::redis::{Mode, RestoreOptions, Target};
+
+/// `--kb`, `--category`, `--match` as a selection.
+pub fn selection(args: &SelectArgs) -> Selection {
+    Selection {
+        kbs: globs(&args.kbs),
+        categories: args.categories.clone(),
+        matches: globs(&args.matches),
+    }
+}
+
+/// The selection as the archive header records it.
+pub fn selection_spec(args: &SelectArgs) -> SelectionSpec {
+    SelectionSpec {
+        kbs: args.kbs.iter().map(|k| parse_display_bytes(k)).collect(),
+        categories: args.categories.clone(),
+        matches: args
+            .matches
+            .iter()
+            .map(|m| parse_display_bytes(m))
+            .collect(),
+    }
+}
+
+/// Globs given in display notation (non-UTF-8 bytes as \xNN).
+pub fn globs(patterns: &[String]) -> Vec<Glob> {
+    patterns
+        .iter()
+        .map(|p| Glob::new(parse_display_bytes(p)))
+        .collect()
+}
+
+/// `--mode` as the restore engine's mode.
+pub fn mode(arg: ModeArg) -> Mode {
+    match arg {
+        ModeArg::Missing => Mode::Missing,
+        ModeArg::Replace => Mode::Replace,
+    }
+}
+
+/// The restore options, with the memory guard for `target` unless
+/// `--force`.
+pub fn restore_options(args: &WriteArgs, target: &Target) -> RestoreOptions {
+    RestoreOptions {
+        memory_budget: target.memory_budget().filter(|_| !args.force),
+        max_payload: target.max_bulk,
+        // Logical chunks stay well below the server's argument limit.
+        max_bytes: (target.max_bulk / 4).clamp(1, 1 << 20) as usize,
+        mode: mode(args.mode),
+        renames: args
+            .renames
+            .iter()
+            .map(|(f, t)| (parse_display_bytes(f), parse_display_bytes(t)))
+            .collect(),
+        dry_run: args.dry_run,
+        force_logical: args.logical,
+        ..RestoreOptions::default()
+    }
+}

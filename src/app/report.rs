@@ -1,0 +1,220 @@
+//! Reporting helpers shared by the commands: JSON on stdout, the
+//! kb_id x category cells, timestamps and sizes for people, and the restore
+//! summary that restore and copy both print.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use indicatif::HumanBytes;
+use serde_json::json;
+
+use super::{GlobalOpts, EXIT_ERROR};
+use crate::clock::system_now_ms as now_ms;
+use crate::kato::{display_bytes, Category};
+use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
+
+/// Per kb_id x category counters as JSON objects, each with its `kb_id`
+/// and `category` (the `contents` list of restore's and diff's reports).
+pub fn cells_json<T: serde::Serialize>(
+    tallies: &BTreeMap<(Vec<u8>, Category), T>,
+) -> Vec<serde_json::Value> {
+    tallies
+        .iter()
+        .map(|((kb, cat), counts)| {
+            let mut v = serde_json::to_value(counts).unwrap_or_default();
+            v["kb_id"] = json!(display_bytes(kb));
+            v["category"] = json!(cat.to_string());
+            v
+        })
+        .collect()
+}
+
+/// Prints a JSON value on stdout.
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// True when an error chain ends in a broken pipe (stdout closed by `head`),
+/// which is not a failure of ours.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let broken = |kind: Option<std::io::ErrorKind>| kind == Some(std::io::ErrorKind::BrokenPipe);
+    err.chain().any(|cause| {
+        // serde_json reports a failed write as its own error type.
+        broken(cause.downcast_ref::<std::io::Error>().map(|e| e.kind()))
+            || broken(
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(|e| e.io_error_kind()),
+            )
+    })
+}
+
+/// Unix milliseconds as an ISO-8601 UTC timestamp.
+pub fn iso_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A byte count for people, in binary units.
+pub fn human_bytes(n: u64) -> String {
+    HumanBytes(n).to_string()
+}
+
+/// A timestamp usable in a file name.
+pub fn undo_stamp() -> String {
+    iso_ms(now_ms()).replace([':', '.'], "-")
+}
+
+/// The exit status of a restore (or copy): an error when any key failed.
+pub fn restore_exit_code(summary: &RestoreSummary) -> ExitCode {
+    if summary.has_failures() {
+        ExitCode::from(EXIT_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints the summary of a restore (or copy), as text or `--json`.
+pub fn report_restore(
+    summary: &RestoreSummary,
+    options: &RestoreOptions,
+    target: &Target,
+    undo: Option<&Path>,
+    global: &GlobalOpts,
+) -> anyhow::Result<()> {
+    if global.json {
+        return print_json(&summary_json(summary, options, target, undo));
+    }
+    print!("{}", summary_text(summary, options, target, undo));
+    Ok(())
+}
+
+fn summary_json(
+    summary: &RestoreSummary,
+    options: &RestoreOptions,
+    target: &Target,
+    undo: Option<&Path>,
+) -> serde_json::Value {
+    let cells = cells_json(&summary.tallies);
+    json!({
+        "target": target.conn.address(),
+        "mode": options.mode,
+        "dry_run": options.dry_run,
+        "total": summary.total(),
+        "contents": cells,
+        "failures": summary.failures,
+        "warnings": summary.warnings,
+        "saved_for_undo": summary.saved_for_undo,
+        "undo_archive": undo.map(|p| p.display().to_string()),
+    })
+}
+
+fn summary_text(
+    summary: &RestoreSummary,
+    options: &RestoreOptions,
+    target: &Target,
+    undo: Option<&Path>,
+) -> String {
+    let total = summary.total();
+    let verb = if options.dry_run {
+        "would restore"
+    } else {
+        "restored"
+    };
+    let mut out = format!(
+        "{}{verb} {} keys into {} ({} {}), mode {}: {} kept (already present), {} expired, {} failed\n",
+        if options.dry_run { "dry run: " } else { "" },
+        total.restored,
+        target.conn.address(),
+        target.info.product,
+        target.info.version,
+        match options.mode {
+            Mode::Missing => "missing",
+            Mode::Replace => "replace",
+        },
+        total.kept,
+        total.expired,
+        total.failed
+    );
+    out += &format!(
+        "{:<24} {:<12} {:>9} {:>9} {:>9} {:>7}   {:>7} {:>9} {:>8}\n",
+        "kb_id", "category", "restored", "kept", "expired", "failed", "raw", "retagged", "logical"
+    );
+    for ((kb, cat), c) in &summary.tallies {
+        out += &format!(
+            "{:<24} {:<12} {:>9} {:>9} {:>9} {:>7}   {:>7} {:>9} {:>8}\n",
+            display_bytes(kb),
+            cat,
+            c.restored,
+            c.kept,
+            c.expired,
+            c.failed,
+            c.raw,
+            c.retagged,
+            c.logical
+        );
+    }
+    for warning in summary.warnings.iter().take(20) {
+        out += &format!("restored with loss: {}: {}\n", warning.what, warning.reason);
+    }
+    if summary.warnings.len() > 20 {
+        out += &format!(
+            "... and {} more keys restored with loss (see --json)\n",
+            summary.warnings.len() - 20
+        );
+    }
+    for failure in summary.failures.iter().take(20) {
+        out += &format!("failed: {}: {}\n", failure.what, failure.reason);
+    }
+    if summary.failures.len() > 20 {
+        out += &format!(
+            "... and {} more failures (see --json)\n",
+            summary.failures.len() - 20
+        );
+    }
+    if let Some(path) = undo {
+        out += &format!(
+            "{} overwritten keys saved to {}; undo with: kbdump restore --mode replace {}\n",
+            summary.saved_for_undo,
+            path.display(),
+            path.display()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso_timestamps() {
+        assert_eq!(super::iso_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::iso_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(super::iso_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,87 @@
+//! Argument groups shared by several commands.
+
+use clap::{Args, ValueEnum};
+
+use crate::kato::Category;
+
+/// Which server to talk to.
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL: redis://[user:password@]host:port[/db] (rediss:// for TLS).
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true,
+        hide_default_value = false
+    )]
+    pub redis: String,
+}
+
+/// `--kb`, `--category`, `--match`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SelectArgs {
+    /// kb_id or glob (repeatable; default: all). Non-UTF-8 bytes as \xNN.
+    #[arg(long = "kb", value_name = "ID|GLOB")]
+    pub kbs: Vec<String>,
+    /// Category (repeatable): frequency, emotives, metadata, affinity,
+    /// symbols, globals, metrics, predictions, other.
+    #[arg(long = "category", value_name = "C")]
+    pub categories: Vec<Category>,
+    /// Key glob, Redis syntax (repeatable; a key matching any is selected).
+    #[arg(long = "match", value_name = "GLOB")]
+    pub matches: Vec<String>,
+}
+
+/// What happens to keys that already exist on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ModeArg {
+    /// Never touch an existing key (RESTORE without REPLACE).
+    #[default]
+    Missing,
+    /// Overwrite existing keys.
+    Replace,
+}
+
+/// Options of restore that copy shares.
+#[derive(Debug, Clone, Args)]
+pub struct WriteArgs {
+    /// missing: never touch existing keys; replace: overwrite them.
+    #[arg(long, value_enum, default_value_t = ModeArg::Missing)]
+    pub mode: ModeArg,
+    /// Write kb_id FROM's keys under kb_id TO (repeatable).
+    #[arg(long = "rename-kb", value_name = "FROM=TO", value_parser = parse_rename)]
+    pub renames: Vec<(String, String)>,
+    /// Write nothing; report exactly what a real run would do.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Re-create every key with plain commands instead of RESTORE.
+    #[arg(long)]
+    pub logical: bool,
+    /// Restore even when the target's maxmemory headroom looks too small.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn parse_rename(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() => {
+            Ok((from.to_string(), to.to_string()))
+        }
+        _ => Err(format!("expected FROM=TO, got {s:?}")),
+    }
+}
+
+/// Which ClickHouse to talk to.
+#[derive(Debug, Clone, Args)]
+pub struct ClickHouseArgs {
+    /// ClickHouse HTTP URL: http://[user:password@]host:port/?database=NAME
+    /// (database `kato` when not given).
+    #[arg(
+        long,
+        env = "CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123",
+        hide_env_values = true
+    )]
+    pub clickhouse: String,
+}

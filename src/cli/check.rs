@@ -1,0 +1,27 @@
+//! `kbdump check`: arguments.
+
+use clap::Args;
+
+use super::args::{ClickHouseArgs, RedisArgs};
+
+const EXAMPLES: &str = "\
+Examples:
+  kbdump check --clickhouse http://127.0.0.1:8123 --redis redis://127.0.0.1:6379
+  kbdump check --kb node0_kato --json
+  kbdump check --kb 'node*_kato'
+
+Exit status: 0 the stores agree; 1 findings; 2 an error.";
+
+/// Compare ClickHouse's patterns with Redis; exit 1 on findings.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// kb_id or glob to check (repeatable; default: every kb_id in
+    /// ClickHouse).
+    #[arg(long = "kb", value_name = "ID|GLOB")]
+    pub kbs: Vec<String>,
+}

@@ -1,0 +1,36 @@
+//! `kbdump export`: arguments.
+
+use clap::Args;
+
+use super::args::{RedisArgs, SelectArgs};
+
+const EXAMPLES: &str = "\
+Examples:
+  kbdump export --kb node0_kato -o node0.kbd
+  kbdump export --kb 'node*' --category emotives --category metadata -o precious.kbd
+  kbdump export -o all.kbd                      # every kb_id found on the server
+  kbdump export --kb node0_kato -o - | ssh backup 'cat > node0.kbd'
+
+A SCAN export is not a point-in-time snapshot: each key is read at some moment
+inside its kb_id's SCAN window, which the archive records.";
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Archive to write, or `-` for stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE|-")]
+    pub output: String,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// zstd compression level (1-19).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// SCAN COUNT hint.
+    #[arg(long, default_value_t = 1000)]
+    pub scan_count: usize,
+}

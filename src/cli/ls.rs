@@ -1,0 +1,20 @@
+//! `kbdump ls`: arguments.
+
+use clap::Args;
+
+use super::args::SelectArgs;
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Examples:\n  kbdump ls node0.kbd --category emotives\n  kbdump ls node0.kbd --long --match '*:metadata:3f7*'\n  kbdump ls --json all.kbd --kb 'node*'   # JSON Lines, one key per line"
+)]
+pub struct LsArgs {
+    /// Archive file, or `-` for stdin.
+    #[arg(value_name = "FILE|-")]
+    pub file: String,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Also show type, expiry and payload size.
+    #[arg(long, short = 'l')]
+    pub long: bool,
+}

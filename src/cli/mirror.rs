@@ -1,0 +1,35 @@
+//! `kbdump mirror`: arguments.
+
+use clap::Args;
+
+use super::args::{ClickHouseArgs, RedisArgs};
+
+const EXAMPLES: &str = "\
+Examples:
+  kbdump mirror --redis redis://127.0.0.1:6379 --clickhouse http://127.0.0.1:8123
+  kbdump mirror --kb node0_kato --kb 'node1*' --json
+  kbdump mirror --kb node0_kato --prune     # also forget keys deleted from Redis
+
+Copies frequency, emotives, metadata and affinity keys (DUMP payload, type,
+expiry) into the ClickHouse table redis_mirror (created if absent). Reruns
+replace rows of the same key (ReplacingMergeTree, read with FINAL). A key
+deleted from Redis keeps its last row, and restore --from-clickhouse would
+bring it back, unless the run has --prune: then the mirrored kb_ids' rows
+older than the run are deleted once it is complete.";
+
+/// Copy the unrecoverable categories of kb_ids from Redis into ClickHouse.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct MirrorArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+    /// kb_id or glob (repeatable; default: every kb_id on the Redis server).
+    #[arg(long = "kb", value_name = "ID|GLOB")]
+    pub kbs: Vec<String>,
+    /// After mirroring, delete the mirrored kb_ids' rows of keys that are
+    /// no longer in Redis (and superseded versions): makes the run a sync.
+    #[arg(long)]
+    pub prune: bool,
+}
