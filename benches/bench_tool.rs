@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
-use kbdump::archive::IndexedArchive;
+use kbdump::format::archive::IndexedArchive;
 
 fn main() -> ExitCode {
     // `cargo bench` appends `--bench`; ignore it.

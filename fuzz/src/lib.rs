@@ -10,10 +10,11 @@
 
 use std::io::Cursor;
 
-use kbdump::archive::{ArchiveReader, BlockMeta, IndexedArchive, FORMAT_VERSION, MAGIC};
-use kbdump::dump;
+use kbdump::format::archive::{ArchiveReader, BlockMeta, IndexedArchive, FORMAT_VERSION, MAGIC};
+use kbdump::format::dump;
 use kbdump::kato::Category;
-use kbdump::offline;
+use kbdump::flow::verify as offline;
+use kbdump::source::archive::ArchiveSource;
 
 /// `payload` with its last 8 bytes replaced by the CRC-64 of the rest.
 pub fn reseal_payload(payload: &[u8]) -> Option<Vec<u8>> {
@@ -83,14 +84,19 @@ pub fn check_archive_read(data: &[u8]) {
 fn archive_one(bytes: &[u8]) {
     stream_read(bytes);
     indexed_read(bytes);
-    let check = |r: &kbdump::archive::Record| offline::check_payload_decodes(&r.payload);
+    let check = |r: &kbdump::format::archive::Record| offline::check_payload_decodes(&r.payload);
     let report = offline::verify_stream(Cursor::new(bytes), &check);
     let _ = report.is_clean();
     let _ = offline::verify_file(Cursor::new(bytes), &check).unwrap();
-    if let Ok(overview) = offline::overview_file(Cursor::new(bytes)) {
-        let _ = offline::gate_report(&overview.blocks);
+    let owned = bytes.to_vec();
+    if let Ok(source) = ArchiveSource::seekable("fuzz".into(), Cursor::new(owned.clone())) {
+        if let Ok(overview) = source.overview() {
+            let _ = kbdump::plan::gate_report(&overview.blocks);
+        }
     }
-    let _ = offline::overview_stream(Cursor::new(bytes));
+    if let Ok(source) = ArchiveSource::sequential("fuzz".into(), Cursor::new(owned)) {
+        let _ = source.overview();
+    }
 }
 
 fn stream_read(bytes: &[u8]) {
@@ -103,7 +109,7 @@ fn stream_read(bytes: &[u8]) {
         match reader.next_block() {
             Ok(Some(block)) => read_records(&block),
             Ok(None) => break,
-            Err(kbdump::archive::Error::Checksum { .. }) => continue,
+            Err(kbdump::format::archive::Error::Checksum { .. }) => continue,
             Err(_) => break,
         }
     }
@@ -120,7 +126,7 @@ fn indexed_read(bytes: &[u8]) {
     }
 }
 
-fn read_records(block: &kbdump::archive::Block) {
+fn read_records(block: &kbdump::format::archive::Block) {
     let Ok(records) = block.records() else {
         return;
     };
@@ -176,7 +182,7 @@ pub fn block_around(records: &[u8]) -> Vec<u8> {
 }
 
 fn header_bytes() -> Vec<u8> {
-    let header = kbdump::archive::Header {
+    let header = kbdump::format::archive::Header {
         format_version: FORMAT_VERSION,
         tool: "fuzz".into(),
         created_at_ms: 0,

@@ -10,7 +10,7 @@
 //! Callers never match on file versus stream.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek};
 use std::path::PathBuf;
 
 use tokio::sync::mpsc::{channel, Sender};
@@ -106,9 +106,13 @@ pub struct ArchiveSource {
     body: Body,
 }
 
+/// A seekable input (a file, or bytes in memory).
+pub trait SeekableInput: Read + Seek + Send {}
+impl<T: Read + Seek + Send> SeekableInput for T {}
+
 enum Body {
     /// A complete, seekable file: header and index read.
-    Indexed(IndexedArchive<File>),
+    Indexed(IndexedArchive<Box<dyn SeekableInput>>),
     /// A stream, or a file without a usable end (`cut` says why): read front
     /// to back, header read.
     Sequential {
@@ -123,26 +127,45 @@ impl ArchiveSource {
     /// read; [`Self::truncation`] says so.
     pub fn open(input: &ArchiveInput) -> Result<ArchiveSource, OpenError> {
         let name = input.name();
-        let wrap = |source| OpenError::Archive {
-            name: name.clone(),
-            source,
-        };
-        let body = match input.open_file()? {
-            Some(file) => match IndexedArchive::open(file) {
-                Ok(indexed) => Body::Indexed(indexed),
-                Err(cut @ archive::Error::Truncated { .. }) => {
-                    let reader = ArchiveReader::new(input.open_stream()?).map_err(wrap)?;
-                    Body::Sequential {
-                        reader,
-                        cut: Some(cut),
-                    }
+        match input.open_file()? {
+            Some(file) => ArchiveSource::seekable(name.clone(), file),
+            None => ArchiveSource::sequential(name.clone(), input.open_stream()?),
+        }
+        .map_err(|source| OpenError::Archive { name, source })
+    }
+
+    /// Opens a seekable input through its index; one without a usable end
+    /// (truncated) is rewound for a front-to-back read.
+    pub fn seekable(
+        name: String,
+        input: impl SeekableInput + 'static,
+    ) -> archive::Result<ArchiveSource> {
+        let input: Box<dyn SeekableInput> = Box::new(input);
+        let body = match IndexedArchive::open_or_keep(input) {
+            Ok(indexed) => Body::Indexed(indexed),
+            Err((cut @ archive::Error::Truncated { .. }, mut input)) => {
+                input.rewind()?;
+                let stream: Box<dyn Read + Send> =
+                    Box::new(BufReader::with_capacity(STREAM_BUFFER, input));
+                Body::Sequential {
+                    reader: ArchiveReader::new(stream)?,
+                    cut: Some(cut),
                 }
-                Err(e) => return Err(wrap(e)),
-            },
-            None => Body::Sequential {
-                reader: ArchiveReader::new(input.open_stream()?).map_err(wrap)?,
-                cut: None,
-            },
+            }
+            Err((e, _)) => return Err(e),
+        };
+        Ok(ArchiveSource { name, body })
+    }
+
+    /// Opens a stream for a front-to-back read (its header is read now).
+    pub fn sequential(
+        name: String,
+        input: impl Read + Send + 'static,
+    ) -> archive::Result<ArchiveSource> {
+        let input: Box<dyn Read + Send> = Box::new(input);
+        let body = Body::Sequential {
+            reader: ArchiveReader::new(input)?,
+            cut: None,
         };
         Ok(ArchiveSource { name, body })
     }
@@ -289,7 +312,7 @@ fn visit_block<E: From<archive::Error>>(
 }
 
 fn read_indexed(
-    mut archive: IndexedArchive<File>,
+    mut archive: IndexedArchive<Box<dyn SeekableInput>>,
     selection: &Selection,
     tx: &Sender<SourceItem>,
 ) -> Header {

@@ -327,26 +327,40 @@ pub struct IndexedArchive<R: Read + Seek> {
 }
 
 impl<R: Read + Seek> IndexedArchive<R> {
-    pub fn open(mut input: R) -> Result<Self> {
+    pub fn open(input: R) -> Result<Self> {
+        Self::open_or_keep(input).map_err(|(e, _)| e)
+    }
+
+    /// Like [`Self::open`], but a failure hands the input back, so a
+    /// caller can fall back to a front-to-back read of a cut file without
+    /// opening it again.
+    pub fn open_or_keep(mut input: R) -> std::result::Result<Self, (Error, R)> {
+        match Self::read_layout(&mut input) {
+            Ok((header, index, end, file_len)) => Ok(IndexedArchive {
+                input,
+                header,
+                index,
+                end,
+                file_len,
+            }),
+            Err(e) => Err((e, input)),
+        }
+    }
+
+    fn read_layout(input: &mut R) -> Result<(Header, Index, EndInfo, u64)> {
         let file_len = input.seek(SeekFrom::End(0))?;
         input.seek(SeekFrom::Start(0))?;
-        read_preamble(&mut input)?;
-        let frame = read_frame(&mut input, PREAMBLE_LEN, Some(file_len - PREAMBLE_LEN))?.ok_or(
+        read_preamble(input)?;
+        let frame = read_frame(input, PREAMBLE_LEN, Some(file_len - PREAMBLE_LEN))?.ok_or(
             Error::Truncated {
                 offset: PREAMBLE_LEN,
                 what: "the file ends before the header frame".into(),
             },
         )?;
         let header = parse_header(frame)?;
-        let end = read_end(&mut input, file_len)?;
-        let index = read_index(&mut input, &end, file_len)?;
-        Ok(IndexedArchive {
-            input,
-            header,
-            index,
-            end,
-            file_len,
-        })
+        let end = read_end(input, file_len)?;
+        let index = read_index(input, &end, file_len)?;
+        Ok((header, index, end, file_len))
     }
 
     pub fn header(&self) -> &Header {
