@@ -23,6 +23,8 @@ main() {
   cargo fmt --all --check
   step "cargo clippy"
   cargo clippy --all-targets -- -D warnings
+  step "cargo doc"
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
   step "cargo test"
   cargo test
 }

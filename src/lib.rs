@@ -5,7 +5,7 @@
 //! modules form floors, and a module imports only from floors below it
 //! (`docs/ARCHITECTURE.md` has the map and the rules):
 //!
-//! 1. pure: [`kato`] (key catalogue), [`format`] (archive, DUMP, mirror
+//! 1. pure: [`kato`] (key catalogue), [`format`](mod@format) (archive, DUMP, mirror
 //!    table layout), [`plan`] (restore-path and memory decisions),
 //!    [`selection`], [`pattern`], [`fingerprint`], [`clock`],
 //!    [`progress`], [`records`] (what sources yield and sinks take);

@@ -1,5 +1,9 @@
 //! Argument groups shared by several commands.
 
+// Doc comments here are clap help text shown to users, where a URL shape
+// like `redis://[user:password@]host` is meant literally, not as a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use clap::{Args, ValueEnum};
 
 use crate::kato::Category;

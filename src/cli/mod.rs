@@ -1,6 +1,6 @@
 //! The command line, as clap derive types only. Doc comments are the help.
 //!
-//! Nothing here does work: [`crate::app`] turns these into library options.
+//! Nothing here does work: the `app` layer turns these into library options.
 //! This module depends on the library only for plain value types that parse
 //! from a string (such as [`crate::kato::Category`]).
 
