@@ -448,3 +448,39 @@ async fn a_key_that_expires_while_being_re_created_is_expired_not_failed() {
     let exists: i64 = ::redis::cmd("EXISTS").arg(key).query(&mut conn).unwrap();
     assert_eq!(exists, 0);
 }
+
+/// The restore engine asks its clock, not the system, whether an archived
+/// expiry has passed: a clock two hours ahead makes a key that expires in
+/// one hour "expired" (not written, a live key of that name untouched in
+/// replace mode), without any waiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_restore_clock_decides_what_has_expired() {
+    let server = RedisServer::start();
+    let hour = 3_600_000;
+    for (ahead, expect_written) in [(2 * hour, false), (0, true)] {
+        let key = format!("kb:emotives:clock-{ahead}");
+        let record = expiring_record(&server, &key, hour);
+        run::<()>(&server, ::redis::cmd("SET").arg(&key).arg("live"));
+        let target = Target::connect(&server.url()).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tx.send(SourceItem::Record(record)).await.unwrap();
+        drop(tx);
+        let options = RestoreOptions {
+            mode: Mode::Replace,
+            clock: kbdump::clock::Clock::fixed(now_ms() + ahead),
+            ..RestoreOptions::default()
+        };
+        let summary = restore(&target, rx, &options, None, &NoProgress)
+            .await
+            .unwrap();
+        let total = summary.total();
+        let kind: String = run(&server, ::redis::cmd("TYPE").arg(&key));
+        if expect_written {
+            assert_eq!((total.restored, total.expired), (1, 0), "{key}");
+            assert_eq!(kind, "set", "{key} restored over the live string");
+        } else {
+            assert_eq!((total.restored, total.expired), (0, 1), "{key}");
+            assert_eq!(kind, "string", "{key}: the live key must be untouched");
+        }
+    }
+}
