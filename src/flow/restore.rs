@@ -32,6 +32,9 @@ pub async fn restore_with_undo(
     clock: &Clock,
     progress: &dyn Progress,
 ) -> Result<(RestoreSummary, Option<PathBuf>), RestoreFlowError> {
+    if !options.dry_run {
+        target.check_writable()?;
+    }
     let undo = match (options.mode, options.dry_run) {
         (Mode::Replace, false) => Some(UndoArchive::start(undo, undo_header(target, clock))?),
         _ => None,

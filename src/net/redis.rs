@@ -50,6 +50,9 @@ pub struct ServerInfo {
     pub maxmemory_policy: String,
     pub used_memory: u64,
     pub evicted_keys: u64,
+    /// `host:port` of the master when this server is a read-only replica
+    /// (`role:slave` with `slave_read_only:1`): writes would be refused.
+    pub read_only_replica_of: Option<String>,
 }
 
 impl ServerInfo {
@@ -407,6 +410,18 @@ fn is_auth_error(e: &RedisError) -> bool {
         || e.to_string().contains("NOAUTH")
 }
 
+fn read_only_replica_of(fields: &BTreeMap<&str, &str>) -> Option<String> {
+    let replica = fields.get("role") == Some(&"slave");
+    let read_only = fields
+        .get("slave_read_only")
+        .or(fields.get("replica_read_only"));
+    (replica && read_only != Some(&"0")).then(|| {
+        let host = fields.get("master_host").unwrap_or(&"?");
+        let port = fields.get("master_port").unwrap_or(&"?");
+        format!("{host}:{port}")
+    })
+}
+
 /// Parses the fields of INFO that kbdump uses.
 pub fn parse_info(text: &str) -> ServerInfo {
     let fields: BTreeMap<&str, &str> = text
@@ -429,6 +444,7 @@ pub fn parse_info(text: &str) -> ServerInfo {
         maxmemory_policy: fields.get("maxmemory_policy").unwrap_or(&"").to_string(),
         used_memory: number("used_memory"),
         evicted_keys: number("evicted_keys"),
+        read_only_replica_of: read_only_replica_of(&fields),
     }
 }
 

@@ -115,12 +115,18 @@ pub struct RestoreSummary {
     pub warnings: Vec<Failure>,
     /// Keys overwritten in replace mode, saved to the undo archive.
     pub saved_for_undo: u64,
+    /// Parts of the source that could not be read (damaged blocks, bad
+    /// rows): their keys are not restored, so they count as failed.
+    pub damaged: u64,
 }
 
 impl RestoreSummary {
+    /// The counts over every kb_id and category; damaged parts of the
+    /// source count as failed.
     pub fn total(&self) -> Counts {
         let mut total = Counts::default();
         self.tallies.values().for_each(|c| total.merge(c));
+        total.failed += self.damaged;
         total
     }
 
@@ -213,6 +219,11 @@ pub enum RestoreError {
         policy: String,
         written: u64,
     },
+    #[error(
+        "the target {address} is a read-only replica of {master}: it refuses every write; \
+         restore into the master ({master}) instead, or promote this server first (REPLICAOF NO ONE)"
+    )]
+    ReadOnlyReplica { address: String, master: String },
     #[error("saving overwritten keys to the undo archive failed: {0}")]
     Undo(String),
     #[error("a restore task stopped unexpectedly")]
@@ -248,6 +259,17 @@ impl Target {
             kind,
             max_bulk,
         })
+    }
+
+    /// Refuses a target that would refuse every write, before the first.
+    pub fn check_writable(&self) -> Result<(), RestoreError> {
+        match &self.info.read_only_replica_of {
+            Some(master) => Err(RestoreError::ReadOnlyReplica {
+                address: self.conn.address().to_string(),
+                master: master.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn evicts(&self) -> bool {
@@ -311,6 +333,9 @@ pub async fn restore(
     undo: Option<Sender<Record>>,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary, RestoreError> {
+    if !options.dry_run {
+        target.check_writable()?;
+    }
     let mut summary = RestoreSummary::default();
     let evicted_at_start = target.info.evicted_keys;
     let saved = std::sync::Arc::new(AtomicU64::new(0));
@@ -318,8 +343,13 @@ pub async fn restore(
     let mut batch = Vec::with_capacity(options.batch_keys);
     let mut source_open = true;
     let (mut payload_bytes, mut keys) = (0u64, 0u64);
-    while source_open || !running.is_empty() || !batch.is_empty() {
-        if source_open && running.len() < options.in_flight.max(1) {
+    // Why the run stops early. Once set, nothing new is sent, but the
+    // batches already on their way are awaited and counted, so the report
+    // says exactly what is on the server.
+    let mut stop: Option<RestoreError> = None;
+    let in_flight = options.in_flight.max(1);
+    while (stop.is_none() && (source_open || !batch.is_empty())) || !running.is_empty() {
+        if stop.is_none() && source_open && running.len() < in_flight {
             match source.recv().await {
                 Some(SourceItem::Record(record)) => {
                     if let Some(pending) = prepare(record, options, &mut summary) {
@@ -330,6 +360,7 @@ pub async fn restore(
                     }
                 }
                 Some(SourceItem::Damaged { what, reason }) => {
+                    summary.damaged += 1;
                     summary.failures.push(Failure { what, reason });
                     continue;
                 }
@@ -337,16 +368,15 @@ pub async fn restore(
                 None => source_open = false,
             }
         }
-        if !batch.is_empty() && running.len() < options.in_flight.max(1) {
+        if stop.is_none() && !batch.is_empty() && running.len() < in_flight {
             let work = std::mem::replace(&mut batch, Vec::with_capacity(options.batch_keys));
             payload_bytes += work.iter().map(|p| p.payload.len() as u64).sum::<u64>();
             keys += work.len() as u64;
-            check_budget(
-                target,
-                options,
-                estimated_memory(payload_bytes, keys),
-                &summary,
-            )?;
+            let needed = estimated_memory(payload_bytes, keys);
+            if let Err(e) = check_budget(target, options, needed) {
+                stop = Some(e);
+                continue;
+            }
             let (target, options, undo, saved) =
                 (target.clone(), options.clone(), undo.clone(), saved.clone());
             running.push(tokio::spawn(async move {
@@ -357,13 +387,36 @@ pub async fn restore(
         let Some(done) = running.next().await else {
             continue;
         };
-        let results = done.map_err(|_| RestoreError::TaskGone)??;
-        record_results(&mut summary, results, progress);
-        watch_evictions(target, evicted_at_start).await?;
+        match done.map_err(|_| RestoreError::TaskGone).and_then(|r| r) {
+            Ok(results) => record_results(&mut summary, results, progress),
+            Err(e) => {
+                stop.get_or_insert(e);
+                continue;
+            }
+        }
+        if stop.is_none() {
+            stop = watch_evictions(target, evicted_at_start).await.err();
+        }
     }
     summary.saved_for_undo = saved.load(Ordering::Relaxed);
     progress.finish();
-    Ok(summary)
+    match stop {
+        Some(RestoreError::BudgetExceeded {
+            address,
+            needed,
+            headroom,
+            policy,
+            ..
+        }) => Err(RestoreError::BudgetExceeded {
+            address,
+            needed,
+            headroom,
+            policy,
+            written: summary.total().restored,
+        }),
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
 }
 
 /// Stops the run before a batch that would take the target past the
@@ -372,7 +425,6 @@ fn check_budget(
     target: &Target,
     options: &RestoreOptions,
     needed: u64,
-    summary: &RestoreSummary,
 ) -> Result<(), RestoreError> {
     match options.memory_budget {
         Some(budget) if !options.dry_run && needed > budget => Err(RestoreError::BudgetExceeded {
@@ -380,7 +432,8 @@ fn check_budget(
             needed,
             headroom: target.headroom(),
             policy: target.info.maxmemory_policy.clone(),
-            written: summary.total().restored,
+            // Filled in once the batches in flight are counted.
+            written: 0,
         }),
         _ => Ok(()),
     }

@@ -406,3 +406,91 @@ fn a_truncated_archive_restores_its_intact_blocks() {
         assert!(a.logically_eq(&b), "{}", show(&key));
     }
 }
+
+/// A run the memory budget stops says how many keys it wrote, and that is
+/// what the server holds: batches already sent are awaited and counted.
+#[test]
+fn a_budget_stop_reports_exactly_the_keys_on_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_source, archive) = seeded_archive(dir.path());
+    let target = RedisServer::start();
+    let before = filler(&target);
+    cap_memory(&target, 1 << 20, "allkeys-lru");
+    let url = target.url();
+    let out = kbdump_stdin(&["restore", "-", "--redis", &url], &archive);
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    let written: u64 = message
+        .split(" keys were written")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in: {message}"));
+    assert_eq!(evicted(&target), 0);
+    let on_server = dbsize(&target) as u64 - before.len() as u64;
+    assert_eq!(written, on_server, "{message}");
+}
+
+/// A block the restore could not read counts as failed in the totals, not
+/// only in the list of failures.
+#[test]
+fn a_damaged_block_counts_as_failed() {
+    let source = RedisServer::start();
+    seed_kato(&mut source.client(), &SeedSpec::small());
+    let dir = tempfile::tempdir().unwrap();
+    let good = export(&source, dir.path(), "all.kbd", &[]);
+    let (offset, len) = block_of(&good, b"node1_kato", Category::Emotives);
+    let mut bytes = std::fs::read(&good).unwrap();
+    bytes[(offset + len / 2) as usize] ^= 0x40;
+    let bad = dir.path().join("bad.kbd");
+    std::fs::write(&bad, &bytes).unwrap();
+    let target = RedisServer::start();
+    let (code, report) = restore_json(&bad, &target, &[]);
+    assert_eq!(code, Some(2));
+    assert!(total(&report, "failed") >= 1, "{report:#}");
+    let out = kbdump(&["restore", bad.to_str().unwrap(), "--redis", &target.url()]);
+    let text = stdout(&out);
+    assert!(!text.contains(", 0 failed"), "{text}");
+}
+
+/// A read-only replica refuses every write: the restore says so once,
+/// before writing, instead of one READONLY failure per key.
+#[test]
+fn restoring_into_a_read_only_replica_is_refused_up_front() {
+    let source = RedisServer::start();
+    seed_kato(&mut source.client(), &SeedSpec::small());
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&source, dir.path(), "all.kbd", &[]);
+    let master = RedisServer::start();
+    let replica = RedisServer::builder()
+        .config(&format!("replicaof 127.0.0.1 {}", master.port()))
+        .start();
+    for mode in ["missing", "replace"] {
+        let out = kbdump(&[
+            "restore",
+            archive.to_str().unwrap(),
+            "--redis",
+            &replica.url(),
+            "--mode",
+            mode,
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        let message = stderr(&out);
+        assert!(message.contains("read-only replica"), "{message}");
+        assert!(message.contains(&master.port().to_string()), "{message}");
+        assert!(
+            !message.contains("READONLY"),
+            "one refusal, not per key: {message}"
+        );
+        assert_eq!(message.lines().count(), 1, "{message}");
+    }
+    // A dry run writes nothing, so it may look at a replica.
+    let out = kbdump(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--redis",
+        &replica.url(),
+        "--dry-run",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
