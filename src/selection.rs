@@ -2,7 +2,7 @@
 //! globs, applied the same way online (SCAN) and offline (archives).
 
 use crate::kato::Category;
-use crate::pattern::{escape, Glob};
+use crate::pattern::Glob;
 
 /// A parsed `--kb`/`--category`/`--match` selection. Empty lists select all.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -42,12 +42,9 @@ impl Selection {
     }
 }
 
-/// The SCAN MATCH pattern for every key of one kb_id.
-pub fn kb_scan_pattern(kb_id: &[u8]) -> Vec<u8> {
-    let mut pattern = escape(kb_id);
-    pattern.extend_from_slice(b":*");
-    pattern
-}
+/// The SCAN MATCH pattern for every key of one kb_id (built by the key
+/// catalogue).
+pub use crate::kato::keys::kb_scan_pattern;
 
 #[cfg(test)]
 mod tests {

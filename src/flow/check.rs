@@ -19,12 +19,11 @@ Per kb_id, [`check`] reports:
 Memory: the kb's pattern names and symbol table.
 */
 
-use crate::flow::rebuild::key;
 use crate::flow::rebuild::stats::{symbol_counts, SymbolTable};
 use crate::kato::display_bytes;
+use crate::kato::keys::{self, Shape};
 use crate::net::clickhouse::{Ch, ChError};
 use crate::net::redis::{RedisConn, RedisIoError};
-use crate::pattern::escape;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -133,15 +132,29 @@ async fn check_kb(ch: &Ch, conn: &mut RedisConn, kb: &str) -> Result<KbReport, E
     }
     report.patterns = table.patterns();
     missing_frequencies(conn, kb, &names, &mut report.missing_frequency).await?;
-    orphans(conn, kb, "emotives:", &names, &mut report.orphan_emotives).await?;
-    orphans(conn, kb, "metadata:", &names, &mut report.orphan_metadata).await?;
-    let freq = hash(conn, &key(kb, "symbols:freq", b"")).await?;
+    orphans(
+        conn,
+        kb,
+        keys::EMOTIVES,
+        &names,
+        &mut report.orphan_emotives,
+    )
+    .await?;
+    orphans(
+        conn,
+        kb,
+        keys::METADATA,
+        &names,
+        &mut report.orphan_metadata,
+    )
+    .await?;
+    let freq = hash(conn, &keys::symbols_freq(kb.as_bytes())).await?;
     compare_hash(
         &freq,
         table.iter().map(|(s, st)| (s, st.freq)),
         &mut report.symbol_freq,
     );
-    let pmf = hash(conn, &key(kb, "symbols:pmf", b"")).await?;
+    let pmf = hash(conn, &keys::symbols_pmf(kb.as_bytes())).await?;
     compare_hash(
         &pmf,
         table.iter().map(|(s, st)| (s, st.pmf)),
@@ -162,12 +175,13 @@ async fn missing_frequencies(
     for chunk in names.chunks(2000) {
         let mut pipe = redis::pipe();
         for name in chunk {
-            pipe.cmd("EXISTS").arg(key(kb, "frequency:", name));
+            pipe.cmd("EXISTS").arg(keys::frequency(kb.as_bytes(), name));
         }
         let values = conn.pipeline(&pipe, "EXISTS").await?;
         for (name, value) in chunk.iter().zip(values) {
             if value == redis::Value::Int(0) {
-                finding.add(|| format!("{kb}:frequency:{}", display_bytes(name)));
+                let marker = keys::FREQUENCY.marker();
+                finding.add(|| format!("{kb}{marker}{}", display_bytes(name)));
             }
         }
     }
@@ -175,29 +189,24 @@ async fn missing_frequencies(
 }
 
 async fn orphans(
-    conn: &mut RedisConn,
+    conn: &RedisConn,
     kb: &str,
-    middle: &str,
+    shape: Shape,
     names: &HashSet<Vec<u8>>,
     finding: &mut Finding,
 ) -> Result<(), Error> {
-    let prefix = key(kb, middle, b"");
-    let pattern = [escape(&prefix).as_slice(), b"*"].concat();
+    let prefix = shape.key(kb.as_bytes(), b"");
     let mut seen = HashSet::new();
-    let mut cursor = 0;
-    loop {
-        let (next, keys) = conn.scan_page(cursor, &pattern, 1000).await?;
-        for k in keys {
+    let mut scan = conn.scan(shape.scan_pattern(kb.as_bytes()), 1000);
+    while let Some(page) = scan.next_page().await? {
+        for k in page {
             let name = &k[prefix.len()..];
             if !names.contains(name) && seen.insert(k.clone()) {
                 finding.add(|| display_bytes(&k));
             }
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
+    Ok(())
 }
 
 async fn hash(conn: &mut RedisConn, key: &[u8]) -> Result<HashMap<Vec<u8>, Vec<u8>>, Error> {
@@ -240,28 +249,26 @@ async fn globals(
     finding: &mut Finding,
 ) -> Result<(), Error> {
     let exact = [
-        ("global:total_unique_patterns", table.patterns()),
+        (keys::TOTAL_UNIQUE_PATTERNS, table.patterns()),
         (
-            "global:total_symbols_in_patterns_frequencies",
+            keys::TOTAL_SYMBOLS_IN_PATTERNS_FREQUENCIES,
             table.occurrences(),
         ),
     ];
-    for (name, want) in exact {
-        match get_u64(conn, kb, name).await? {
+    for (shape, want) in exact {
+        let name = shape.marker();
+        match get_u64(conn, kb, shape).await? {
             Some(got) if got == want => {}
-            got => finding.add(|| format!("{kb}:{name}: {} (ClickHouse: {want})", shown(got))),
+            got => finding.add(|| format!("{kb}{name}: {} (ClickHouse: {want})", shown(got))),
         }
     }
-    let name = "global:total_pattern_frequencies";
-    match get_u64(conn, kb, name).await? {
+    let shape = keys::TOTAL_PATTERN_FREQUENCIES;
+    let name = shape.marker();
+    match get_u64(conn, kb, shape).await? {
         Some(got) if got >= table.patterns() => {}
-        got => finding.add(|| {
-            format!(
-                "{kb}:{name}: {} (at least {})",
-                shown(got),
-                table.patterns()
-            )
-        }),
+        got => {
+            finding.add(|| format!("{kb}{name}: {} (at least {})", shown(got), table.patterns()))
+        }
     }
     Ok(())
 }
@@ -270,9 +277,9 @@ fn shown(v: Option<u64>) -> String {
     v.map_or_else(|| "missing".to_string(), |v| v.to_string())
 }
 
-async fn get_u64(conn: &mut RedisConn, kb: &str, name: &str) -> Result<Option<u64>, Error> {
+async fn get_u64(conn: &mut RedisConn, kb: &str, shape: Shape) -> Result<Option<u64>, Error> {
     let mut cmd = redis::cmd("GET");
-    cmd.arg(key(kb, name, b""));
+    cmd.arg(shape.key(kb.as_bytes(), b""));
     let v: Option<String> = conn.query(cmd, "GET").await?;
     Ok(v.and_then(|s| s.parse().ok()))
 }

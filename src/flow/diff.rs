@@ -13,10 +13,11 @@ use crate::clock::Clock;
 use crate::fingerprint::KeyFingerprints;
 use crate::format::archive::Record;
 use crate::format::dump;
-use crate::kato::{self, Category};
+use crate::kato::attribute::{Attributed, Attributor};
+use crate::kato::{self, keys, Category};
 use crate::net::redis::{Dumped, RedisConn, RedisIoError};
 use crate::records::{Failure, SourceItem};
-use crate::selection::{kb_scan_pattern, Selection};
+use crate::selection::Selection;
 
 /// How a key differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -164,7 +165,7 @@ pub async fn diff(
     compare_batch(&mut conn, batch, options, &mut report).await?;
     let kb_ids: Vec<Vec<u8>> = kb_ids.into_iter().collect();
     for kb_id in &kb_ids {
-        find_extra(&mut conn, kb_id, &kb_ids, &archived, options, &mut report).await?;
+        find_extra(&conn, kb_id, &kb_ids, &archived, options, &mut report).await?;
     }
     report.keys.sort_by(|a, b| {
         (&a.kb_id, a.category, a.kind, &a.key).cmp(&(&b.kb_id, b.category, b.kind, &b.key))
@@ -271,70 +272,43 @@ fn expiry_difference(archived: Option<i64>, live: Option<i64>, tolerance: i64) -
 }
 
 async fn find_extra(
-    conn: &mut RedisConn,
+    conn: &RedisConn,
     kb_id: &[u8],
     all_kbs: &[Vec<u8>],
     archived: &KeyFingerprints,
     options: &DiffOptions,
     report: &mut DiffReport,
 ) -> Result<(), RedisIoError> {
-    let pattern = kb_scan_pattern(kb_id);
-    let mut cursor = 0;
     let mut seen = KeyFingerprints::default();
-    // Unmarked keys such as `kb:x:y` belong to kb `kb:x` when the server has
-    // one (a key of it with a category marker), as export decides: set them
-    // aside until the whole prefix has been scanned.
-    let mut learned: BTreeSet<Vec<u8>> = BTreeSet::new();
-    let mut unmarked = Vec::new();
-    let mut extra = |key: Vec<u8>, known: &[Vec<u8>], report: &mut DiffReport| {
-        let Some(c) = kato::classify_with(&key, known) else {
-            return;
-        };
-        if c.kb_id != kb_id || !options.selection.selects(kb_id, c.category, &key) {
+    // `kb:*` also matches keys of a longer kb_id such as `kb:x`: the
+    // attributor decides whom a key belongs to, as export does, holding
+    // unmarked keys such as `kb:x:y` until the whole prefix is scanned.
+    let mut attributor = Attributor::knowing(all_kbs).wanting([kb_id]);
+    let mut extra = |a: Attributed, report: &mut DiffReport| {
+        if !options.selection.selects(kb_id, a.category, &a.key) {
             return;
         }
-        if archived.contains(&key) || !seen.insert(&key) {
+        if archived.contains(&a.key) || !seen.insert(&a.key) {
             return;
         }
-        let category = c.category;
         report.note(
             kb_id,
-            category,
-            key,
+            a.category,
+            a.key,
             Kind::Extra,
             "not in the archive".into(),
         );
     };
-    loop {
-        let (next, keys) = conn.scan_page(cursor, &pattern, 1000).await?;
-        for key in keys {
-            match kato::classify_with(&key, all_kbs) {
-                Some(c)
-                    if c.kb_id != kb_id
-                        && c.category != Category::Other
-                        && !learned.contains(c.kb_id) =>
-                {
-                    learned.insert(c.kb_id.to_vec());
-                }
-                Some(c) if c.kb_id != kb_id => {}
-                Some(c)
-                    if c.category == Category::Other && key[kb_id.len() + 1..].contains(&b':') =>
-                {
-                    unmarked.push(key)
-                }
-                Some(_) => extra(key, all_kbs, report),
-                None => {}
+    let mut scan = conn.scan(keys::kb_scan_pattern(kb_id), 1000);
+    while let Some(page) = scan.next_page().await? {
+        for key in page {
+            if let Some(a) = attributor.push(key) {
+                extra(a, report);
             }
         }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
     }
-    let mut known = all_kbs.to_vec();
-    known.extend(learned);
-    for key in unmarked {
-        extra(key, &known, report);
+    for a in attributor.finish().attributed {
+        extra(a, report);
     }
     Ok(())
 }

@@ -8,18 +8,14 @@
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
-use crate::kato::Category;
+use crate::kato::{Category, BACKUP_ONLY};
 
 /// Name of the mirror table.
 pub const MIRROR_TABLE: &str = "redis_mirror";
 
-/// The categories a mirror copies: the ones ClickHouse cannot rebuild.
-pub const MIRRORED: [Category; 4] = [
-    Category::Frequency,
-    Category::Emotives,
-    Category::Metadata,
-    Category::Affinity,
-];
+/// The categories a mirror copies: the ones ClickHouse cannot rebuild
+/// (backup-only in the key catalogue).
+pub const MIRRORED: [Category; BACKUP_ONLY.len()] = BACKUP_ONLY;
 
 /// One row of the mirror table.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]

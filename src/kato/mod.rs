@@ -9,99 +9,22 @@
 //! (`:frequency:`, `:emotives:`, …). A key with no marker belongs to the
 //! longest known kb_id that prefixes it (when the caller knows some), else to
 //! the text before its first `:`, with category [`Category::Other`].
+//!
+//! - [`catalogue`](CATALOGUE): the categories, one row each (name,
+//!   recoverability, key shapes);
+//! - [`keys`]: keys and SCAN patterns built from those shapes;
+//! - [`attribute`]: which kb_id owns each key of a whole SCAN pass (the
+//!   rule for kb_ids that prefix one another), and the census built on it.
 
-use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A family of KATO keys, as named in the key catalogue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Category {
-    Frequency,
-    Emotives,
-    Metadata,
-    Affinity,
-    Symbols,
-    Globals,
-    Metrics,
-    Predictions,
-    Other,
-}
+pub mod attribute;
+mod catalogue;
+pub mod keys;
 
-/// How a category can be brought back when it is lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recoverability {
-    /// Exists only in Redis: a backup is the only way back.
-    BackupOnly,
-    /// Can be rebuilt from ClickHouse (`kbdump rebuild`).
-    Rebuildable,
-    /// Rebuildable, but only approximately (true pattern frequencies are lost).
-    Approximate,
-    /// Short-lived data that KATO recreates by itself.
-    Ephemeral,
-    /// Not in the catalogue: treat as precious.
-    Unknown,
-}
-
-impl Category {
-    pub const ALL: [Category; 9] = [
-        Category::Frequency,
-        Category::Emotives,
-        Category::Metadata,
-        Category::Affinity,
-        Category::Symbols,
-        Category::Globals,
-        Category::Metrics,
-        Category::Predictions,
-        Category::Other,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Category::Frequency => "frequency",
-            Category::Emotives => "emotives",
-            Category::Metadata => "metadata",
-            Category::Affinity => "affinity",
-            Category::Symbols => "symbols",
-            Category::Globals => "globals",
-            Category::Metrics => "metrics",
-            Category::Predictions => "predictions",
-            Category::Other => "other",
-        }
-    }
-
-    pub fn recoverability(self) -> Recoverability {
-        match self {
-            Category::Frequency | Category::Emotives | Category::Metadata | Category::Affinity => {
-                Recoverability::BackupOnly
-            }
-            Category::Symbols | Category::Metrics => Recoverability::Rebuildable,
-            Category::Globals => Recoverability::Approximate,
-            Category::Predictions => Recoverability::Ephemeral,
-            Category::Other => Recoverability::Unknown,
-        }
-    }
-}
-
-impl Recoverability {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Recoverability::BackupOnly => "backup only (not in ClickHouse)",
-            Recoverability::Rebuildable => "rebuildable from ClickHouse",
-            Recoverability::Approximate => "rebuildable approximately from ClickHouse",
-            Recoverability::Ephemeral => "ephemeral (KATO recreates it)",
-            Recoverability::Unknown => "unknown: treat as precious",
-        }
-    }
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
+pub use catalogue::*;
 
 /// A category name that is not in the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,40 +38,112 @@ impl FromStr for Category {
     type Err = UnknownCategory;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Category::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| UnknownCategory {
-                given: s.to_string(),
-                known: Category::ALL.map(Category::name).join(", "),
-            })
+        Category::from_name(s).ok_or_else(|| UnknownCategory {
+            given: s.to_string(),
+            known: Category::ALL.map(Category::name).join(", "),
+        })
     }
 }
 
-/// Markers that follow `{kb_id}` and name the category. A marker ending in
-/// `:` prefixes a variable part; one without must end the key.
-const MARKERS: &[(&[u8], Category)] = &[
-    (b":frequency:", Category::Frequency),
-    (b":emotives:", Category::Emotives),
-    (b":metadata:", Category::Metadata),
-    (b":affinity:", Category::Affinity),
-    (b":symbols:freq", Category::Symbols),
-    (b":symbols:pmf", Category::Symbols),
-    (b":symbol_to_patterns:", Category::Symbols),
-    (b":symbol:freq:", Category::Symbols),
-    (b":symbol:pmf:", Category::Symbols),
-    (
-        b":global:total_symbols_in_patterns_frequencies",
-        Category::Globals,
-    ),
-    (b":global:total_pattern_frequencies", Category::Globals),
-    (b":global:total_unique_patterns", Category::Globals),
-    (b":entropy:", Category::Metrics),
-    (b":normalized_entropy:", Category::Metrics),
-    (b":global_normalized_entropy:", Category::Metrics),
-    (b":tf_vector:", Category::Metrics),
-    (b":prediction:", Category::Predictions),
-];
+/// A category as stored (in an archive): a name. A name this build does
+/// not know, written by a newer kbdump, reads as [`Category::Other`] and
+/// keeps its name, so nothing is refused and nothing is renamed silently.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CategoryName {
+    Known(Category),
+    Unknown(String),
+}
+
+impl CategoryName {
+    /// The category named `name`; never fails.
+    pub fn parse(name: &str) -> CategoryName {
+        match Category::from_name(name) {
+            Some(c) => CategoryName::Known(c),
+            None => CategoryName::Unknown(name.to_string()),
+        }
+    }
+
+    /// The category to treat the keys as: [`Category::Other`] when unknown.
+    pub fn category(&self) -> Category {
+        match self {
+            CategoryName::Known(c) => *c,
+            CategoryName::Unknown(_) => Category::Other,
+        }
+    }
+
+    /// The name as stored.
+    pub fn name(&self) -> &str {
+        match self {
+            CategoryName::Known(c) => c.name(),
+            CategoryName::Unknown(name) => name,
+        }
+    }
+
+    /// The stored name, when it is not in the catalogue.
+    pub fn unknown(&self) -> Option<&str> {
+        match self {
+            CategoryName::Known(_) => None,
+            CategoryName::Unknown(name) => Some(name),
+        }
+    }
+
+    /// The stored name, when it is not in the catalogue.
+    pub fn into_unknown(self) -> Option<String> {
+        match self {
+            CategoryName::Known(_) => None,
+            CategoryName::Unknown(name) => Some(name),
+        }
+    }
+}
+
+impl From<Category> for CategoryName {
+    fn from(c: Category) -> Self {
+        CategoryName::Known(c)
+    }
+}
+
+/// A category is stored as its name (a MessagePack or JSON string), which
+/// is what serde's unit variants were before: the bytes are the same.
+impl Serialize for Category {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl Serialize for CategoryName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Reads any name: unknown names are [`Category::Other`].
+impl<'de> Deserialize<'de> for Category {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        CategoryName::deserialize(d).map(|n| n.category())
+    }
+}
+
+impl<'de> Deserialize<'de> for CategoryName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = CategoryName;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a category name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CategoryName, E> {
+                Ok(CategoryName::parse(v))
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<CategoryName, E> {
+                Ok(CategoryName::parse(&String::from_utf8_lossy(v)))
+            }
+        }
+        d.deserialize_str(Name)
+    }
+}
 
 /// Where a key belongs: its kb_id (bytes) and category.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,22 +182,14 @@ fn classify_by_marker(key: &[u8]) -> Option<Classified<'_>> {
             return None;
         }
         let rest = &key[at..];
-        MARKERS
+        CATALOGUE
             .iter()
-            .find(|(marker, _)| marker_matches(rest, marker))
-            .map(|&(_, category)| Classified {
+            .find(|entry| entry.shapes.iter().any(|shape| shape.matches(rest)))
+            .map(|entry| Classified {
                 kb_id: &key[..at],
-                category,
+                category: entry.category,
             })
     })
-}
-
-fn marker_matches(rest: &[u8], marker: &[u8]) -> bool {
-    if marker.ends_with(b":") {
-        rest.starts_with(marker)
-    } else {
-        rest == marker
-    }
 }
 
 fn longest_known_prefix(key: &[u8], known_kbs: &[Vec<u8>]) -> Option<usize> {
@@ -378,6 +365,31 @@ mod tests {
         }
         let err = "emotive".parse::<Category>().unwrap_err();
         assert!(err.to_string().contains("emotives"), "{err}");
+    }
+
+    #[test]
+    fn categories_are_stored_as_their_names_and_unknown_names_read_as_other() {
+        for c in Category::ALL {
+            let packed = rmp_serde::to_vec_named(&c).unwrap();
+            assert_eq!(packed, rmp_serde::to_vec(c.name()).unwrap());
+            assert_eq!(rmp_serde::from_slice::<Category>(&packed).unwrap(), c);
+            assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{c}\""));
+        }
+        let future = rmp_serde::to_vec("forecasting").unwrap();
+        assert_eq!(
+            rmp_serde::from_slice::<Category>(&future).unwrap(),
+            Category::Other
+        );
+        let name: CategoryName = rmp_serde::from_slice(&future).unwrap();
+        assert_eq!(
+            (name.category(), name.name(), name.unknown()),
+            (Category::Other, "forecasting", Some("forecasting"))
+        );
+        assert_eq!(rmp_serde::to_vec(&name).unwrap(), future);
+        let known: CategoryName = serde_json::from_str("\"emotives\"").unwrap();
+        assert_eq!(known, CategoryName::Known(Category::Emotives));
+        assert_eq!(known.unknown(), None);
+        assert!(serde_json::from_str::<Category>("3").is_err());
     }
 
     #[test]

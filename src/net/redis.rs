@@ -9,7 +9,8 @@ use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Value};
 
 use crate::format::archive::SourceInfo;
 use crate::format::dump::{Product, ServerKind};
-use crate::kato::{self, Category};
+use crate::kato::attribute::Census;
+pub use crate::kato::attribute::KbCensus;
 
 /// A server-side failure, naming the server (never its credentials).
 #[derive(Debug, thiserror::Error)]
@@ -263,20 +264,15 @@ impl RedisConn {
         reply.get(1)?.parse().ok()
     }
 
-    /// One SCAN call. Pages may be empty before the cursor returns to 0.
-    pub async fn scan_page(
-        &mut self,
-        cursor: u64,
-        pattern: &[u8],
-        count: usize,
-    ) -> Result<(u64, Vec<Vec<u8>>)> {
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(count);
-        self.query(cmd, "SCAN").await
+    /// A SCAN over the keys matching `pattern` (the one SCAN loop: every
+    /// scanner uses it), on a clone of this connection.
+    pub fn scan(&self, pattern: impl Into<Vec<u8>>, count: usize) -> Scan {
+        Scan {
+            conn: self.clone(),
+            pattern: pattern.into(),
+            count,
+            cursor: Some(0),
+        }
     }
 
     /// DUMP and PTTL of each key, pipelined in one round trip.
@@ -323,69 +319,48 @@ impl RedisConn {
     /// Every kb_id on the server with its per-category key counts (a full
     /// SCAN; `pattern` narrows it, e.g. `node*:*`).
     pub async fn discover_kbs(&mut self, pattern: &[u8]) -> Result<KbCensus> {
-        let mut census = KbCensus::default();
-        let mut cursor = 0;
-        loop {
-            let (next, keys) = self.scan_page(cursor, pattern, 1000).await?;
-            for key in &keys {
-                census.add(key);
-            }
-            if next == 0 {
-                census.drop_uncategorized();
-                return Ok(census);
-            }
-            cursor = next;
+        let mut census = Census::new();
+        let mut scan = self.scan(pattern, 1000);
+        while let Some(keys) = scan.next_page().await? {
+            keys.into_iter().for_each(|key| census.add(key));
         }
+        Ok(census.finish())
     }
 }
 
-/// kb_ids and their key counts per category, from one SCAN pass. Counts may
-/// include a key twice when SCAN repeats it (rehashing); they are a census,
-/// not an export.
-///
-/// A prefix counts as a kb_id only when at least one of its keys has a KATO
-/// category marker: `cache:user:42` does not make `cache` a knowledge base.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct KbCensus {
-    pub kbs: BTreeMap<Vec<u8>, BTreeMap<Category, u64>>,
-    /// Keys that belong to no kb_id.
-    pub unclassified: u64,
-    /// Keys without a category marker, attributed once every kb_id is known
-    /// (a kb_id may contain `:`, so the first `:` is not where it ends).
-    unmarked: Vec<Vec<u8>>,
+/// A SCAN in progress: pages of keys until the cursor returns to 0. A key
+/// may come twice (SCAN repeats keys while the server rehashes).
+pub struct Scan {
+    conn: RedisConn,
+    pattern: Vec<u8>,
+    count: usize,
+    /// `None` once the server answered cursor 0.
+    cursor: Option<u64>,
 }
 
-impl KbCensus {
-    fn drop_uncategorized(&mut self) {
-        let known: Vec<Vec<u8>> = self.kbs.keys().cloned().collect();
-        for key in std::mem::take(&mut self.unmarked) {
-            match kato::classify_with(&key, &known) {
-                Some(c) => self.count(c.kb_id, c.category),
-                None => self.unclassified += 1,
+impl Scan {
+    /// The next non-empty page of keys, `None` once the SCAN is complete.
+    /// Empty pages (which SCAN may return before its end) are skipped.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
+        while let Some(at) = self.cursor {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(at)
+                .arg("MATCH")
+                .arg(&self.pattern)
+                .arg("COUNT")
+                .arg(self.count);
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.conn.query(cmd, "SCAN").await?;
+            self.cursor = (next != 0).then_some(next);
+            if !keys.is_empty() {
+                return Ok(Some(keys));
             }
         }
-        let before: u64 = self.kbs.values().flat_map(|c| c.values()).sum();
-        self.kbs
-            .retain(|_, counts| counts.keys().any(|c| *c != Category::Other));
-        let after: u64 = self.kbs.values().flat_map(|c| c.values()).sum();
-        self.unclassified += before - after;
+        Ok(None)
     }
 
-    fn count(&mut self, kb_id: &[u8], category: Category) {
-        *self
-            .kbs
-            .entry(kb_id.to_vec())
-            .or_default()
-            .entry(category)
-            .or_default() += 1;
-    }
-
-    fn add(&mut self, key: &[u8]) {
-        match kato::classify(key) {
-            Some(c) if c.category == Category::Other => self.unmarked.push(key.to_vec()),
-            Some(c) => self.count(c.kb_id, c.category),
-            None => self.unclassified += 1,
-        }
+    /// Whether the server has answered cursor 0: no page is left.
+    pub fn is_done(&self) -> bool {
+        self.cursor.is_none()
     }
 }
 

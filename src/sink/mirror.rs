@@ -1,8 +1,9 @@
 /*!
 A second home in ClickHouse for the data a rebuild cannot bring back.
 
-`mirror` copies the unrecoverable categories (frequency, emotives,
-metadata, affinity) of chosen kb_ids from Redis into `{db}.redis_mirror`:
+`mirror` copies the unrecoverable categories (the key catalogue's
+backup-only ones: frequency, emotives, metadata, affinity) of chosen
+kb_ids from Redis into `{db}.redis_mirror`:
 one row per key with its DUMP payload, type and absolute expiry, exactly
 what an archive record holds. The table (created if absent) is a
 `ReplacingMergeTree(mirrored_at_ms)` ordered by `(kb_id, category, key)`:
@@ -42,11 +43,11 @@ use serde::Serialize;
 use crate::clock::system_now_ms as now_ms;
 use crate::format::dump::payload_type_name;
 use crate::format::mirror::{MirrorRow, MIRRORED, MIRROR_TABLE};
-use crate::kato::{self, Category};
+use crate::kato::attribute::Attributor;
+use crate::kato::{self, keys, Category};
 use crate::net::clickhouse::Ch;
 use crate::net::mirror::{ensure_table, MirrorError as Error};
 use crate::net::redis::{Dumped, RedisConn};
-use crate::pattern::escape;
 use crate::progress::Progress;
 
 /// Keys and payload bytes mirrored per kb_id and category.
@@ -104,66 +105,47 @@ async fn mirror_one(
     summary: &mut MirrorSummary,
     progress: &dyn Progress,
 ) -> Result<(), Error> {
-    let mut conn = conn.clone();
-    let pattern = [
-        escape(kb).as_slice(),
-        b":",
-        category.name().as_bytes(),
-        b":*",
-    ]
-    .concat();
     let client = ch.client().clone().with_database(ch.target().database());
     let mut insert = client
         .insert::<MirrorRow>(MIRROR_TABLE)
         .await
         .map_err(|e| ch.error("starting the mirror insert", e))?;
-    let mut cursor = 0;
-    loop {
-        let (next, keys) = conn.scan_page(cursor, &pattern, 1000).await?;
-        let keys: Vec<Vec<u8>> = keys
-            .into_iter()
-            .filter(|k| belongs(k, kb, known, category))
-            .collect();
-        // SCAN pages may be empty, and an empty pipeline is an error.
-        let dumped = if keys.is_empty() {
-            Vec::new()
-        } else {
-            conn.dump_keys(&keys).await?
-        };
-        let now = now_ms();
-        let (mut n, mut bytes) = (0, 0);
-        for (key, d) in keys.into_iter().zip(dumped) {
-            let Dumped::Present { payload, pttl_ms } = d else {
-                summary.vanished += 1;
-                continue;
-            };
-            n += 1;
-            bytes += payload.len() as u64;
-            let row = MirrorRow {
-                kb_id: kb.to_vec(),
-                category: category.name().to_string(),
-                key,
-                redis_type: payload_type_name(&payload).to_string(),
-                expire_at_ms: pttl_ms.map(|ms| now + ms),
-                payload,
-                mirrored_at_ms: stamp,
-            };
-            insert
-                .write(&row)
-                .await
-                .map_err(|e| ch.error("inserting mirror rows", e))?;
+    let mut run = Run {
+        conn: conn.clone(),
+        kb,
+        category,
+        stamp,
+        summary,
+        progress,
+    };
+    run.summary
+        .kbs
+        .entry(kato::display_bytes(kb))
+        .or_default()
+        .entry(category.name().to_string())
+        .or_default();
+    // SCAN MATCH may also return keys that belong elsewhere (a kb_id that
+    // holds a marker itself); the attributor keeps `kb`'s keys.
+    let mut attributor = Attributor::knowing(known).wanting([kb]);
+    for pattern in keys::category_scan_patterns(kb, category) {
+        let mut scan = conn.scan(pattern, 1000);
+        while let Some(page) = scan.next_page().await? {
+            let keys = page
+                .into_iter()
+                .filter_map(|key| attributor.push(key))
+                .filter(|a| a.category == category)
+                .map(|a| a.key)
+                .collect();
+            run.write(ch, &mut insert, keys).await?;
         }
-        let entry = summary.kbs.entry(kato::display_bytes(kb)).or_default();
-        let slot = entry.entry(category.name().to_string()).or_default();
-        slot.0 += n;
-        slot.1 += bytes;
-        summary.keys += n;
-        progress.advance(n, bytes);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
     }
+    let late = attributor.finish().attributed;
+    let keys = late
+        .into_iter()
+        .filter(|a| a.category == category)
+        .map(|a| a.key)
+        .collect();
+    run.write(ch, &mut insert, keys).await?;
     insert
         .end()
         .await
@@ -171,8 +153,62 @@ async fn mirror_one(
     Ok(())
 }
 
-/// SCAN MATCH may also return keys of another kb_id whose name extends
-/// this one's; keep only keys that classify to `kb` and `category`.
-fn belongs(key: &[u8], kb: &[u8], known: &[Vec<u8>], category: Category) -> bool {
-    kato::classify_with(key, known).is_some_and(|c| c.kb_id == kb && c.category == category)
+/// One (kb_id, category) being mirrored.
+struct Run<'a> {
+    conn: RedisConn,
+    kb: &'a [u8],
+    category: Category,
+    stamp: u64,
+    summary: &'a mut MirrorSummary,
+    progress: &'a dyn Progress,
+}
+
+impl Run<'_> {
+    /// DUMPs `keys` and inserts a row for each that is still there.
+    async fn write(
+        &mut self,
+        ch: &Ch,
+        insert: &mut clickhouse::insert::Insert<MirrorRow>,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<(), Error> {
+        // An empty pipeline is an error.
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let dumped = self.conn.dump_keys(&keys).await?;
+        let now = now_ms();
+        let (mut n, mut bytes) = (0, 0);
+        for (key, d) in keys.into_iter().zip(dumped) {
+            let Dumped::Present { payload, pttl_ms } = d else {
+                self.summary.vanished += 1;
+                continue;
+            };
+            n += 1;
+            bytes += payload.len() as u64;
+            let row = MirrorRow {
+                kb_id: self.kb.to_vec(),
+                category: self.category.name().to_string(),
+                key,
+                redis_type: payload_type_name(&payload).to_string(),
+                expire_at_ms: pttl_ms.map(|ms| now + ms),
+                payload,
+                mirrored_at_ms: self.stamp,
+            };
+            insert
+                .write(&row)
+                .await
+                .map_err(|e| ch.error("inserting mirror rows", e))?;
+        }
+        let entry = self
+            .summary
+            .kbs
+            .entry(kato::display_bytes(self.kb))
+            .or_default();
+        let slot = entry.entry(self.category.name().to_string()).or_default();
+        slot.0 += n;
+        slot.1 += bytes;
+        self.summary.keys += n;
+        self.progress.advance(n, bytes);
+        Ok(())
+    }
 }

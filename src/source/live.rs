@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::fingerprint::KeyFingerprints;
 use crate::format::archive::{Header, KbWindow, Record, SelectionSpec};
 use crate::format::dump::payload_type_name;
+use crate::kato::attribute::{Attributed, Attributor};
 use crate::kato::{self, Category};
 use crate::net::redis::{Dumped, RedisConn, RedisIoError, ServerInfo};
 use crate::progress::{NoProgress, Progress};
@@ -266,24 +267,21 @@ async fn export_pass(
             (kb.clone(), window)
         })
         .collect();
-    let mut scanner = conn.clone();
     let mut seen = KeyFingerprints::default();
-    let mut unresolved = Unresolved::default();
+    let mut attributor = Attributor::knowing(pass.all_kbs).wanting(pass.kbs);
     let mut in_flight = FuturesOrdered::new();
-    let mut cursor = Some(0u64);
+    let mut scan = conn.scan(pass.pattern.clone(), options.scan_count);
     loop {
-        while let Some(at) = cursor.filter(|_| in_flight.len() < options.pipelines_in_flight) {
-            let (next, keys) = scanner
-                .scan_page(at, &pass.pattern, options.scan_count)
-                .await?;
-            cursor = (next != 0).then_some(next);
+        while !scan.is_done() && in_flight.len() < options.pipelines_in_flight {
+            let Some(keys) = scan.next_page().await? else {
+                break;
+            };
             let batch = select_keys(
                 keys,
-                pass,
+                &mut attributor,
                 &options.selection,
                 &mut seen,
                 &mut windows,
-                &mut unresolved,
             );
             if !batch.is_empty() {
                 progress.scanned(batch.len() as u64);
@@ -304,13 +302,7 @@ async fn export_pass(
             joined.map_err(|_| SourceError::TaskGone("DUMP pipeline"))?;
         emit_batch(batch, dumped?, read_at, tx, summary, &mut windows, progress).await?;
     }
-    let late = resolve_unmarked(
-        unresolved,
-        pass,
-        &options.selection,
-        &mut seen,
-        &mut windows,
-    );
+    let late = resolve_unmarked(attributor, &options.selection, &mut seen, &mut windows);
     for batch in late.chunks(options.scan_count.max(1)) {
         progress.scanned(batch.len() as u64);
         let keys: Vec<&[u8]> = batch.iter().map(|(k, _, _)| &k[..]).collect();
@@ -334,80 +326,52 @@ async fn export_pass(
     Ok(windows)
 }
 
-/// Keys without a category marker whose owner is not known until the pass
-/// has seen every kb_id under its prefix: `a:b:x` belongs to kb `a:b` when
-/// some key of `a:b` has a marker, else to kb `a`.
-#[derive(Default)]
-struct Unresolved {
-    /// kb_ids outside the pass that keys with a marker revealed.
-    learned: std::collections::BTreeSet<Vec<u8>>,
-    keys: Vec<Vec<u8>>,
-}
-
 /// Filters a SCAN page down to new, selected keys of the pass's kb_ids.
-/// Unmarked keys that a longer kb_id may own are set aside in `unresolved`.
+/// `kb:*` also matches keys of a longer kb_id such as `kb:x`: the
+/// attributor decides whom a key belongs to, and holds the unmarked keys
+/// that a longer kb_id may own until the pass is over.
 fn select_keys(
     keys: Vec<Vec<u8>>,
-    pass: &Pass<'_>,
+    attributor: &mut Attributor,
     selection: &Selection,
     seen: &mut KeyFingerprints,
     windows: &mut BTreeMap<Vec<u8>, KbWindow>,
-    unresolved: &mut Unresolved,
 ) -> Vec<Selected> {
     keys.into_iter()
-        .filter_map(|key| {
-            // `kb:*` also matches keys of a longer kb_id such as `kb:x`; the
-            // classifier decides whom a key belongs to.
-            let classified = kato::classify_with(&key, pass.all_kbs)?;
-            let (kb_id, category) = (classified.kb_id, classified.category);
-            if !windows.contains_key(kb_id) {
-                if category != Category::Other && !unresolved.learned.contains(kb_id) {
-                    unresolved.learned.insert(kb_id.to_vec());
-                }
-                return None;
-            }
-            if category == Category::Other && key[kb_id.len() + 1..].contains(&b':') {
-                unresolved.keys.push(key);
-                return None;
-            }
-            let (kb_id, category) = (kb_id.to_vec(), category);
-            admit(key, kb_id, category, selection, seen, windows)
-        })
+        .filter_map(|key| attributor.push(key))
+        .filter_map(|a| admit(a, selection, seen, windows))
         .collect()
 }
 
-/// Attributes the set-aside unmarked keys once the pass knows every kb_id
+/// Attributes the held unmarked keys once the pass knows every kb_id
 /// under its prefix, and returns those that are new, selected keys of the
 /// pass's kb_ids.
 fn resolve_unmarked(
-    unresolved: Unresolved,
-    pass: &Pass<'_>,
+    attributor: Attributor,
     selection: &Selection,
     seen: &mut KeyFingerprints,
     windows: &mut BTreeMap<Vec<u8>, KbWindow>,
 ) -> Vec<Selected> {
-    let mut known = pass.all_kbs.to_vec();
-    known.extend(unresolved.learned);
-    unresolved
-        .keys
+    attributor
+        .finish()
+        .attributed
         .into_iter()
-        .filter_map(|key| {
-            let classified = kato::classify_with(&key, &known)?;
-            let (kb_id, category) = (classified.kb_id.to_vec(), classified.category);
-            admit(key, kb_id, category, selection, seen, windows)
-        })
+        .filter_map(|a| admit(a, selection, seen, windows))
         .collect()
 }
 
 /// A key of one of the pass's kb_ids, if selected and not seen before.
 fn admit(
-    key: Vec<u8>,
-    kb_id: Vec<u8>,
-    category: Category,
+    attributed: Attributed,
     selection: &Selection,
     seen: &mut KeyFingerprints,
     windows: &mut BTreeMap<Vec<u8>, KbWindow>,
 ) -> Option<Selected> {
+    let Attributed {
+        key,
+        kb_id,
+        category,
+    } = attributed;
     let window = windows.get_mut(&kb_id)?;
     if !selection.selects(&kb_id, category, &key) {
         return None;

@@ -32,6 +32,7 @@ pub mod apply;
 pub mod pytext;
 pub mod stats;
 
+use crate::kato::{keys, Category};
 use crate::net::clickhouse::{Ch, ChError};
 use crate::progress::Progress;
 use apply::{Counts, Sink};
@@ -161,26 +162,6 @@ where
     })
 }
 
-/// `{kb}:{middle}{tail}` as bytes.
-pub fn key(kb: &str, middle: &str, tail: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(kb.len() + middle.len() + tail.len() + 1);
-    k.extend_from_slice(kb.as_bytes());
-    k.push(b':');
-    k.extend_from_slice(middle.as_bytes());
-    k.extend_from_slice(tail);
-    k
-}
-
-/// [`key`] into a reused buffer.
-fn key_in<'a>(buf: &'a mut Vec<u8>, kb: &str, middle: &str, tail: &[u8]) -> &'a [u8] {
-    buf.clear();
-    buf.extend_from_slice(kb.as_bytes());
-    buf.push(b':');
-    buf.extend_from_slice(middle.as_bytes());
-    buf.extend_from_slice(tail);
-    buf
-}
-
 /// One batch of pass one: pattern names, and (symbol index, name index)
 /// pairs for the `symbol_to_patterns` sets.
 #[derive(Default)]
@@ -215,8 +196,8 @@ where
         .map_err(|e| ch.error("reading patterns_data", e))?
     {
         sink.put(
-            "frequency",
-            key_in(&mut kbuf, kb, "frequency:", row.name),
+            Category::Frequency.name(),
+            keys::FREQUENCY.key_into(&mut kbuf, kb.as_bytes(), row.name),
             b"1",
             true,
         )
@@ -250,6 +231,7 @@ async fn write_sets<C>(
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
+    let symbols = Category::Symbols.name();
     sets.0.resize(table.distinct(), 0);
     batch.pairs.sort_unstable();
     let mut new: Vec<usize> = batch
@@ -261,7 +243,7 @@ where
     new.dedup();
     let keys: Vec<Vec<u8>> = new
         .iter()
-        .map(|&i| key(kb, "symbol_to_patterns:", table.symbol_at(i)))
+        .map(|&i| keys::symbol_to_patterns(kb.as_bytes(), table.symbol_at(i)))
         .collect();
     let existed = if only_missing {
         sink.exists(&keys).await?
@@ -269,7 +251,7 @@ where
         vec![false; keys.len()]
     };
     for (&i, existed) in new.iter().zip(existed) {
-        sink.count("symbols", u64::from(!existed), u64::from(existed));
+        sink.count(symbols, u64::from(!existed), u64::from(existed));
         sets.0[i] = if existed { 2 } else { 1 };
     }
     let mut members: Vec<&[u8]> = Vec::new();
@@ -278,7 +260,7 @@ where
         if sets.0[symbol] != 1 {
             continue;
         }
-        let set_key = key(kb, "symbol_to_patterns:", table.symbol_at(symbol));
+        let set_key = keys::symbol_to_patterns(kb.as_bytes(), table.symbol_at(symbol));
         for chunk in group.chunks(4096) {
             members.clear();
             members.extend(chunk.iter().map(|p| batch.names[p.1 as usize].as_slice()));
@@ -299,23 +281,19 @@ async fn write_tables<C>(
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    let freq_key = key(kb, "symbols:freq", b"");
-    let pmf_key = key(kb, "symbols:pmf", b"");
+    let (symbols, kb) = (Category::Symbols.name(), kb.as_bytes());
+    let freq_key = keys::symbols_freq(kb);
+    let pmf_key = keys::symbols_pmf(kb);
     if only_missing {
         for (symbol, stat) in table.iter() {
-            sink.hset_nx(
-                "symbols",
-                &freq_key,
-                symbol,
-                stat.freq.to_string().as_bytes(),
-            )
-            .await?;
-            sink.hset_nx("symbols", &pmf_key, symbol, stat.pmf.to_string().as_bytes())
+            sink.hset_nx(symbols, &freq_key, symbol, stat.freq.to_string().as_bytes())
+                .await?;
+            sink.hset_nx(symbols, &pmf_key, symbol, stat.pmf.to_string().as_bytes())
                 .await?;
         }
     } else {
-        let symbols: Vec<_> = table.iter().collect();
-        for chunk in symbols.chunks(512) {
+        let entries: Vec<_> = table.iter().collect();
+        for chunk in entries.chunks(512) {
             let freq: Vec<_> = chunk
                 .iter()
                 .map(|(s, st)| (*s, st.freq.to_string().into_bytes()))
@@ -324,22 +302,22 @@ where
                 .iter()
                 .map(|(s, st)| (*s, st.pmf.to_string().into_bytes()))
                 .collect();
-            sink.hset_many("symbols", &freq_key, &freq).await?;
-            sink.hset_many("symbols", &pmf_key, &pmf).await?;
+            sink.hset_many(symbols, &freq_key, &freq).await?;
+            sink.hset_many(symbols, &pmf_key, &pmf).await?;
         }
     }
     let globals = [
-        ("global:total_unique_patterns", table.patterns()),
-        ("global:total_pattern_frequencies", table.patterns()),
+        (keys::TOTAL_UNIQUE_PATTERNS, table.patterns()),
+        (keys::TOTAL_PATTERN_FREQUENCIES, table.patterns()),
         (
-            "global:total_symbols_in_patterns_frequencies",
+            keys::TOTAL_SYMBOLS_IN_PATTERNS_FREQUENCIES,
             table.occurrences(),
         ),
     ];
-    for (name, value) in globals {
+    for (shape, value) in globals {
         sink.set(
-            "globals",
-            &key(kb, name, b""),
+            Category::Globals.name(),
+            &shape.key(kb, b""),
             value.to_string().as_bytes(),
             only_missing,
         )
@@ -362,6 +340,7 @@ where
     let (mut rows, mut metrics) = (0u64, 0u64);
     let nx = opts.only_missing;
     let (mut kbuf, mut text) = (Vec::new(), String::new());
+    let cat = Category::Metrics.name();
     let mut cursor = ch.patterns(kb)?;
     while let Some(row) = cursor
         .next()
@@ -378,24 +357,24 @@ where
         metrics += 1;
         let name = row.name;
         let floats = [
-            ("entropy:", m.entropy),
-            ("normalized_entropy:", m.normalized_entropy),
-            ("global_normalized_entropy:", m.global_normalized_entropy),
+            (keys::ENTROPY, m.entropy),
+            (keys::NORMALIZED_ENTROPY, m.normalized_entropy),
+            (keys::GLOBAL_NORMALIZED_ENTROPY, m.global_normalized_entropy),
         ];
-        for (middle, value) in floats {
+        for (shape, value) in floats {
             text.clear();
             pytext::push_float_repr(&mut text, value);
             sink.put(
-                "metrics",
-                key_in(&mut kbuf, kb, middle, name),
+                cat,
+                shape.key_into(&mut kbuf, kb.as_bytes(), name),
                 text.as_bytes(),
                 nx,
             )
             .await?;
         }
         sink.put(
-            "metrics",
-            key_in(&mut kbuf, kb, "tf_vector:", name),
+            cat,
+            keys::TF_VECTOR.key_into(&mut kbuf, kb.as_bytes(), name),
             m.tf_vector_json.as_bytes(),
             nx,
         )

@@ -7,7 +7,7 @@ use super::error::{Error, Result};
 use super::frame::{
     read_frame, read_full, EndInfo, FrameKind, RawFrame, END_LEN, END_MAGIC, FORMAT_VERSION, MAGIC,
 };
-use super::types::{BlockMeta, Header, Index, IndexEntry, Record, RecordWire};
+use super::types::{BlockMeta, BlockMetaWire, Header, Index, IndexEntry, Record, RecordWire};
 
 /// Decompressed blocks larger than this are refused as corrupt: the writer
 /// never produces them (one block holds at most one oversized key).
@@ -18,6 +18,8 @@ const MAX_RAW_BLOCK: u64 = 4 << 30;
 pub struct Block {
     pub offset: u64,
     pub meta: BlockMeta,
+    /// The stored category name when this build does not know it.
+    unknown_category: Option<String>,
     compressed: Vec<u8>,
 }
 
@@ -34,14 +36,24 @@ impl Block {
         let meta_bytes = payload
             .get(4..4 + meta_len)
             .ok_or_else(|| bad("metadata length exceeds the block"))?;
-        let meta: BlockMeta = rmp_serde::from_slice(meta_bytes)
+        let wire: BlockMetaWire = rmp_serde::from_slice(meta_bytes)
             .map_err(|e| bad(&format!("unreadable metadata: {e}")))?;
+        let (meta, unknown_category) = wire.split();
         let compressed = payload[4 + meta_len..].to_vec();
         Ok(Block {
             offset,
             meta,
+            unknown_category,
             compressed,
         })
+    }
+
+    /// The category's name as stored: `meta.category`'s, or a name this
+    /// build does not know (its records read as `other`).
+    pub fn category_name(&self) -> &str {
+        self.unknown_category
+            .as_deref()
+            .unwrap_or(self.meta.category.name())
     }
 
     /// A short name for messages: `block at byte N (kb node0, emotives)`.
@@ -50,7 +62,7 @@ impl Block {
             "block at byte {} (kb {}, {})",
             self.offset,
             crate::kato::display_bytes(&self.meta.kb_id),
-            self.meta.category
+            self.category_name()
         )
     }
 
@@ -391,7 +403,7 @@ impl<R: Read + Seek> IndexedArchive<R> {
             ));
         }
         let block = Block::from_frame(frame)?;
-        if block.meta != entry.meta {
+        if block.meta != entry.meta || block.category_name() != entry.category_name() {
             return Err(Error::corrupt(
                 entry.offset,
                 "block metadata differs from its index entry",

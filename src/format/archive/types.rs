@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kato::Category;
+use crate::kato::{Category, CategoryName};
 
 /// The header frame: what the archive is and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,7 +88,14 @@ pub(crate) struct RecordWire<'a> {
 }
 
 /// Uncompressed metadata at the start of a block frame.
+///
+/// The category is stored as its name. A name this build does not know (a
+/// newer writer's category) reads as [`Category::Other`]; [`Block`] and
+/// [`IndexEntry`] keep the name (`category_name()`).
+///
+/// [`Block`]: super::Block
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "BlockMetaWire")]
 pub struct BlockMeta {
     #[serde(with = "serde_bytes")]
     pub kb_id: Vec<u8>,
@@ -105,8 +112,44 @@ pub struct BlockMeta {
     pub type_bytes: Vec<u8>,
 }
 
+/// [`BlockMeta`] as read, with the category's name as stored.
+#[derive(Deserialize)]
+pub(crate) struct BlockMetaWire {
+    #[serde(with = "serde_bytes")]
+    kb_id: Vec<u8>,
+    category: CategoryName,
+    records: u64,
+    payload_bytes: u64,
+    raw_len: u64,
+    rdb_versions: Vec<u16>,
+    type_bytes: Vec<u8>,
+}
+
+impl BlockMetaWire {
+    /// The metadata, and the category name when it is not in the catalogue.
+    pub(crate) fn split(self) -> (BlockMeta, Option<String>) {
+        let meta = BlockMeta {
+            kb_id: self.kb_id,
+            category: self.category.category(),
+            records: self.records,
+            payload_bytes: self.payload_bytes,
+            raw_len: self.raw_len,
+            rdb_versions: self.rdb_versions,
+            type_bytes: self.type_bytes,
+        };
+        (meta, self.category.into_unknown())
+    }
+}
+
+impl From<BlockMetaWire> for BlockMeta {
+    fn from(wire: BlockMetaWire) -> BlockMeta {
+        wire.split().0
+    }
+}
+
 /// One block as listed in the index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "IndexEntryWire")]
 pub struct IndexEntry {
     /// Offset of the block frame from the start of the archive.
     pub offset: u64,
@@ -114,6 +157,49 @@ pub struct IndexEntry {
     pub len: u64,
     #[serde(flatten)]
     pub meta: BlockMeta,
+    /// The stored category name when this build does not know it (then
+    /// `meta.category` is [`Category::Other`]).
+    #[serde(skip)]
+    unknown_category: Option<String>,
+}
+
+impl IndexEntry {
+    pub fn new(offset: u64, len: u64, meta: BlockMeta) -> IndexEntry {
+        IndexEntry {
+            offset,
+            len,
+            meta,
+            unknown_category: None,
+        }
+    }
+
+    /// The category's name as stored: `meta.category`'s, or a name this
+    /// build does not know (read as [`Category::Other`]).
+    pub fn category_name(&self) -> &str {
+        self.unknown_category
+            .as_deref()
+            .unwrap_or(self.meta.category.name())
+    }
+}
+
+#[derive(Deserialize)]
+struct IndexEntryWire {
+    offset: u64,
+    len: u64,
+    #[serde(flatten)]
+    meta: BlockMetaWire,
+}
+
+impl From<IndexEntryWire> for IndexEntry {
+    fn from(wire: IndexEntryWire) -> IndexEntry {
+        let (meta, unknown_category) = wire.meta.split();
+        IndexEntry {
+            offset: wire.offset,
+            len: wire.len,
+            meta,
+            unknown_category,
+        }
+    }
 }
 
 /// The SCAN window and counters of one kb_id.

@@ -185,7 +185,7 @@ impl<W: Write> ArchiveWriter<W> {
         let offset = self.offset;
         let len = write_frame(&mut self.out, FrameKind::Block, &payload)?;
         self.offset += len;
-        self.index.blocks.push(IndexEntry { offset, len, meta });
+        self.index.blocks.push(IndexEntry::new(offset, len, meta));
         Ok(())
     }
 }
