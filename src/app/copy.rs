@@ -9,7 +9,6 @@ use super::options::{restore_options, selection, selection_spec};
 use super::report::{report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::CopyArgs;
-use crate::clock::Clock;
 use crate::net::redis::RedisConn;
 use crate::sink::redis::Target;
 use crate::source::live::{ExportOptions, LiveSource};
@@ -21,8 +20,7 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
         selection: selection(&args.select),
         ..ExportOptions::default()
     };
-    let clock = Clock::system();
-    let source = LiveSource::open(from, options, selection_spec(&args.select), &clock).await?;
+    let source = LiveSource::open(from, options, selection_spec(&args.select)).await?;
     let (items, task) = source.stream().split();
     // The selection's size is unknown before the copy ends, so the memory
     // guard is a running budget: the copy stops before the target evicts.

@@ -12,7 +12,6 @@ use super::progress::key_progress;
 use super::report::{human_bytes, print_json};
 use super::GlobalOpts;
 use crate::cli::ExportArgs;
-use crate::clock::Clock;
 use crate::flow::export::export;
 use crate::format::archive::WriterOptions;
 use crate::kato::display_bytes;
@@ -38,7 +37,7 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         ..Default::default()
     };
     let spec = selection_spec(&args.select);
-    let source = LiveSource::open(conn, options, spec, &Clock::system()).await?;
+    let source = LiveSource::open(conn, options, spec).await?;
     if source.kb_ids().is_empty() {
         eprintln!(
             "kbdump: warning: no kb_id on {} matches the selection; the archive will be empty",

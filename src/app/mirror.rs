@@ -10,6 +10,7 @@ use super::progress::key_progress;
 use super::report::print_json;
 use super::GlobalOpts;
 use crate::cli::MirrorArgs;
+use crate::clock::Clock;
 use crate::net::mirror::prune;
 use crate::net::redis::RedisConn;
 use crate::selection::Selection;
@@ -25,7 +26,7 @@ pub async fn run(args: MirrorArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
     };
     let kb_ids = resolve_kbs(&mut conn, &selection).await?;
     let progress = key_progress(global);
-    let summary = mirror(&conn, &ch, &kb_ids, progress.as_ref()).await?;
+    let summary = mirror(&conn, &ch, &kb_ids, &Clock::system(), progress.as_ref()).await?;
     let pruned = if args.prune {
         Some(prune(&ch, &kb_ids, summary.started_at_ms).await?)
     } else {

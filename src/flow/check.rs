@@ -19,7 +19,7 @@ Per kb_id, [`check`] reports:
 Memory: the kb's pattern names and symbol table.
 */
 
-use crate::flow::rebuild::stats::{symbol_counts, SymbolTable};
+use crate::kato::derived::{symbol_counts, SymbolTable};
 use crate::kato::display_bytes;
 use crate::kato::keys::{self, Shape};
 use crate::net::clickhouse::{Ch, ChError};

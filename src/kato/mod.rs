@@ -22,7 +22,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod attribute;
 mod catalogue;
+pub mod derived;
 pub mod keys;
+pub mod pytext;
 
 pub use catalogue::*;
 

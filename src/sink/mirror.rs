@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::clock::system_now_ms as now_ms;
+use crate::clock::Clock;
 use crate::format::dump::payload_type_name;
 use crate::format::mirror::{MirrorRow, MIRRORED, MIRROR_TABLE};
 use crate::kato::attribute::Attributor;
@@ -68,11 +68,12 @@ pub async fn mirror(
     conn: &RedisConn,
     ch: &Ch,
     kb_ids: &[Vec<u8>],
+    clock: &Clock,
     progress: &dyn Progress,
 ) -> Result<MirrorSummary, Error> {
     ensure_table(ch).await?;
     let mut summary = MirrorSummary::default();
-    let stamp = now_ms() as u64;
+    let stamp = clock.now_ms() as u64;
     summary.started_at_ms = stamp;
     for kb in kb_ids {
         for category in MIRRORED {
@@ -83,7 +84,7 @@ pub async fn mirror(
                 kb,
                 kb_ids,
                 category,
-                stamp,
+                (stamp, clock),
                 &mut summary,
                 progress,
             )
@@ -101,7 +102,7 @@ async fn mirror_one(
     kb: &[u8],
     known: &[Vec<u8>],
     category: Category,
-    stamp: u64,
+    (stamp, clock): (u64, &Clock),
     summary: &mut MirrorSummary,
     progress: &dyn Progress,
 ) -> Result<(), Error> {
@@ -115,6 +116,7 @@ async fn mirror_one(
         kb,
         category,
         stamp,
+        clock,
         summary,
         progress,
     };
@@ -159,6 +161,8 @@ struct Run<'a> {
     kb: &'a [u8],
     category: Category,
     stamp: u64,
+    /// "Now", to turn each key's PTTL into an absolute expiry.
+    clock: &'a Clock,
     summary: &'a mut MirrorSummary,
     progress: &'a dyn Progress,
 }
@@ -176,7 +180,7 @@ impl Run<'_> {
             return Ok(());
         }
         let dumped = self.conn.dump_keys(&keys).await?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let (mut n, mut bytes) = (0, 0);
         for (key, d) in keys.into_iter().zip(dumped) {
             let Dumped::Present { payload, pttl_ms } = d else {

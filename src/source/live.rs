@@ -33,6 +33,9 @@ pub struct ExportOptions {
     pub scan_count: usize,
     /// DUMP pipelines in flight at once.
     pub pipelines_in_flight: usize,
+    /// "Now", to turn each key's PTTL into an absolute expiry and to stamp
+    /// the SCAN windows.
+    pub clock: Clock,
 }
 
 impl Default for ExportOptions {
@@ -41,6 +44,7 @@ impl Default for ExportOptions {
             selection: Selection::default(),
             scan_count: 1000,
             pipelines_in_flight: 4,
+            clock: Clock::system(),
         }
     }
 }
@@ -84,14 +88,13 @@ impl LiveSource {
         mut conn: RedisConn,
         options: ExportOptions,
         spec: SelectionSpec,
-        clock: &Clock,
     ) -> Result<LiveSource, RedisIoError> {
         let info = conn.server_info().await?;
         let kb_ids = resolve_kbs(&mut conn, &options.selection).await?;
         let header = Header::new(
             conn.source_info(&info, "redis-server"),
             spec,
-            clock.now_ms(),
+            options.clock.now_ms(),
         );
         let mut source = LiveSource::new(conn, kb_ids, header, options);
         source.info = Some(info);
@@ -254,6 +257,7 @@ async fn export_pass(
     summary: &mut ExportSummary,
     progress: &dyn Progress,
 ) -> Result<BTreeMap<Vec<u8>, KbWindow>, SourceError> {
+    let now_ms = || options.clock.now_ms();
     let started = now_ms();
     let mut windows: BTreeMap<Vec<u8>, KbWindow> = pass
         .kbs
@@ -286,12 +290,13 @@ async fn export_pass(
             if !batch.is_empty() {
                 progress.scanned(batch.len() as u64);
                 let mut dumper = conn.clone();
+                let clock = options.clock.clone();
                 // Spawned so that pipelines progress while the next page is
                 // scanned; results are consumed in SCAN order.
                 in_flight.push_back(tokio::spawn(async move {
                     let keys: Vec<&[u8]> = batch.iter().map(|(k, _, _)| &k[..]).collect();
                     let dumped = dumper.dump_keys(&keys).await;
-                    (batch, dumped, now_ms())
+                    (batch, dumped, clock.now_ms())
                 }));
             }
         }
@@ -447,8 +452,6 @@ pub async fn resolve_kbs(
         .filter(|kb| selection.kb_selected(kb))
         .collect())
 }
-
-pub use crate::clock::system_now_ms as now_ms;
 
 #[cfg(test)]
 mod tests {

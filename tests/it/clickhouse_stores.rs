@@ -8,6 +8,7 @@ use crate::support::cli::json_outcome;
 use crate::support::clickhouse::{self as chs, snapshot};
 use crate::support::redis::RedisServer;
 use crate::support::seed;
+use kbdump::clock::Clock;
 use kbdump::flow::check::check;
 use kbdump::flow::rebuild::{rebuild, RebuildOptions};
 use kbdump::kato::Category;
@@ -79,10 +80,10 @@ async fn wiped_redis_comes_back_exactly_from_clickhouse_alone() {
     live_state(&ch, &mut conn, "kb0").await;
     let before = seed::snapshot(&mut redis.client());
     let rc = RedisConn::connect(&redis.url()).await.unwrap();
-    let first = mirror(&rc, &ch, &[b"kb0".to_vec()], &NoProgress)
+    let first = mirror(&rc, &ch, &[b"kb0".to_vec()], &Clock::system(), &NoProgress)
         .await
         .unwrap();
-    let second = mirror(&rc, &ch, &[b"kb0".to_vec()], &NoProgress)
+    let second = mirror(&rc, &ch, &[b"kb0".to_vec()], &Clock::system(), &NoProgress)
         .await
         .unwrap();
     assert_eq!(first.keys, second.keys);
@@ -165,9 +166,15 @@ async fn restore_from_clickhouse_has_the_semantics_of_an_archive_restore() {
     live_state(&ch, &mut conn, "kbm").await;
     let _: () = conn.set("kbx:emotives:other", "[]").await.unwrap();
     let rc = RedisConn::connect(&redis.url()).await.unwrap();
-    mirror(&rc, &ch, &[b"kbm".to_vec(), b"kbx".to_vec()], &NoProgress)
-        .await
-        .unwrap();
+    mirror(
+        &rc,
+        &ch,
+        &[b"kbm".to_vec(), b"kbx".to_vec()],
+        &Clock::system(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     let before = snapshot(&mut conn).await;
     let p0 = chs::pattern_name("kbm", 0);
     let emotives = format!("kbm:emotives:{p0}");

@@ -245,6 +245,7 @@ async fn keys_deleted_during_export_are_counted_not_fatal() {
         selection: Selection::default(),
         scan_count: 100_000,
         pipelines_in_flight: 1,
+        ..ExportOptions::default()
     };
     let header = Header {
         format_version: FORMAT_VERSION,

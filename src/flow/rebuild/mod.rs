@@ -5,7 +5,7 @@ ClickHouse's `kato.patterns_data`, writing what KATO's own rehydration
 
 Per kb_id the rows are read **twice**, each time as a stream:
 
-1. pass one accumulates the symbol tables ([`stats::SymbolTable`]: one
+1. pass one accumulates the symbol tables ([`crate::kato::derived::SymbolTable`]: one
    entry per distinct symbol) and, as it goes, writes `frequency:{p}` = 1
    with `SET NX` semantics (see [`apply`]) and the `symbol_to_patterns:{s}` sets, one `SADD` per
    symbol per batch of [`RebuildOptions::batch_patterns`] rows (SADD is a
@@ -25,19 +25,18 @@ passes, pass two may see rows pass one did not; the summary reports it
 Differences from KATO, on purpose: `frequency:{p}` is written with NX, so
 a surviving match count is never lowered (KATO overwrites it with 1); and
 `global_normalized_entropy` is summed in a fixed order (see
-[`stats::PatternMetrics`]).
+[`crate::kato::derived::PatternMetrics`]).
 */
 
 pub mod apply;
-pub mod pytext;
-pub mod stats;
 
+use crate::kato::derived::{pattern_metrics, symbol_counts, SymbolTable};
+use crate::kato::pytext;
 use crate::kato::{keys, Category};
 use crate::net::clickhouse::{Ch, ChError};
 use crate::progress::Progress;
 use apply::{Counts, Sink};
 use redis::aio::ConnectionLike;
-use stats::{pattern_metrics, symbol_counts, SymbolTable};
 use std::collections::BTreeMap;
 use std::time::Instant;
 

@@ -155,7 +155,7 @@ pub fn pattern_metrics<S: AsRef<[u8]>>(
         entropy,
         normalized_entropy,
         global_normalized_entropy,
-        tf_vector_json: super::pytext::json_dumps_tf(tf),
+        tf_vector_json: crate::kato::pytext::json_dumps_tf(tf),
     })
 }
 
