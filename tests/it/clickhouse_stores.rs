@@ -410,7 +410,11 @@ async fn mirror_round_trips_binary_large_and_expiring_keys() {
         .await
         .unwrap();
     let _: () = conn.set("kbb:metadata:soon", "{}").await.unwrap();
-    let _: () = conn.pexpire("kbb:metadata:soon", 3000).await.unwrap();
+    // Long enough to outlive the mirror runs below on a loaded machine,
+    // short enough that the test waits for it to pass.
+    let soon_ms = 8_000;
+    let _: () = conn.pexpire("kbb:metadata:soon", soon_ms).await.unwrap();
+    let soon_set = std::time::Instant::now();
     let _: () = conn.set("kbb:metadata:later", "{}").await.unwrap();
     let _: () = conn.pexpire("kbb:metadata:later", 600_000).await.unwrap();
     let _: () = conn.set("kbo:emotives:p", "[]").await.unwrap();
@@ -446,7 +450,8 @@ async fn mirror_round_trips_binary_large_and_expiring_keys() {
 
     // The short expiry passes; everything else comes back byte for byte.
     let before = support::seed::snapshot(&mut redis.client());
-    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let passed = std::time::Duration::from_millis(soon_ms as u64 + 200);
+    tokio::time::sleep(passed.saturating_sub(soon_set.elapsed())).await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
     let (code, json, err) = json_outcome(&["restore", "--from-clickhouse", &url, "--redis", &r]);
     assert_eq!(code, Some(0), "{err}");
