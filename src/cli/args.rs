@@ -26,14 +26,14 @@ pub struct RedisArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct SelectArgs {
     /// kb_id or glob (repeatable; default: all). Non-UTF-8 bytes as \xNN.
-    #[arg(long = "kb", value_name = "ID|GLOB")]
+    #[arg(long = "kb", value_name = "ID|GLOB", value_parser = kb_value)]
     pub kbs: Vec<String>,
     /// Category (repeatable): frequency, emotives, metadata, affinity,
     /// symbols, globals, metrics, predictions, other.
-    #[arg(long = "category", value_name = "C")]
+    #[arg(long = "category", value_name = "C", value_parser = category_value)]
     pub categories: Vec<Category>,
     /// Key glob, Redis syntax (repeatable; a key matching any is selected).
-    #[arg(long = "match", value_name = "GLOB")]
+    #[arg(long = "match", value_name = "GLOB", value_parser = match_value)]
     pub matches: Vec<String>,
 }
 
@@ -65,6 +65,35 @@ pub struct WriteArgs {
     /// Restore even when the target's maxmemory headroom looks too small.
     #[arg(long)]
     pub force: bool,
+}
+
+/// A `--kb` value: a kb_id or glob, never empty (an empty kb_id would
+/// silently select nothing, or everything a script did not mean).
+pub fn kb_value(s: &str) -> Result<String, String> {
+    non_empty(s, "an empty --kb names no kb_id; give a kb_id or a glob such as 'node*', or leave --kb out to select every kb_id")
+}
+
+fn match_value(s: &str) -> Result<String, String> {
+    non_empty(s, "an empty --match matches no key; give a key glob such as '*:emotives:*', or leave --match out")
+}
+
+fn category_value(s: &str) -> Result<Category, String> {
+    if s.is_empty() {
+        return Err(format!(
+            "an empty --category selects nothing; give one of: {}, or leave --category out",
+            Category::ALL.map(Category::name).join(", ")
+        ));
+    }
+    s.parse()
+        .map_err(|e: crate::kato::UnknownCategory| e.to_string())
+}
+
+fn non_empty(s: &str, why: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err(why.to_string())
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 fn parse_rename(s: &str) -> Result<(String, String), String> {

@@ -177,4 +177,49 @@ mod tests {
         assert_eq!(explicit, "redis://flag:6379");
         assert_eq!(default, "redis://127.0.0.1:6379");
     }
+
+    #[test]
+    fn scan_count_out_of_range_is_a_usage_error() {
+        for bad in ["0", "100001"] {
+            let err = parse(&["export", "-o", "x", "--scan-count", bad]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{err}");
+            assert!(err.to_string().contains("1..=100000"), "{err}");
+        }
+        match parse(&["export", "-o", "x", "--scan-count", "100000"])
+            .unwrap()
+            .command
+        {
+            Command::Export(a) => assert_eq!(a.scan_count, 100_000),
+            other => panic!("not export: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_selectors_are_usage_errors() {
+        let cases: &[&[&str]] = &[
+            &["export", "-o", "x", "--kb", ""],
+            &["export", "-o", "x", "--match", ""],
+            &["export", "-o", "x", "--category", ""],
+            &["restore", "x.kbd", "--kb", ""],
+            &["diff", "x.kbd", "--match", ""],
+            &["ls", "x.kbd", "--kb", ""],
+            &[
+                "copy",
+                "--from",
+                "redis://a",
+                "--to",
+                "redis://b",
+                "--kb",
+                "",
+            ],
+            &["rebuild", "--kb", ""],
+            &["mirror", "--kb", ""],
+            &["check", "--kb", ""],
+        ];
+        for args in cases {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}: {err}");
+            assert!(err.to_string().contains("empty"), "{args:?}: {err}");
+        }
+    }
 }
