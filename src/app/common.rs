@@ -12,7 +12,7 @@ use crate::flow;
 use crate::net::clickhouse::Ch;
 use crate::net::redis::RedisConn;
 use crate::records::SourceItem;
-use crate::sink::redis::{RestoreOptions, RestoreSummary, Target};
+use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
 use crate::source::{SourceError, SourceTask};
 
 pub use crate::source::archive::ArchiveInput;
@@ -73,4 +73,38 @@ pub async fn restore_with_undo(
         flow::restore::restore_with_undo(target, items, options, undo, &clock, progress.as_ref())
             .await?,
     )
+}
+
+/// A key no run writes: the probes below name it so that an allowed probe
+/// touches nothing.
+const PROBE_KEY: &str = "__kbdump_tmp:{probe}:permissions";
+
+/// Checks, before anything is written, that the target's ACL user may run
+/// the commands this restore sends for every key: RESTORE (unless
+/// `--logical`), DUMP and PTTL for the undo archive in replace mode, EXISTS
+/// for a dry run. Without it a user lacking RESTORE gets one NOPERM
+/// failure per key instead of one message saying what to grant.
+pub async fn check_write_permissions(
+    target: &Target,
+    options: &RestoreOptions,
+) -> anyhow::Result<()> {
+    let mut conn = target.conn.clone();
+    let mut probes: Vec<(&str, redis::Cmd)> = Vec::new();
+    if options.dry_run {
+        probes.push(("EXISTS", redis::cmd("EXISTS").arg(PROBE_KEY).clone()));
+    } else {
+        if !options.force_logical {
+            // Not a DUMP payload: refused after the ACL check, writes nothing.
+            let restore = redis::cmd("RESTORE").arg(PROBE_KEY).arg(0).arg("").clone();
+            probes.push(("RESTORE", restore));
+        }
+        if options.mode == Mode::Replace {
+            probes.push(("DUMP", redis::cmd("DUMP").arg(PROBE_KEY).clone()));
+            probes.push(("PTTL", redis::cmd("PTTL").arg(PROBE_KEY).clone()));
+        }
+    }
+    for (what, probe) in &probes {
+        conn.require_command(what, probe).await?;
+    }
+    Ok(())
 }

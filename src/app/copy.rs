@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::common::restore_with_undo;
+use super::common::{check_write_permissions, restore_with_undo};
 use super::options::{restore_options, selection, selection_spec};
 use super::report::{report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
@@ -17,6 +17,12 @@ use crate::source::live::{ExportOptions, LiveSource};
 pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let from = RedisConn::connect(&args.from).await.context("source")?;
     let target = Target::connect(&args.to).await.context("target")?;
+    // The selection's size is unknown before the copy ends, so the memory
+    // guard is a running budget: the copy stops before the target evicts.
+    let write = restore_options(&args.write, &target);
+    check_write_permissions(&target, &write)
+        .await
+        .context("target")?;
     let options = ExportOptions {
         selection: selection(&args.select),
         ..ExportOptions::default()
@@ -24,9 +30,7 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let clock = Clock::system();
     let source = LiveSource::open(from, options, selection_spec(&args.select), &clock).await?;
     let (items, task) = source.stream().split();
-    // The selection's size is unknown before the copy ends, so the memory
-    // guard is a running budget: the copy stops before the target evicts.
-    let options = restore_options(&args.write, &target);
+    let options = write;
     let undo = args
         .undo
         .clone()

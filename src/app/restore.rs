@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::common::{connect_clickhouse, restore_with_undo, source_outcome, ArchiveInput};
+use super::common::{
+    check_write_permissions, connect_clickhouse, restore_with_undo, source_outcome, ArchiveInput,
+};
 use super::options::{restore_options, selection};
 use super::report::{report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
@@ -27,6 +29,7 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
     }
     let (items, task) = source.stream(selection).split();
     let options = restore_options(&args.write, &target);
+    check_write_permissions(&target, &options).await?;
     let undo = undo_path(&args, &input);
     let (summary, undo_file) = restore_with_undo(&target, items, &options, &undo, global).await?;
     source_outcome(task, &input).await?;

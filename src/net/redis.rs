@@ -12,6 +12,9 @@ use crate::format::dump::{Product, ServerKind};
 use crate::kato::{self, Category};
 
 /// A server-side failure, naming the server (never its credentials).
+///
+/// Server error text in a message is cut to [`MAX_SERVER_TEXT`] characters:
+/// a pipeline of a thousand refused commands is one line, not a page.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisIoError {
@@ -19,22 +22,75 @@ pub enum RedisIoError {
         "invalid Redis URL {url:?}: {reason}; expected redis://[user:password@]host:port[/db]"
     )]
     BadUrl { url: String, reason: String },
-    #[error("cannot connect to Redis at {address}: {cause}; is the server running and reachable?")]
+    #[error("cannot connect to Redis at {address}: {}; is the server running and reachable?", brief(.cause))]
     Connect { address: String, cause: RedisError },
-    #[error("authentication failed at {address}: {cause}; check the user and password in the URL")]
+    #[error("authentication failed at {address}: {}; check the user and password in the URL", brief(.cause))]
     Auth { address: String, cause: RedisError },
-    #[error("Redis at {address} failed on {what}: {cause}")]
+    /// The ACL user may not run a command kbdump needs.
+    #[error(
+        "user {user} lacks permission for {command} on {address} (ACL NOPERM): grant it with \
+         ACL SETUSER {user} +{grant}"
+    )]
+    NoPermission {
+        address: String,
+        user: String,
+        /// The refused command as the server names it, upper case
+        /// (`DUMP`, `CONFIG GET`).
+        command: String,
+        /// The ACL rule that allows it, without the `+` (`dump`, `config|get`).
+        grant: String,
+    },
+    /// The ACL user may run the command but not on these keys.
+    #[error(
+        "user {user} lacks permission for the keys of {what} on {address} (ACL NOPERM: {detail}): \
+         grant them with ACL SETUSER {user} ~* (or a key pattern that covers the selection)"
+    )]
+    NoKeyPermission {
+        address: String,
+        user: String,
+        what: String,
+        detail: String,
+    },
+    #[error("Redis at {address} failed on {what}: {}", brief(.cause))]
     Command {
         address: String,
         what: String,
         cause: RedisError,
     },
-    #[error("Redis at {address} answered {what} with something unexpected: {detail}")]
+    #[error("Redis at {address} answered {what} with something unexpected: {}", cap(.detail))]
     Protocol {
         address: String,
         what: String,
         detail: String,
     },
+}
+
+/// Longest server error text quoted in a message, in characters.
+pub const MAX_SERVER_TEXT: usize = 300;
+
+/// `text` cut to [`MAX_SERVER_TEXT`] characters, with `…` when cut.
+pub fn cap(text: &str) -> String {
+    match text.char_indices().nth(MAX_SERVER_TEXT) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// A client error for a message: a pipeline's failures as the first one
+/// and a count, capped.
+fn brief(e: &RedisError) -> String {
+    match e.clone().into_server_errors() {
+        Some(errors) if errors.len() > 1 => {
+            let (_, first) = &errors[0];
+            cap(&format!(
+                "{} {} (and {} more refused commands)",
+                first.code(),
+                first.details().unwrap_or(""),
+                errors.len() - 1
+            ))
+        }
+        _ => cap(&e.to_string()),
+    }
 }
 
 pub type Result<T> = std::result::Result<T, RedisIoError>;
@@ -93,6 +149,8 @@ pub enum Dumped {
 pub struct RedisConn {
     conn: MultiplexedConnection,
     address: String,
+    /// The ACL user, `default` when the URL names none.
+    user: String,
     db: i64,
 }
 
@@ -129,16 +187,22 @@ impl RedisConn {
         })?;
         let info = client.get_connection_info().clone();
         let address = redacted_address(&info);
+        let user = info
+            .redis_settings()
+            .username()
+            .unwrap_or("default")
+            .to_string();
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(10)))
             .set_response_timeout(Some(Duration::from_secs(300)));
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|source| connect_error(&address, source))?;
+            .map_err(|source| connect_error(&address, &user, source))?;
         let mut this = RedisConn {
             conn,
             address,
+            user,
             db: info.redis_settings().db(),
         };
         let pong: String = this.query(redis::cmd("PING"), "PING").await?;
@@ -181,12 +245,37 @@ impl RedisConn {
             .map_err(|source| self.command_error(what, source))
     }
 
+    /// The ACL user this connection authenticated as (`default` when the
+    /// URL names none).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Fails with [`RedisIoError::NoPermission`] when the user may not run
+    /// `probe`'s command; any other answer, an error included, passes. The
+    /// probe must do nothing when it is allowed to run (say, a RESTORE of
+    /// a payload that is not one), so a run can check what it will need
+    /// before it writes anything.
+    pub async fn require_command(&mut self, what: &str, probe: &redis::Cmd) -> Result<()> {
+        match probe.query_async::<Value>(&mut self.conn).await {
+            Err(e) => match self.command_error(what, e) {
+                denied @ RedisIoError::NoPermission { .. } => Err(denied),
+                lost @ (RedisIoError::Connect { .. } | RedisIoError::Auth { .. }) => Err(lost),
+                _ => Ok(()),
+            },
+            Ok(_) => Ok(()),
+        }
+    }
+
     pub(crate) fn command_error(&self, what: &str, source: RedisError) -> RedisIoError {
+        if let Some(denied) = no_permission(&self.address, &self.user, what, &source) {
+            return denied;
+        }
         let lost = source.is_io_error()
             || source.is_connection_dropped()
             || source.is_connection_refusal();
         if lost || is_auth_error(&source) {
-            return connect_error(&self.address, source);
+            return connect_error(&self.address, &self.user, source);
         }
         RedisIoError::Command {
             address: self.address.clone(),
@@ -300,7 +389,7 @@ impl RedisConn {
         let payload = match dump {
             Value::Nil => return Ok(Dumped::Vanished),
             Value::BulkString(bytes) => bytes.clone(),
-            Value::ServerError(e) => return Err(self.protocol("DUMP", format!("{e:?}"))),
+            Value::ServerError(e) => return Err(self.command_error("DUMP", e.clone().into())),
             other => return Err(self.protocol("DUMP", format!("{other:?}"))),
         };
         match pttl {
@@ -386,7 +475,10 @@ impl KbCensus {
     }
 }
 
-fn connect_error(address: &str, source: RedisError) -> RedisIoError {
+fn connect_error(address: &str, user: &str, source: RedisError) -> RedisIoError {
+    if let Some(denied) = no_permission(address, user, "connecting", &source) {
+        return denied;
+    }
     if is_auth_error(&source) {
         RedisIoError::Auth {
             address: address.to_string(),
@@ -400,9 +492,41 @@ fn connect_error(address: &str, source: RedisError) -> RedisIoError {
     }
 }
 
+/// An ACL refusal (`NOPERM`) as the error that names the command (or the
+/// keys) and how to grant it; `None` for any other error.
+fn no_permission(address: &str, user: &str, what: &str, e: &RedisError) -> Option<RedisIoError> {
+    let errors = e.clone().into_server_errors()?;
+    let (_, refusal) = errors.iter().find(|(_, err)| err.code() == "NOPERM")?;
+    let detail = refusal.details().unwrap_or("");
+    Some(match refused_command(detail) {
+        Some(grant) => RedisIoError::NoPermission {
+            address: address.to_string(),
+            user: user.to_string(),
+            command: grant.replace('|', " ").to_uppercase(),
+            grant,
+        },
+        None => RedisIoError::NoKeyPermission {
+            address: address.to_string(),
+            user: user.to_string(),
+            what: what.to_string(),
+            detail: cap(detail),
+        },
+    })
+}
+
+/// The command a NOPERM text names, as an ACL rule takes it: `dump` from
+/// "this user has no permissions to run the 'dump' command" (Redis 6.2,
+/// 7.0) or "User u has no permissions to run the 'config|get' command"
+/// (7.2+, Valkey); `None` when the refusal is about keys or channels.
+fn refused_command(detail: &str) -> Option<String> {
+    let rest = &detail[detail.find("to run the '")? + "to run the '".len()..];
+    let name = &rest[..rest.find('\'')?];
+    (!name.is_empty()).then(|| name.to_lowercase())
+}
+
 fn is_auth_error(e: &RedisError) -> bool {
     e.kind() == ErrorKind::AuthenticationFailed
-        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
         || e.to_string().contains("WRONGPASS")
         || e.to_string().contains("NOAUTH")
 }
@@ -466,6 +590,46 @@ mod tests {
             ("redis", "7.0.15")
         );
         assert_eq!((redis.cluster, redis.evicted_keys), (false, 3));
+    }
+
+    #[test]
+    fn noperm_texts_name_the_command_to_grant() {
+        assert_eq!(
+            refused_command("this user has no permissions to run the 'dump' command").as_deref(),
+            Some("dump")
+        );
+        assert_eq!(
+            refused_command("User u has no permissions to run the 'config|get' command").as_deref(),
+            Some("config|get")
+        );
+        assert_eq!(
+            refused_command(
+                "this user has no permissions to access one of the keys used as arguments"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn pipeline_failures_are_one_capped_line() {
+        let refusal = || {
+            let e: RedisError = redis::make_extension_error(
+                "NOPERM".into(),
+                Some("this user has no permissions to run the 'dump' command".into()),
+            );
+            e
+        };
+        let denied = no_permission("h:1", "u", "DUMP/PTTL", &refusal()).unwrap();
+        assert_eq!(
+            denied.to_string(),
+            "user u lacks permission for DUMP on h:1 (ACL NOPERM): grant it with ACL SETUSER u +dump"
+        );
+        let long = "x".repeat(5_000);
+        let capped = cap(&long);
+        assert_eq!(capped.chars().count(), MAX_SERVER_TEXT + 1);
+        assert!(capped.ends_with('…'));
+        assert_eq!(cap("short"), "short");
+        assert_eq!(cap(&"é".repeat(400)).chars().count(), MAX_SERVER_TEXT + 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 mod support;
 
+mod acl;
 mod architecture;
 mod clickhouse_errors;
 mod clickhouse_rebuild;
