@@ -4,14 +4,18 @@
 // like `redis://[user:password@]host` is meant literally, not as a link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+use std::path::PathBuf;
+
 use clap::{Args, ValueEnum};
 
 use crate::kato::Category;
 
-/// Which server to talk to.
+/// Which server to talk to, and how to log in.
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
-    /// Redis URL: redis://[user:password@]host:port[/db] (rediss:// for TLS).
+    /// Redis URL: redis://[user[:password]@]host:port[/db] (rediss:// for
+    /// TLS). Keep the password out of it (it shows in the process list):
+    /// use --password-file or REDISCLI_AUTH.
     #[arg(
         long,
         env = "REDIS_URL",
@@ -20,6 +24,33 @@ pub struct RedisArgs {
         hide_default_value = false
     )]
     pub redis: String,
+    /// File whose first line is the Redis password (for the URL's user, else
+    /// `default`). Order: a password in the URL, then this file, then the
+    /// REDISCLI_AUTH environment variable.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS options of one Redis server (rediss:// URLs only).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Verify the server's certificate against this CA (PEM) instead of the
+    /// system's roots.
+    #[arg(long, value_name = "FILE", conflicts_with = "tls_insecure")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for servers with `tls-auth-clients yes`;
+    /// needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Do not verify the server's certificate (self-signed test servers
+    /// only: anyone on the path could pose as the server). Prints a warning.
+    #[arg(long)]
+    pub tls_insecure: bool,
 }
 
 /// `--kb`, `--category`, `--match`.
@@ -108,7 +139,7 @@ fn parse_rename(s: &str) -> Result<(String, String), String> {
 /// Which ClickHouse to talk to.
 #[derive(Debug, Clone, Args)]
 pub struct ClickHouseArgs {
-    /// ClickHouse HTTP URL: http://[user:password@]host:port/?database=NAME
+    /// ClickHouse HTTP URL: http[s]://[user[:password]@]host:port/?database=NAME
     /// (database `kato` when not given).
     #[arg(
         long,
@@ -117,4 +148,9 @@ pub struct ClickHouseArgs {
         hide_env_values = true
     )]
     pub clickhouse: String,
+    /// File whose first line is the ClickHouse password. Order: a password
+    /// in the URL, then this file, then the CLICKHOUSE_PASSWORD environment
+    /// variable.
+    #[arg(long, value_name = "FILE")]
+    pub clickhouse_password_file: Option<PathBuf>,
 }

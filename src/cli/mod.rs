@@ -20,7 +20,7 @@ pub mod verify;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use args::{ClickHouseArgs, ModeArg, RedisArgs, SelectArgs, WriteArgs};
+pub use args::{ClickHouseArgs, ModeArg, RedisArgs, SelectArgs, TlsArgs, WriteArgs};
 pub use cat::CatArgs;
 pub use check::CheckArgs;
 pub use copy::CopyArgs;

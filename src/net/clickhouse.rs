@@ -44,7 +44,7 @@ pub enum ChError {
         detail: String,
     },
     /// The server refused the user or password.
-    #[error("ClickHouse at {server} refused the credentials: {detail}; check the user and password in --clickhouse / CLICKHOUSE_URL")]
+    #[error("ClickHouse at {server} refused the credentials: {detail}; check the user and the password: it is taken from the URL (--clickhouse / CLICKHOUSE_URL), else --clickhouse-password-file FILE, else the CLICKHOUSE_PASSWORD environment variable")]
     Auth {
         /// Redacted server address.
         server: String,
@@ -112,6 +112,18 @@ impl ChTarget {
             password,
             database,
         })
+    }
+
+    /// Whether the URL carries a password.
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+
+    /// The same server and user with this password (one kept out of the
+    /// URL: a file, the environment).
+    pub fn with_password(mut self, password: String) -> Self {
+        self.password = Some(password);
+        self
     }
 
     /// The database holding KATO's tables.

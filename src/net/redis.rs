@@ -4,8 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::path::{Path, PathBuf};
+
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Value};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, ErrorKind,
+    IntoConnectionInfo, RedisError, TlsCertificates, Value,
+};
 
 use crate::format::archive::SourceInfo;
 use crate::format::dump::{Product, ServerKind};
@@ -24,8 +29,49 @@ pub enum RedisIoError {
     BadUrl { url: String, reason: String },
     #[error("cannot connect to Redis at {address}: {}; is the server running and reachable?", brief(.cause))]
     Connect { address: String, cause: RedisError },
-    #[error("authentication failed at {address}: {}; check the user and password in the URL", brief(.cause))]
-    Auth { address: String, cause: RedisError },
+    /// The server refused the user or password, or wants one.
+    #[error("authentication failed at {address} as user {user} with {origin}: {}; {hint}", brief(.cause))]
+    Auth {
+        address: String,
+        user: String,
+        /// Where the password came from ("the password in the URL", "the
+        /// password from --password-file FILE", "no password"); never the
+        /// password itself.
+        origin: String,
+        hint: String,
+        cause: Box<RedisError>,
+    },
+    /// The URL names an ACL user but no password came from anywhere.
+    #[error(
+        "the URL names user {user} but no password was given for {address}; give it with \
+         --{flag_prefix}password-file FILE or the REDISCLI_AUTH environment variable \
+         (a password in the URL works too, but shows in the process list)"
+    )]
+    MissingPassword {
+        address: String,
+        user: String,
+        flag_prefix: &'static str,
+    },
+    /// TLS options with a URL that does not ask for TLS.
+    #[error(
+        "{flags}: TLS options need a rediss:// URL, but {url} is not one; write rediss://host:port"
+    )]
+    TlsNeedsRediss { url: String, flags: String },
+    /// A certificate or key file that cannot be used.
+    #[error("cannot use {path} as the {what}: {reason}")]
+    TlsFile {
+        path: String,
+        what: String,
+        reason: String,
+    },
+    /// The TLS handshake failed: the server's certificate was not trusted,
+    /// or the server wanted a client certificate.
+    #[error("TLS with Redis at {address} failed: {reason}; {hint}")]
+    Tls {
+        address: String,
+        reason: String,
+        hint: String,
+    },
     /// The ACL user may not run a command kbdump needs.
     #[error(
         "user {user} lacks permission for {command} on {address} (ACL NOPERM): grant it with \
@@ -144,6 +190,85 @@ pub enum Dumped {
     Vanished,
 }
 
+/// A password given apart from the URL, and where it came from. Neither
+/// `Debug` nor any message shows the password itself.
+#[derive(Clone)]
+pub struct Password {
+    secret: String,
+    origin: String,
+}
+
+impl Password {
+    /// `origin` says where it came from, for messages: `--password-file
+    /// /run/secrets/redis`, `REDISCLI_AUTH`.
+    pub fn new(secret: impl Into<String>, origin: impl Into<String>) -> Password {
+        Password {
+            secret: secret.into(),
+            origin: origin.into(),
+        }
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Password(from {})", self.origin)
+    }
+}
+
+/// PEM files for a `rediss://` connection.
+#[derive(Clone, Debug, Default)]
+pub struct TlsFiles {
+    /// Trust only this CA (else the system's roots).
+    pub ca: Option<PathBuf>,
+    /// Client certificate, for servers with `tls-auth-clients yes`.
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key.
+    pub key: Option<PathBuf>,
+    /// Do not verify the server's certificate at all.
+    pub insecure: bool,
+}
+
+impl TlsFiles {
+    /// Whether any TLS option was given.
+    pub fn is_set(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some() || self.insecure
+    }
+}
+
+/// Everything needed to reach one server: the URL and what is kept out
+/// of it.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoint {
+    /// `redis://[user[:password]@]host:port[/db]` or `rediss://…`.
+    pub url: String,
+    /// Used when the URL carries no password (a password in the URL wins).
+    pub password: Option<Password>,
+    pub tls: TlsFiles,
+    /// Prefix of the command-line flags that set these options, for hints
+    /// in messages: `""` (`--password-file`), `"from-"`, `"to-"`.
+    pub flag_prefix: &'static str,
+}
+
+impl Endpoint {
+    /// A URL alone.
+    pub fn new(url: &str) -> Endpoint {
+        Endpoint {
+            url: url.to_string(),
+            ..Endpoint::default()
+        }
+    }
+
+    /// Whether the server's certificate goes unverified (`--tls-insecure`
+    /// or a `#insecure` URL).
+    pub fn insecure(&self) -> bool {
+        self.tls.insecure || (self.url.starts_with("rediss://") && self.url.ends_with("#insecure"))
+    }
+}
+
 /// A multiplexed async connection with its credential-free address.
 #[derive(Clone)]
 pub struct RedisConn {
@@ -179,33 +304,54 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl RedisConn {
-    /// Connects and checks the server answers (and accepts the credentials).
+    /// Connects to a URL alone (see [`RedisConn::open`]).
     pub async fn connect(url: &str) -> Result<RedisConn> {
-        let client = Client::open(url).map_err(|e| RedisIoError::BadUrl {
-            url: redact_url(url),
-            reason: e.to_string(),
-        })?;
-        let info = client.get_connection_info().clone();
+        Self::open(&Endpoint::new(url)).await
+    }
+
+    /// Connects and checks the server answers (and accepts the credentials).
+    pub async fn open(endpoint: &Endpoint) -> Result<RedisConn> {
+        let url = endpoint.url.as_str();
+        let info = url
+            .into_connection_info()
+            .map_err(|e| RedisIoError::BadUrl {
+                url: redact_url(url),
+                reason: e.to_string(),
+            })?;
         let address = redacted_address(&info);
         let user = info
             .redis_settings()
             .username()
             .unwrap_or("default")
             .to_string();
+        let (info, origin) = with_password(info, endpoint, &address, &user)?;
+        let client = tls_client(info, endpoint)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(10)))
             .set_response_timeout(Some(Duration::from_secs(300)));
+        let fail = Failure {
+            address: &address,
+            user: &user,
+            origin: &origin,
+            endpoint,
+        };
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|source| connect_error(&address, &user, source))?;
+            .map_err(|source| fail.connect_error(source))?;
         let mut this = RedisConn {
             conn,
-            address,
-            user,
-            db: info.redis_settings().db(),
+            address: address.clone(),
+            user: user.clone(),
+            db: client.get_connection_info().redis_settings().db(),
         };
-        let pong: String = this.query(redis::cmd("PING"), "PING").await?;
+        let pong: String = match redis::cmd("PING").query_async(&mut this.conn).await {
+            Ok(pong) => pong,
+            Err(e) => {
+                return Err(no_permission(&address, &user, "PING", &e)
+                    .unwrap_or_else(|| fail.connect_error(e)))
+            }
+        };
         if pong != "PONG" {
             return Err(this.protocol("PING", format!("{pong:?}")));
         }
@@ -275,7 +421,10 @@ impl RedisConn {
             || source.is_connection_dropped()
             || source.is_connection_refusal();
         if lost || is_auth_error(&source) {
-            return connect_error(&self.address, &self.user, source);
+            return RedisIoError::Connect {
+                address: self.address.clone(),
+                cause: source,
+            };
         }
         RedisIoError::Command {
             address: self.address.clone(),
@@ -475,21 +624,227 @@ impl KbCensus {
     }
 }
 
-fn connect_error(address: &str, user: &str, source: RedisError) -> RedisIoError {
-    if let Some(denied) = no_permission(address, user, "connecting", &source) {
-        return denied;
+/// The password to send: the URL's, else the endpoint's; and where it came
+/// from, for messages.
+fn with_password(
+    info: ConnectionInfo,
+    endpoint: &Endpoint,
+    address: &str,
+    user: &str,
+) -> Result<(ConnectionInfo, String)> {
+    let settings = info.redis_settings().clone();
+    if settings.password().is_some() {
+        return Ok((info, "the password in the URL".into()));
     }
-    if is_auth_error(&source) {
-        RedisIoError::Auth {
-            address: address.to_string(),
-            cause: source,
+    match &endpoint.password {
+        Some(password) => {
+            let origin = format!("the password from {}", password.origin);
+            let settings = settings.set_password(&password.secret);
+            Ok((info.set_redis_settings(settings), origin))
         }
-    } else {
+        None if settings.username().is_some() => Err(RedisIoError::MissingPassword {
+            address: address.to_string(),
+            user: user.to_string(),
+            flag_prefix: endpoint.flag_prefix,
+        }),
+        None => Ok((info, "no password".into())),
+    }
+}
+
+/// The client for `info`, with the endpoint's TLS files: a CA to trust, a
+/// client certificate, or no verification at all.
+fn tls_client(info: ConnectionInfo, endpoint: &Endpoint) -> Result<Client> {
+    let tls = &endpoint.tls;
+    let (host, port, insecure) = match info.addr() {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure,
+            ..
+        } => (host.clone(), *port, *insecure),
+        _ if tls.is_set() => {
+            let flag = |name: &str| format!("--{}{name}", endpoint.flag_prefix);
+            let given: Vec<String> = [
+                (tls.ca.is_some(), "tls-ca"),
+                (tls.cert.is_some(), "tls-cert"),
+                (tls.key.is_some(), "tls-key"),
+                (tls.insecure, "tls-insecure"),
+            ]
+            .iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, name)| flag(name))
+            .collect();
+            return Err(RedisIoError::TlsNeedsRediss {
+                url: redact_url(&endpoint.url),
+                flags: given.join(", "),
+            });
+        }
+        _ => return Client::open(info).map_err(|e| bad_url(endpoint, e)),
+    };
+    let info = info.set_addr(ConnectionAddr::TcpTls {
+        host,
+        port,
+        insecure: insecure || tls.insecure,
+        tls_params: None,
+    });
+    if tls.ca.is_none() && tls.cert.is_none() {
+        return Client::open(info).map_err(|e| bad_url(endpoint, e));
+    }
+    let flag = |name: &str| format!("--{}{name}", endpoint.flag_prefix);
+    let root_cert = match &tls.ca {
+        Some(path) => Some(read_pem(
+            path,
+            &format!("CA certificate ({})", flag("tls-ca")),
+            CERT_PEM,
+        )?),
+        None => None,
+    };
+    let client_tls = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read_pem(
+                cert,
+                &format!("client certificate ({})", flag("tls-cert")),
+                CERT_PEM,
+            )?,
+            client_key: read_pem(key, &format!("client key ({})", flag("tls-key")), KEY_PEM)?,
+        }),
+        _ => None,
+    };
+    Client::build_with_tls(
+        info,
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| RedisIoError::TlsFile {
+        path: [&tls.ca, &tls.cert, &tls.key]
+            .iter()
+            .filter_map(|p| p.as_ref().map(|p| p.display().to_string()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        what: "TLS files".into(),
+        reason: cap(&e.to_string()),
+    })
+}
+
+fn bad_url(endpoint: &Endpoint, e: RedisError) -> RedisIoError {
+    RedisIoError::BadUrl {
+        url: redact_url(&endpoint.url),
+        reason: e.to_string(),
+    }
+}
+
+/// What a PEM file must contain.
+const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----";
+const KEY_PEM: &str = "PRIVATE KEY-----";
+
+/// A PEM file that holds at least one `marker` block.
+fn read_pem(path: &Path, what: &str, marker: &str) -> Result<Vec<u8>> {
+    let bad = |reason: String| RedisIoError::TlsFile {
+        path: path.display().to_string(),
+        what: what.to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if !String::from_utf8_lossy(&bytes).contains(marker) {
+        return Err(bad(format!("it holds no PEM block with {marker:?}")));
+    }
+    Ok(bytes)
+}
+
+/// What a failed connection attempt is reported with.
+struct Failure<'a> {
+    address: &'a str,
+    user: &'a str,
+    origin: &'a str,
+    endpoint: &'a Endpoint,
+}
+
+impl Failure<'_> {
+    fn connect_error(&self, source: RedisError) -> RedisIoError {
+        let address = self.address.to_string();
+        if let Some(denied) = no_permission(self.address, self.user, "connecting", &source) {
+            return denied;
+        }
+        if is_auth_error(&source) {
+            return RedisIoError::Auth {
+                address,
+                user: self.user.to_string(),
+                origin: self.origin.to_string(),
+                hint: self.auth_hint(),
+                cause: Box::new(source),
+            };
+        }
+        if let Some((reason, hint)) = self.tls_failure(&source) {
+            return RedisIoError::Tls {
+                address,
+                reason,
+                hint,
+            };
+        }
         RedisIoError::Connect {
-            address: address.to_string(),
+            address,
             cause: source,
         }
     }
+
+    fn auth_hint(&self) -> String {
+        let p = self.endpoint.flag_prefix;
+        format!(
+            "check the user and the password: it is taken from the URL, else \
+             --{p}password-file FILE, else the REDISCLI_AUTH environment variable"
+        )
+    }
+
+    /// A handshake failure, explained: which certificate was not accepted
+    /// and the flag that fixes it.
+    fn tls_failure(&self, source: &RedisError) -> Option<(String, String)> {
+        let text = error_chain(source);
+        let p = self.endpoint.flag_prefix;
+        let lower = text.to_lowercase();
+        if lower.contains("certificaterequired")
+            || lower.contains("certificate required")
+            || lower.contains("handshakefailure") && self.endpoint.tls.cert.is_none()
+        {
+            return Some((
+                format!("the server requires a client certificate ({})", cap(&text)),
+                format!("pass one with --{p}tls-cert FILE --{p}tls-key FILE"),
+            ));
+        }
+        if lower.contains("certificate") || lower.contains("unknownissuer") {
+            let hint = if self.endpoint.tls.ca.is_some() {
+                format!(
+                    "the server's certificate is not signed by the CA in --{p}tls-ca; \
+                     pass the CA that signed it"
+                )
+            } else {
+                format!(
+                    "the server's certificate is not trusted by the system's roots; pass \
+                     the CA that signed it with --{p}tls-ca FILE (or, for a test server \
+                     only, --{p}tls-insecure)"
+                )
+            };
+            return Some((format!("certificate not accepted ({})", cap(&text)), hint));
+        }
+        None
+    }
+}
+
+/// The error and its sources, `: `-separated (the TLS reason is often in
+/// a source).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// An ACL refusal (`NOPERM`) as the error that names the command (or the

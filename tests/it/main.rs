@@ -23,3 +23,5 @@ mod harness_selftest;
 mod migration;
 mod offline;
 mod restore;
+mod secrets;
+mod tls;
