@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::cli::{export, kbdump, run, stderr, stdout};
+use crate::support::cli::{assert_same, export, kbdump, only, run, snap, stderr, stdout};
 use crate::support::redis::RedisServer;
 use crate::support::seed::{seed_kato, SeedSpec};
 
@@ -163,4 +163,111 @@ fn a_wrong_password_is_still_an_authentication_error() {
     let err = stderr(&out);
     assert!(err.contains("authentication failed"), "{err}");
     assert!(!err.contains("not-it") && !err.contains("lacks permission"));
+}
+
+/// The ACL rules docs/SAFETY.md lists for `command` (the row whose first
+/// cell is `` `command` ``).
+fn documented_rules(command: &str) -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/SAFETY.md"))
+        .expect("docs/SAFETY.md");
+    let row = format!("| `{command}` |");
+    let line = doc
+        .lines()
+        .find(|l| l.starts_with(&row))
+        .unwrap_or_else(|| panic!("docs/SAFETY.md has no row {row}"));
+    let cell = line[row.len()..].split('|').next().unwrap().trim();
+    cell.trim_matches('`')
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// A user with exactly the documented rules of `command`.
+fn documented_user(server: &RedisServer, user: &str, command: &str) -> String {
+    let rules = documented_rules(command);
+    acl_user(
+        server,
+        user,
+        &rules.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+}
+
+#[track_caller]
+fn assert_ok(out: &Output, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what} as the documented user: {}{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+#[test]
+fn the_documented_minimal_acl_is_enough() {
+    let source = RedisServer::start();
+    let kato = seed_kato(&mut source.client(), &SeedSpec::small()).kato();
+    let expected = only(&snap(&source), |k| kato.contains(k));
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("all.kbd");
+
+    let url = documented_user(&source, "kbdump-kbs", "kbs");
+    assert_ok(&kbdump(&["kbs", "--redis", &url]), "kbs");
+    let url = documented_user(&source, "kbdump-export", "export");
+    assert_ok(
+        &kbdump(&["export", "-q", "--redis", &url, "-o", path(&archive)]),
+        "export",
+    );
+
+    // Missing mode into an empty server, then again (everything kept).
+    let target = RedisServer::start();
+    let url = documented_user(&target, "kbdump-restore", "restore");
+    for _ in 0..2 {
+        let out = kbdump(&["restore", path(&archive), "-q", "--redis", &url]);
+        assert_ok(&out, "restore");
+    }
+    assert_same(&expected, &snap(&target));
+    let url = documented_user(&target, "kbdump-diff", "diff");
+    assert_ok(&kbdump(&["diff", path(&archive), "--redis", &url]), "diff");
+
+    // Replace mode over a changed key, with its undo archive.
+    let _: () = run(
+        &target,
+        ::redis::cmd("SET")
+            .arg("node0_kato:frequency:changed")
+            .arg("1"),
+    );
+    let url = documented_user(&target, "kbdump-replace", "restore --mode replace");
+    let undo = dir.path().join("undo.kbd");
+    let out = kbdump(&[
+        "restore",
+        path(&archive),
+        "-q",
+        "--mode",
+        "replace",
+        "--undo",
+        path(&undo),
+        "--redis",
+        &url,
+    ]);
+    assert_ok(&out, "restore --mode replace");
+    assert!(undo.exists());
+
+    let url = documented_user(&target, "kbdump-dry", "restore --dry-run");
+    let out = kbdump(&["restore", path(&archive), "--dry-run", "--redis", &url]);
+    assert_ok(&out, "restore --dry-run");
+
+    // Every key re-created with commands.
+    let fresh = RedisServer::start();
+    let url = documented_user(&fresh, "kbdump-logical", "restore --logical");
+    let out = kbdump(&[
+        "restore",
+        path(&archive),
+        "-q",
+        "--logical",
+        "--redis",
+        &url,
+    ]);
+    assert_ok(&out, "restore --logical");
+    assert_same(&expected, &snap(&fresh));
 }
