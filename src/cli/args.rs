@@ -140,7 +140,8 @@ fn parse_rename(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Clone, Args)]
 pub struct ClickHouseArgs {
     /// ClickHouse HTTP URL: http[s]://[user[:password]@]host:port/?database=NAME
-    /// (database `kato` when not given).
+    /// (database `kato` when not given). https:// verifies the server against
+    /// the system's roots, or the CA bundle that SSL_CERT_FILE names.
     #[arg(
         long,
         env = "CLICKHOUSE_URL",

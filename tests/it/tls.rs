@@ -331,3 +331,21 @@ fn copy_takes_tls_options_per_side() {
         .unwrap();
     assert_eq!(keys.len(), seeded.of_kb(b"node0_kato").len());
 }
+
+/// `https://` ClickHouse URLs talk TLS: against a server whose certificate
+/// no system root signed, the error names the server and the certificate.
+#[test]
+fn clickhouse_https_urls_verify_the_server_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = pki(certs.path());
+    // Any TLS listener will do for the handshake: the Redis one.
+    let (redis, port, _) = tls_server(&pki);
+    let out = kbdump(&[
+        "check",
+        "--clickhouse",
+        &format!("https://127.0.0.1:{port}/?database=kato"),
+        "--redis",
+        &redis.url(),
+    ]);
+    assert_fails(&out, &[&format!("https://127.0.0.1:{port}"), "certificate"]);
+}
