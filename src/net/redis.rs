@@ -276,6 +276,9 @@ pub struct RedisConn {
     address: String,
     /// The ACL user, `default` when the URL names none.
     user: String,
+    /// How an authentication error later in the session is explained
+    /// (where the password came from, and the flags that set it).
+    auth: std::sync::Arc<(String, String)>,
     db: i64,
 }
 
@@ -343,6 +346,7 @@ impl RedisConn {
             conn,
             address: address.clone(),
             user: user.clone(),
+            auth: std::sync::Arc::new((origin.clone(), fail.auth_hint())),
             db: client.get_connection_info().redis_settings().db(),
         };
         let pong: String = match redis::cmd("PING").query_async(&mut this.conn).await {
@@ -420,7 +424,16 @@ impl RedisConn {
         let lost = source.is_io_error()
             || source.is_connection_dropped()
             || source.is_connection_refusal();
-        if lost || is_auth_error(&source) {
+        if is_auth_error(&source) {
+            return RedisIoError::Auth {
+                address: self.address.clone(),
+                user: self.user.clone(),
+                origin: self.auth.0.clone(),
+                hint: self.auth.1.clone(),
+                cause: Box::new(source),
+            };
+        }
+        if lost {
             return RedisIoError::Connect {
                 address: self.address.clone(),
                 cause: source,
