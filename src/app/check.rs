@@ -4,16 +4,19 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::common::{connect_clickhouse, resolve_clickhouse_kbs};
+use super::common::{connect_clickhouse, connect_redis, resolve_clickhouse_kbs};
 use super::report::print_json;
 use super::{GlobalOpts, EXIT_CHECK_FAILED};
 use crate::cli::CheckArgs;
 use crate::flow::check::{check, KbReport};
-use crate::net::redis::RedisConn;
 
 pub async fn run(args: CheckArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let ch = connect_clickhouse(&args.clickhouse.clickhouse).await?;
-    let conn = RedisConn::connect(&args.redis.redis).await?;
+    let ch = connect_clickhouse(
+        &args.clickhouse.clickhouse,
+        args.clickhouse.clickhouse_password_file.as_deref(),
+    )
+    .await?;
+    let conn = connect_redis(&args.redis).await?;
     let kb_ids = resolve_clickhouse_kbs(&ch, &args.kbs).await?;
     let reports = if kb_ids.is_empty() {
         Vec::new()

@@ -3,16 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use tokio::sync::mpsc;
 
 use super::options::globs;
 use super::progress::key_progress;
 use super::GlobalOpts;
+use crate::cli::{RedisArgs, TlsArgs};
 use crate::flow;
-use crate::net::clickhouse::Ch;
-use crate::net::redis::RedisConn;
+use crate::net::clickhouse::{Ch, ChTarget};
+use crate::net::redis::{redact_url, Endpoint, Password, RedisConn, TlsFiles};
 use crate::records::SourceItem;
-use crate::sink::redis::{RestoreOptions, RestoreSummary, Target};
+use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
 use crate::source::{SourceError, SourceTask};
 
 pub use crate::source::archive::ArchiveInput;
@@ -27,22 +29,176 @@ pub async fn source_outcome<T>(task: SourceTask<T>, input: &ArchiveInput) -> any
 }
 
 /// A ClickHouse client for the URL, after checking the server answers.
-pub async fn connect_clickhouse(url: &str) -> anyhow::Result<Ch> {
-    let ch = Ch::from_url(url)?;
+/// A URL without a password takes it from `password_file`, else from
+/// `CLICKHOUSE_PASSWORD`.
+pub async fn connect_clickhouse(url: &str, password_file: Option<&Path>) -> anyhow::Result<Ch> {
+    let mut target = ChTarget::parse(url)?;
+    if !target.has_password() {
+        let password = fallback_password(
+            password_file,
+            "--clickhouse-password-file",
+            "CLICKHOUSE_PASSWORD",
+        )?;
+        if let Some(password) = password {
+            target = target.with_password(password.0);
+        }
+    } else if let Some(file) = password_file {
+        warn_unused_file(file, "--clickhouse-password-file");
+    }
+    let ch = Ch::new(target);
     ch.ping().await?;
     Ok(ch)
 }
+
+/// `--redis`, `--password-file` and the TLS options as an endpoint.
+pub fn redis_endpoint(args: &RedisArgs) -> anyhow::Result<Endpoint> {
+    endpoint(&args.redis, args.password_file.as_deref(), &args.tls, "")
+}
+
+/// One server's URL, password file and TLS options as an endpoint; the
+/// flags are `--{flag_prefix}password-file` and so on. A URL without a
+/// password takes it from the file, else from `REDISCLI_AUTH` (as
+/// redis-cli does).
+pub fn endpoint(
+    url: &str,
+    password_file: Option<&Path>,
+    tls: &TlsArgs,
+    flag_prefix: &'static str,
+) -> anyhow::Result<Endpoint> {
+    let flag = format!("--{flag_prefix}password-file");
+    let password = if url_has_password(url) {
+        if let Some(file) = password_file {
+            warn_unused_file(file, &flag);
+        }
+        None
+    } else {
+        fallback_password(password_file, &flag, "REDISCLI_AUTH")?
+            .map(|(secret, origin)| Password::new(secret, origin))
+    };
+    let endpoint = Endpoint {
+        url: url.to_string(),
+        password,
+        tls: TlsFiles {
+            ca: tls.tls_ca.clone(),
+            cert: tls.tls_cert.clone(),
+            key: tls.tls_key.clone(),
+            insecure: tls.tls_insecure,
+        },
+        flag_prefix,
+    };
+    if endpoint.insecure() && url.starts_with("rediss://") {
+        eprintln!(
+            "kbdump: warning: the TLS certificate of {} is not verified \
+             (--{flag_prefix}tls-insecure): anyone on the network path can pose as the \
+             server; for a private CA pass --{flag_prefix}tls-ca FILE instead",
+            redact_url(url).trim_end_matches("#insecure")
+        );
+    }
+    Ok(endpoint)
+}
+
+/// Connects to the server of `--redis` and its options.
+pub async fn connect_redis(args: &RedisArgs) -> anyhow::Result<RedisConn> {
+    Ok(RedisConn::open(&redis_endpoint(args)?).await?)
+}
+
+/// The restore target and what it accepts (as `Target::connect` learns it
+/// for a bare URL).
+pub async fn connect_target(endpoint: &Endpoint) -> anyhow::Result<Target> {
+    let mut conn = RedisConn::open(endpoint).await?;
+    let info = conn.server_info().await?;
+    let kind = conn.server_kind(&info).await?;
+    let max_bulk = conn
+        .config_number("proto-max-bulk-len")
+        .await
+        .unwrap_or(DEFAULT_MAX_BULK);
+    Ok(Target {
+        conn,
+        info,
+        kind,
+        max_bulk,
+    })
+}
+
+/// Redis' default `proto-max-bulk-len`, assumed when CONFIG is disabled.
+const DEFAULT_MAX_BULK: u64 = 512 << 20;
 
 /// The checked connection and its multiplexed connection for rebuild's
 /// pipelines (both share one socket and the long response timeout that
 /// large write pipelines need).
 pub async fn write_connection(
-    url: &str,
+    args: &RedisArgs,
 ) -> anyhow::Result<(RedisConn, redis::aio::MultiplexedConnection)> {
-    let checked = RedisConn::connect(url).await?;
+    let checked = connect_redis(args).await?;
     let conn = checked.multiplexed();
     Ok((checked, conn))
 }
+
+fn url_has_password(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| u.password().is_some())
+}
+
+fn warn_unused_file(file: &Path, flag: &str) {
+    eprintln!(
+        "kbdump: warning: {flag} {} is not read: the URL carries a password, which comes first",
+        file.display()
+    );
+}
+
+/// The password from `file` (its first line), else from the environment
+/// variable `env_var` (when set and not empty), with where it came from.
+fn fallback_password(
+    file: Option<&Path>,
+    flag: &str,
+    env_var: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    if let Some(file) = file {
+        let origin = format!("{flag} {}", file.display());
+        return Ok(Some((read_password_file(file, flag)?, origin)));
+    }
+    match std::env::var(env_var) {
+        Ok(value) if !value.is_empty() => Ok(Some((value, env_var.to_string()))),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("the {env_var} environment variable is not valid UTF-8")
+        }
+    }
+}
+
+/// The first line of a password file, without its line ending. Warns when
+/// users other than the owner may read the file.
+pub fn read_password_file(file: &Path, flag: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {flag} {}", file.display()))?;
+    let password = text.lines().next().unwrap_or("");
+    if password.is_empty() {
+        anyhow::bail!(
+            "{flag} {}: the first line is empty; it must hold the password",
+            file.display()
+        );
+    }
+    warn_if_readable_by_others(file, flag);
+    Ok(password.to_string())
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(file: &Path, flag: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(file) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o044 != 0 {
+        eprintln!(
+            "kbdump: warning: {flag} {path} can be read by other users (mode {mode:03o}); \
+             chmod 600 {path}",
+            path = file.display()
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_file: &Path, _flag: &str) {}
 
 /// The kb_ids `--kb` names in ClickHouse (see [`Ch::resolve_kbs`]); warns
 /// on stderr when globs were given and none matches.
@@ -73,4 +229,38 @@ pub async fn restore_with_undo(
         flow::restore::restore_with_undo(target, items, options, undo, &clock, progress.as_ref())
             .await?,
     )
+}
+
+/// A key no run writes: the probes below name it so that an allowed probe
+/// touches nothing.
+const PROBE_KEY: &str = "__kbdump_tmp:{probe}:permissions";
+
+/// Checks, before anything is written, that the target's ACL user may run
+/// the commands this restore sends for every key: RESTORE (unless
+/// `--logical`), DUMP and PTTL for the undo archive in replace mode, EXISTS
+/// for a dry run. Without it a user lacking RESTORE gets one NOPERM
+/// failure per key instead of one message saying what to grant.
+pub async fn check_write_permissions(
+    target: &Target,
+    options: &RestoreOptions,
+) -> anyhow::Result<()> {
+    let mut conn = target.conn.clone();
+    let mut probes: Vec<(&str, redis::Cmd)> = Vec::new();
+    if options.dry_run {
+        probes.push(("EXISTS", redis::cmd("EXISTS").arg(PROBE_KEY).clone()));
+    } else {
+        if !options.force_logical {
+            // Not a DUMP payload: refused after the ACL check, writes nothing.
+            let restore = redis::cmd("RESTORE").arg(PROBE_KEY).arg(0).arg("").clone();
+            probes.push(("RESTORE", restore));
+        }
+        if options.mode == Mode::Replace {
+            probes.push(("DUMP", redis::cmd("DUMP").arg(PROBE_KEY).clone()));
+            probes.push(("PTTL", redis::cmd("PTTL").arg(PROBE_KEY).clone()));
+        }
+    }
+    for (what, probe) in &probes {
+        conn.require_command(what, probe).await?;
+    }
+    Ok(())
 }

@@ -4,27 +4,44 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::common::restore_with_undo;
+use super::common::{check_write_permissions, connect_target, endpoint, restore_with_undo};
 use super::options::{restore_options, selection, selection_spec};
 use super::report::{report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::CopyArgs;
 use crate::net::redis::RedisConn;
-use crate::sink::redis::Target;
 use crate::source::live::{ExportOptions, LiveSource};
 
 pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let from = RedisConn::connect(&args.from).await.context("source")?;
-    let target = Target::connect(&args.to).await.context("target")?;
+    let from = endpoint(
+        &args.from,
+        args.from_password_file.as_deref(),
+        &args.from_tls(),
+        "from-",
+    )
+    .context("source")?;
+    let to = endpoint(
+        &args.to,
+        args.to_password_file.as_deref(),
+        &args.to_tls(),
+        "to-",
+    )
+    .context("target")?;
+    let from = RedisConn::open(&from).await.context("source")?;
+    let target = connect_target(&to).await.context("target")?;
+    // The selection's size is unknown before the copy ends, so the memory
+    // guard is a running budget: the copy stops before the target evicts.
+    let write = restore_options(&args.write, &target);
+    check_write_permissions(&target, &write)
+        .await
+        .context("target")?;
     let options = ExportOptions {
         selection: selection(&args.select),
         ..ExportOptions::default()
     };
     let source = LiveSource::open(from, options, selection_spec(&args.select)).await?;
     let (items, task) = source.stream().split();
-    // The selection's size is unknown before the copy ends, so the memory
-    // guard is a running budget: the copy stops before the target evicts.
-    let options = restore_options(&args.write, &target);
+    let options = write;
     let undo = args
         .undo
         .clone()

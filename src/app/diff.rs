@@ -5,14 +5,13 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::common::{source_outcome, ArchiveInput};
+use super::common::{connect_redis, source_outcome, ArchiveInput};
 use super::options::selection;
 use super::report::{cells_json, print_json};
 use super::{GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
 use crate::cli::DiffArgs;
 use crate::flow::diff::{diff, DiffOptions, DiffReport, Kind};
 use crate::kato::display_bytes;
-use crate::net::redis::RedisConn;
 use crate::source::archive::ArchiveSource;
 
 /// Examples shown per group in the text output.
@@ -21,7 +20,7 @@ const EXAMPLES_PER_GROUP: usize = 5;
 pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file);
     let selection = selection(&args.select);
-    let conn = RedisConn::connect(&args.redis.redis).await?;
+    let conn = connect_redis(&args.redis).await?;
     let (rx, source) = ArchiveSource::open(&input)?
         .stream(selection.clone())
         .split();

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::json;
 
+use super::common::connect_redis;
 use super::options::{selection, selection_spec};
 use super::progress::key_progress;
 use super::report::{human_bytes, print_json};
@@ -30,7 +31,7 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
             args.force,
         )?)
     };
-    let conn = RedisConn::connect(&args.redis.redis).await?;
+    let conn = connect_redis(&args.redis).await?;
     let options = ExportOptions {
         selection: selection(&args.select),
         scan_count: args.scan_count,

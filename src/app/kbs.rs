@@ -4,14 +4,14 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
+use super::common::connect_redis;
 use super::report::print_json;
 use super::GlobalOpts;
 use crate::cli::KbsArgs;
 use crate::kato::{display_bytes, Category};
-use crate::net::redis::RedisConn;
 
 pub async fn run(args: KbsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let mut conn = RedisConn::connect(&args.redis.redis).await?;
+    let mut conn = connect_redis(&args.redis).await?;
     let census = conn.discover_kbs(b"*").await?;
     if global.json {
         let kbs: Vec<_> = census

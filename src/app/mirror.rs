@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::common::connect_clickhouse;
+use super::common::{connect_clickhouse, connect_redis};
 use super::options::globs;
 use super::progress::key_progress;
 use super::report::print_json;
@@ -12,14 +12,17 @@ use super::GlobalOpts;
 use crate::cli::MirrorArgs;
 use crate::clock::Clock;
 use crate::net::mirror::prune;
-use crate::net::redis::RedisConn;
 use crate::selection::Selection;
 use crate::sink::mirror::mirror;
 use crate::source::live::resolve_kbs;
 
 pub async fn run(args: MirrorArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let ch = connect_clickhouse(&args.clickhouse.clickhouse).await?;
-    let mut conn = RedisConn::connect(&args.redis.redis).await?;
+    let ch = connect_clickhouse(
+        &args.clickhouse.clickhouse,
+        args.clickhouse.clickhouse_password_file.as_deref(),
+    )
+    .await?;
+    let mut conn = connect_redis(&args.redis).await?;
     let selection = Selection {
         kbs: globs(&args.kbs),
         ..Selection::default()

@@ -12,8 +12,12 @@ use crate::cli::RebuildArgs;
 use crate::flow::rebuild::{rebuild, KbSummary, RebuildOptions};
 
 pub async fn run(args: RebuildArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let ch = connect_clickhouse(&args.clickhouse.clickhouse).await?;
-    let (checked, conn) = write_connection(&args.redis.redis).await?;
+    let ch = connect_clickhouse(
+        &args.clickhouse.clickhouse,
+        args.clickhouse.clickhouse_password_file.as_deref(),
+    )
+    .await?;
+    let (checked, conn) = write_connection(&args.redis).await?;
     let opts = RebuildOptions {
         dry_run: args.dry_run,
         only_missing: args.only_missing,

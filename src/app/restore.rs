@@ -3,20 +3,22 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::common::{connect_clickhouse, restore_with_undo, source_outcome, ArchiveInput};
+use super::common::{
+    check_write_permissions, connect_clickhouse, connect_target, redis_endpoint, restore_with_undo,
+    source_outcome, ArchiveInput,
+};
 use super::options::{restore_options, selection};
 use super::report::{report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::RestoreArgs;
 use crate::selection::Selection;
-use crate::sink::redis::Target;
 use crate::source::archive::ArchiveSource;
 use crate::source::mirror::MirrorSource;
 use crate::source::Source;
 
 pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let selection = selection(&args.select);
-    let target = Target::connect(&args.redis.redis).await?;
+    let target = connect_target(&redis_endpoint(&args.redis)?).await?;
     let (source, input) = open_source(&args, &selection).await?;
     if !args.write.force && !args.write.dry_run {
         // Without an index (a pipe, a cut file) the selection's size is
@@ -27,6 +29,7 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
     }
     let (items, task) = source.stream(selection).split();
     let options = restore_options(&args.write, &target);
+    check_write_permissions(&target, &options).await?;
     let undo = undo_path(&args, &input);
     let (summary, undo_file) = restore_with_undo(&target, items, &options, &undo, global).await?;
     source_outcome(task, &input).await?;
@@ -41,7 +44,7 @@ async fn open_source(
     selection: &Selection,
 ) -> anyhow::Result<(Source, ArchiveInput)> {
     if let Some(url) = &args.from_clickhouse {
-        let ch = connect_clickhouse(url).await?;
+        let ch = connect_clickhouse(url, args.clickhouse_password_file.as_deref()).await?;
         let mirror = MirrorSource::open(ch, selection.clone()).await?;
         return Ok((Source::Mirror(mirror), ArchiveInput::Stdin));
     }

@@ -4,14 +4,18 @@
 // like `redis://[user:password@]host` is meant literally, not as a link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+use std::path::PathBuf;
+
 use clap::{Args, ValueEnum};
 
 use crate::kato::Category;
 
-/// Which server to talk to.
+/// Which server to talk to, and how to log in.
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
-    /// Redis URL: redis://[user:password@]host:port[/db] (rediss:// for TLS).
+    /// Redis URL: redis://[user[:password]@]host:port[/db] (rediss:// for
+    /// TLS). Keep the password out of it (it shows in the process list):
+    /// use --password-file or REDISCLI_AUTH.
     #[arg(
         long,
         env = "REDIS_URL",
@@ -20,20 +24,47 @@ pub struct RedisArgs {
         hide_default_value = false
     )]
     pub redis: String,
+    /// File whose first line is the Redis password (for the URL's user, else
+    /// `default`). Order: a password in the URL, then this file, then the
+    /// REDISCLI_AUTH environment variable.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS options of one Redis server (rediss:// URLs only).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Verify the server's certificate against this CA (PEM) instead of the
+    /// system's roots.
+    #[arg(long, value_name = "FILE", conflicts_with = "tls_insecure")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for servers with `tls-auth-clients yes`;
+    /// needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Do not verify the server's certificate (self-signed test servers
+    /// only: anyone on the path could pose as the server). Prints a warning.
+    #[arg(long)]
+    pub tls_insecure: bool,
 }
 
 /// `--kb`, `--category`, `--match`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SelectArgs {
     /// kb_id or glob (repeatable; default: all). Non-UTF-8 bytes as \xNN.
-    #[arg(long = "kb", value_name = "ID|GLOB")]
+    #[arg(long = "kb", value_name = "ID|GLOB", value_parser = kb_value)]
     pub kbs: Vec<String>,
     /// Category (repeatable): frequency, emotives, metadata, affinity,
     /// symbols, globals, metrics, predictions, other.
-    #[arg(long = "category", value_name = "C")]
+    #[arg(long = "category", value_name = "C", value_parser = category_value)]
     pub categories: Vec<Category>,
     /// Key glob, Redis syntax (repeatable; a key matching any is selected).
-    #[arg(long = "match", value_name = "GLOB")]
+    #[arg(long = "match", value_name = "GLOB", value_parser = match_value)]
     pub matches: Vec<String>,
 }
 
@@ -67,6 +98,35 @@ pub struct WriteArgs {
     pub force: bool,
 }
 
+/// A `--kb` value: a kb_id or glob, never empty (an empty kb_id would
+/// silently select nothing, or everything a script did not mean).
+pub fn kb_value(s: &str) -> Result<String, String> {
+    non_empty(s, "an empty --kb names no kb_id; give a kb_id or a glob such as 'node*', or leave --kb out to select every kb_id")
+}
+
+fn match_value(s: &str) -> Result<String, String> {
+    non_empty(s, "an empty --match matches no key; give a key glob such as '*:emotives:*', or leave --match out")
+}
+
+fn category_value(s: &str) -> Result<Category, String> {
+    if s.is_empty() {
+        return Err(format!(
+            "an empty --category selects nothing; give one of: {}, or leave --category out",
+            Category::ALL.map(Category::name).join(", ")
+        ));
+    }
+    s.parse()
+        .map_err(|e: crate::kato::UnknownCategory| e.to_string())
+}
+
+fn non_empty(s: &str, why: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err(why.to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
 fn parse_rename(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((from, to)) if !from.is_empty() && !to.is_empty() => {
@@ -79,8 +139,9 @@ fn parse_rename(s: &str) -> Result<(String, String), String> {
 /// Which ClickHouse to talk to.
 #[derive(Debug, Clone, Args)]
 pub struct ClickHouseArgs {
-    /// ClickHouse HTTP URL: http://[user:password@]host:port/?database=NAME
-    /// (database `kato` when not given).
+    /// ClickHouse HTTP URL: http[s]://[user[:password]@]host:port/?database=NAME
+    /// (database `kato` when not given). https:// verifies the server against
+    /// the system's roots, or the CA bundle that SSL_CERT_FILE names.
     #[arg(
         long,
         env = "CLICKHOUSE_URL",
@@ -88,4 +149,9 @@ pub struct ClickHouseArgs {
         hide_env_values = true
     )]
     pub clickhouse: String,
+    /// File whose first line is the ClickHouse password. Order: a password
+    /// in the URL, then this file, then the CLICKHOUSE_PASSWORD environment
+    /// variable.
+    #[arg(long, value_name = "FILE")]
+    pub clickhouse_password_file: Option<PathBuf>,
 }

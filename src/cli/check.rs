@@ -22,6 +22,6 @@ pub struct CheckArgs {
     pub redis: RedisArgs,
     /// kb_id or glob to check (repeatable; default: every kb_id in
     /// ClickHouse).
-    #[arg(long = "kb", value_name = "ID|GLOB")]
+    #[arg(long = "kb", value_name = "ID|GLOB", value_parser = super::args::kb_value)]
     pub kbs: Vec<String>,
 }

@@ -30,7 +30,7 @@ pub struct ExportArgs {
     /// zstd compression level (1-19).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,
-    /// SCAN COUNT hint.
-    #[arg(long, default_value_t = 1000)]
+    /// SCAN COUNT hint: keys the server looks at per SCAN call (1-100000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub scan_count: usize,
 }

@@ -26,7 +26,7 @@ pub struct MirrorArgs {
     #[command(flatten)]
     pub clickhouse: ClickHouseArgs,
     /// kb_id or glob (repeatable; default: every kb_id on the Redis server).
-    #[arg(long = "kb", value_name = "ID|GLOB")]
+    #[arg(long = "kb", value_name = "ID|GLOB", value_parser = super::args::kb_value)]
     pub kbs: Vec<String>,
     /// After mirroring, delete the mirrored kb_ids' rows of keys that are
     /// no longer in Redis (and superseded versions): makes the run a sync.

@@ -20,7 +20,7 @@ pub mod verify;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use args::{ClickHouseArgs, ModeArg, RedisArgs, SelectArgs, WriteArgs};
+pub use args::{ClickHouseArgs, ModeArg, RedisArgs, SelectArgs, TlsArgs, WriteArgs};
 pub use cat::CatArgs;
 pub use check::CheckArgs;
 pub use copy::CopyArgs;
@@ -176,5 +176,50 @@ mod tests {
         assert_eq!(from_env, "redis://kbdump-cli-test:6390/3");
         assert_eq!(explicit, "redis://flag:6379");
         assert_eq!(default, "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn scan_count_out_of_range_is_a_usage_error() {
+        for bad in ["0", "100001"] {
+            let err = parse(&["export", "-o", "x", "--scan-count", bad]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{err}");
+            assert!(err.to_string().contains("1..=100000"), "{err}");
+        }
+        match parse(&["export", "-o", "x", "--scan-count", "100000"])
+            .unwrap()
+            .command
+        {
+            Command::Export(a) => assert_eq!(a.scan_count, 100_000),
+            other => panic!("not export: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_selectors_are_usage_errors() {
+        let cases: &[&[&str]] = &[
+            &["export", "-o", "x", "--kb", ""],
+            &["export", "-o", "x", "--match", ""],
+            &["export", "-o", "x", "--category", ""],
+            &["restore", "x.kbd", "--kb", ""],
+            &["diff", "x.kbd", "--match", ""],
+            &["ls", "x.kbd", "--kb", ""],
+            &[
+                "copy",
+                "--from",
+                "redis://a",
+                "--to",
+                "redis://b",
+                "--kb",
+                "",
+            ],
+            &["rebuild", "--kb", ""],
+            &["mirror", "--kb", ""],
+            &["check", "--kb", ""],
+        ];
+        for args in cases {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}: {err}");
+            assert!(err.to_string().contains("empty"), "{args:?}: {err}");
+        }
     }
 }

@@ -28,7 +28,7 @@ pub struct RebuildArgs {
     pub redis: RedisArgs,
     /// kb_id or glob to rebuild (repeatable; default: every kb_id in
     /// ClickHouse).
-    #[arg(long = "kb", value_name = "ID|GLOB")]
+    #[arg(long = "kb", value_name = "ID|GLOB", value_parser = super::args::kb_value)]
     pub kbs: Vec<String>,
     /// Count what would be written; write nothing.
     #[arg(long)]

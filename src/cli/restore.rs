@@ -37,6 +37,10 @@ pub struct RestoreArgs {
     /// mirror`) instead of an archive: http://[user:password@]host:port/?database=NAME
     #[arg(long, value_name = "URL")]
     pub from_clickhouse: Option<String>,
+    /// File whose first line is the password of --from-clickhouse. Order: a
+    /// password in the URL, then this file, then CLICKHOUSE_PASSWORD.
+    #[arg(long, value_name = "FILE", requires = "from_clickhouse")]
+    pub clickhouse_password_file: Option<PathBuf>,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]

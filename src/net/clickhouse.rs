@@ -11,7 +11,9 @@ the database name is bound as an escaped identifier.
 
 A URL names the server, the credentials and the database:
 `http://user:password@host:8123/?database=kato` (database `kato` when
-absent). [`ChTarget`]'s `Display` never shows the credentials.
+absent); `https://` connects over TLS, verifying the server against the
+system's roots (`SSL_CERT_FILE` names a private CA's bundle instead).
+[`ChTarget`]'s `Display` never shows the credentials.
 */
 
 use crate::pattern::Glob;
@@ -30,7 +32,7 @@ pub const DEFAULT_DATABASE: &str = "kato";
 #[non_exhaustive]
 pub enum ChError {
     /// The URL could not be used.
-    #[error("invalid ClickHouse URL: {reason}; expected http://[user:password@]host:port/?database=kato")]
+    #[error("invalid ClickHouse URL: {reason}; expected http[s]://[user:password@]host:port/?database=kato")]
     BadUrl {
         /// What is wrong with it.
         reason: String,
@@ -43,8 +45,16 @@ pub enum ChError {
         /// Transport error.
         detail: String,
     },
+    /// The TLS handshake of an `https://` URL failed.
+    #[error("TLS with ClickHouse at {server} failed: {detail}; the server's certificate must be signed by one of the system's roots, or by a CA in the bundle that the SSL_CERT_FILE environment variable names")]
+    Tls {
+        /// Redacted server address.
+        server: String,
+        /// Handshake error.
+        detail: String,
+    },
     /// The server refused the user or password.
-    #[error("ClickHouse at {server} refused the credentials: {detail}; check the user and password in --clickhouse / CLICKHOUSE_URL")]
+    #[error("ClickHouse at {server} refused the credentials: {detail}; check the user and the password: it is taken from the URL (--clickhouse / CLICKHOUSE_URL), else --clickhouse-password-file FILE, else the CLICKHOUSE_PASSWORD environment variable")]
     Auth {
         /// Redacted server address.
         server: String,
@@ -86,18 +96,22 @@ pub struct ChTarget {
 }
 
 impl ChTarget {
-    /// Parses `http://[user[:password]@]host[:port][/][?database=NAME]`.
+    /// Parses `http[s]://[user[:password]@]host[:port][/][?database=NAME]`
+    /// (port 8123 for http, 8443 for https, ClickHouse's defaults).
     pub fn parse(raw: &str) -> Result<Self> {
         let bad = |reason: String| ChError::BadUrl { reason };
         let url = url::Url::parse(raw).map_err(|e| bad(e.to_string()))?;
-        if url.scheme() != "http" {
-            return Err(bad(format!(
-                "scheme {:?} is not supported (use http)",
-                url.scheme()
-            )));
-        }
+        let default_port = match url.scheme() {
+            "http" => 8123,
+            "https" => 8443,
+            other => {
+                return Err(bad(format!(
+                    "scheme {other:?} is not supported (use http, or https for TLS)"
+                )))
+            }
+        };
         let host = url.host_str().ok_or_else(|| bad("no host".into()))?;
-        let port = url.port().unwrap_or(8123);
+        let port = url.port().unwrap_or(default_port);
         let user = decode(url.username());
         let password = url.password().and_then(decode);
         let database = url
@@ -105,13 +119,25 @@ impl ChTarget {
             .find(|(k, _)| k == "database")
             .map(|(_, v)| v.into_owned())
             .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
-        let base = format!("http://{host}:{port}");
+        let base = format!("{}://{host}:{port}", url.scheme());
         Ok(ChTarget {
             base,
             user,
             password,
             database,
         })
+    }
+
+    /// Whether the URL carries a password.
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+
+    /// The same server and user with this password (one kept out of the
+    /// URL: a file, the environment).
+    pub fn with_password(mut self, password: String) -> Self {
+        self.password = Some(password);
+        self
     }
 
     /// The database holding KATO's tables.
@@ -327,6 +353,9 @@ fn classify(target: &ChTarget, doing: &str, err: clickhouse::error::Error) -> Ch
     let server = target.base.clone();
     let detail = error_chain(&err);
     match err {
+        E::Network(_) if detail.contains("certificate") || detail.contains("Certificate") => {
+            ChError::Tls { server, detail }
+        }
         E::Network(_) | E::TimedOut => ChError::Unreachable { server, detail },
         _ if is_auth_error(&detail) => ChError::Auth {
             server,
@@ -407,8 +436,19 @@ mod tests {
             Err(ChError::BadUrl { .. })
         ));
         assert!(matches!(
-            ChTarget::parse("https://h:8443"),
+            ChTarget::parse("ftp://h:8443"),
             Err(ChError::BadUrl { .. })
         ));
+    }
+
+    #[test]
+    fn https_urls_keep_their_scheme() {
+        let t = ChTarget::parse("https://u:pw@ch.example:9440/?database=k").unwrap();
+        assert_eq!(t.server(), "https://ch.example:9440");
+        assert_eq!(
+            ChTarget::parse("https://ch.example").unwrap().server(),
+            "https://ch.example:8443"
+        );
+        assert!(!t.to_string().contains("pw"));
     }
 }

@@ -4,8 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::path::{Path, PathBuf};
+
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Value};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, ErrorKind,
+    IntoConnectionInfo, RedisError, TlsCertificates, Value,
+};
 
 use crate::format::archive::SourceInfo;
 use crate::format::dump::{Product, ServerKind};
@@ -13,6 +18,9 @@ use crate::kato::attribute::Census;
 pub use crate::kato::attribute::KbCensus;
 
 /// A server-side failure, naming the server (never its credentials).
+///
+/// Server error text in a message is cut to [`MAX_SERVER_TEXT`] characters:
+/// a pipeline of a thousand refused commands is one line, not a page.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisIoError {
@@ -20,22 +28,116 @@ pub enum RedisIoError {
         "invalid Redis URL {url:?}: {reason}; expected redis://[user:password@]host:port[/db]"
     )]
     BadUrl { url: String, reason: String },
-    #[error("cannot connect to Redis at {address}: {cause}; is the server running and reachable?")]
+    #[error("cannot connect to Redis at {address}: {}; is the server running and reachable?", brief(.cause))]
     Connect { address: String, cause: RedisError },
-    #[error("authentication failed at {address}: {cause}; check the user and password in the URL")]
-    Auth { address: String, cause: RedisError },
-    #[error("Redis at {address} failed on {what}: {cause}")]
+    /// The server refused the user or password, or wants one.
+    #[error("authentication failed at {address} as user {user} with {origin}: {}; {hint}", brief(.cause))]
+    Auth {
+        address: String,
+        user: String,
+        /// Where the password came from ("the password in the URL", "the
+        /// password from --password-file FILE", "no password"); never the
+        /// password itself.
+        origin: String,
+        hint: String,
+        cause: Box<RedisError>,
+    },
+    /// The URL names an ACL user but no password came from anywhere.
+    #[error(
+        "the URL names user {user} but no password was given for {address}; give it with \
+         --{flag_prefix}password-file FILE or the REDISCLI_AUTH environment variable \
+         (a password in the URL works too, but shows in the process list)"
+    )]
+    MissingPassword {
+        address: String,
+        user: String,
+        flag_prefix: &'static str,
+    },
+    /// TLS options with a URL that does not ask for TLS.
+    #[error(
+        "{flags}: TLS options need a rediss:// URL, but {url} is not one; write rediss://host:port"
+    )]
+    TlsNeedsRediss { url: String, flags: String },
+    /// A certificate or key file that cannot be used.
+    #[error("cannot use {path} as the {what}: {reason}")]
+    TlsFile {
+        path: String,
+        what: String,
+        reason: String,
+    },
+    /// The TLS handshake failed: the server's certificate was not trusted,
+    /// or the server wanted a client certificate.
+    #[error("TLS with Redis at {address} failed: {reason}; {hint}")]
+    Tls {
+        address: String,
+        reason: String,
+        hint: String,
+    },
+    /// The ACL user may not run a command kbdump needs.
+    #[error(
+        "user {user} lacks permission for {command} on {address} (ACL NOPERM): grant it with \
+         ACL SETUSER {user} +{grant}"
+    )]
+    NoPermission {
+        address: String,
+        user: String,
+        /// The refused command as the server names it, upper case
+        /// (`DUMP`, `CONFIG GET`).
+        command: String,
+        /// The ACL rule that allows it, without the `+` (`dump`, `config|get`).
+        grant: String,
+    },
+    /// The ACL user may run the command but not on these keys.
+    #[error(
+        "user {user} lacks permission for the keys of {what} on {address} (ACL NOPERM: {detail}): \
+         grant them with ACL SETUSER {user} ~* (or a key pattern that covers the selection)"
+    )]
+    NoKeyPermission {
+        address: String,
+        user: String,
+        what: String,
+        detail: String,
+    },
+    #[error("Redis at {address} failed on {what}: {}", brief(.cause))]
     Command {
         address: String,
         what: String,
         cause: RedisError,
     },
-    #[error("Redis at {address} answered {what} with something unexpected: {detail}")]
+    #[error("Redis at {address} answered {what} with something unexpected: {}", cap(.detail))]
     Protocol {
         address: String,
         what: String,
         detail: String,
     },
+}
+
+/// Longest server error text quoted in a message, in characters.
+pub const MAX_SERVER_TEXT: usize = 300;
+
+/// `text` cut to [`MAX_SERVER_TEXT`] characters, with `…` when cut.
+pub fn cap(text: &str) -> String {
+    match text.char_indices().nth(MAX_SERVER_TEXT) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// A client error for a message: a pipeline's failures as the first one
+/// and a count, capped.
+fn brief(e: &RedisError) -> String {
+    match e.clone().into_server_errors() {
+        Some(errors) if errors.len() > 1 => {
+            let (_, first) = &errors[0];
+            cap(&format!(
+                "{} {} (and {} more refused commands)",
+                first.code(),
+                first.details().unwrap_or(""),
+                errors.len() - 1
+            ))
+        }
+        _ => cap(&e.to_string()),
+    }
 }
 
 pub type Result<T> = std::result::Result<T, RedisIoError>;
@@ -92,11 +194,95 @@ pub enum Dumped {
     Vanished,
 }
 
+/// A password given apart from the URL, and where it came from. Neither
+/// `Debug` nor any message shows the password itself.
+#[derive(Clone)]
+pub struct Password {
+    secret: String,
+    origin: String,
+}
+
+impl Password {
+    /// `origin` says where it came from, for messages: `--password-file
+    /// /run/secrets/redis`, `REDISCLI_AUTH`.
+    pub fn new(secret: impl Into<String>, origin: impl Into<String>) -> Password {
+        Password {
+            secret: secret.into(),
+            origin: origin.into(),
+        }
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Password(from {})", self.origin)
+    }
+}
+
+/// PEM files for a `rediss://` connection.
+#[derive(Clone, Debug, Default)]
+pub struct TlsFiles {
+    /// Trust only this CA (else the system's roots).
+    pub ca: Option<PathBuf>,
+    /// Client certificate, for servers with `tls-auth-clients yes`.
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key.
+    pub key: Option<PathBuf>,
+    /// Do not verify the server's certificate at all.
+    pub insecure: bool,
+}
+
+impl TlsFiles {
+    /// Whether any TLS option was given.
+    pub fn is_set(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some() || self.insecure
+    }
+}
+
+/// Everything needed to reach one server: the URL and what is kept out
+/// of it.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoint {
+    /// `redis://[user[:password]@]host:port[/db]` or `rediss://…`.
+    pub url: String,
+    /// Used when the URL carries no password (a password in the URL wins).
+    pub password: Option<Password>,
+    pub tls: TlsFiles,
+    /// Prefix of the command-line flags that set these options, for hints
+    /// in messages: `""` (`--password-file`), `"from-"`, `"to-"`.
+    pub flag_prefix: &'static str,
+}
+
+impl Endpoint {
+    /// A URL alone.
+    pub fn new(url: &str) -> Endpoint {
+        Endpoint {
+            url: url.to_string(),
+            ..Endpoint::default()
+        }
+    }
+
+    /// Whether the server's certificate goes unverified (`--tls-insecure`
+    /// or a `#insecure` URL).
+    pub fn insecure(&self) -> bool {
+        self.tls.insecure || (self.url.starts_with("rediss://") && self.url.ends_with("#insecure"))
+    }
+}
+
 /// A multiplexed async connection with its credential-free address.
 #[derive(Clone)]
 pub struct RedisConn {
     conn: MultiplexedConnection,
     address: String,
+    /// The ACL user, `default` when the URL names none.
+    user: String,
+    /// How an authentication error later in the session is explained
+    /// (where the password came from, and the flags that set it).
+    auth: std::sync::Arc<(String, String)>,
     db: i64,
 }
 
@@ -125,27 +311,55 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl RedisConn {
-    /// Connects and checks the server answers (and accepts the credentials).
+    /// Connects to a URL alone (see [`RedisConn::open`]).
     pub async fn connect(url: &str) -> Result<RedisConn> {
-        let client = Client::open(url).map_err(|e| RedisIoError::BadUrl {
-            url: redact_url(url),
-            reason: e.to_string(),
-        })?;
-        let info = client.get_connection_info().clone();
+        Self::open(&Endpoint::new(url)).await
+    }
+
+    /// Connects and checks the server answers (and accepts the credentials).
+    pub async fn open(endpoint: &Endpoint) -> Result<RedisConn> {
+        let url = endpoint.url.as_str();
+        let info = url
+            .into_connection_info()
+            .map_err(|e| RedisIoError::BadUrl {
+                url: redact_url(url),
+                reason: e.to_string(),
+            })?;
         let address = redacted_address(&info);
+        let user = info
+            .redis_settings()
+            .username()
+            .unwrap_or("default")
+            .to_string();
+        let (info, origin) = with_password(info, endpoint, &address, &user)?;
+        let client = tls_client(info, endpoint)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(10)))
             .set_response_timeout(Some(Duration::from_secs(300)));
+        let fail = Failure {
+            address: &address,
+            user: &user,
+            origin: &origin,
+            endpoint,
+        };
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|source| connect_error(&address, source))?;
+            .map_err(|source| fail.connect_error(source))?;
         let mut this = RedisConn {
             conn,
-            address,
-            db: info.redis_settings().db(),
+            address: address.clone(),
+            user: user.clone(),
+            auth: std::sync::Arc::new((origin.clone(), fail.auth_hint())),
+            db: client.get_connection_info().redis_settings().db(),
         };
-        let pong: String = this.query(redis::cmd("PING"), "PING").await?;
+        let pong: String = match redis::cmd("PING").query_async(&mut this.conn).await {
+            Ok(pong) => pong,
+            Err(e) => {
+                return Err(no_permission(&address, &user, "PING", &e)
+                    .unwrap_or_else(|| fail.connect_error(e)))
+            }
+        };
         if pong != "PONG" {
             return Err(this.protocol("PING", format!("{pong:?}")));
         }
@@ -185,12 +399,49 @@ impl RedisConn {
             .map_err(|source| self.command_error(what, source))
     }
 
+    /// The ACL user this connection authenticated as (`default` when the
+    /// URL names none).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Fails with [`RedisIoError::NoPermission`] when the user may not run
+    /// `probe`'s command; any other answer, an error included, passes. The
+    /// probe must do nothing when it is allowed to run (say, a RESTORE of
+    /// a payload that is not one), so a run can check what it will need
+    /// before it writes anything.
+    pub async fn require_command(&mut self, what: &str, probe: &redis::Cmd) -> Result<()> {
+        match probe.query_async::<Value>(&mut self.conn).await {
+            Err(e) => match self.command_error(what, e) {
+                denied @ RedisIoError::NoPermission { .. } => Err(denied),
+                lost @ (RedisIoError::Connect { .. } | RedisIoError::Auth { .. }) => Err(lost),
+                _ => Ok(()),
+            },
+            Ok(_) => Ok(()),
+        }
+    }
+
     pub(crate) fn command_error(&self, what: &str, source: RedisError) -> RedisIoError {
+        if let Some(denied) = no_permission(&self.address, &self.user, what, &source) {
+            return denied;
+        }
         let lost = source.is_io_error()
             || source.is_connection_dropped()
             || source.is_connection_refusal();
-        if lost || is_auth_error(&source) {
-            return connect_error(&self.address, source);
+        if is_auth_error(&source) {
+            return RedisIoError::Auth {
+                address: self.address.clone(),
+                user: self.user.clone(),
+                origin: self.auth.0.clone(),
+                hint: self.auth.1.clone(),
+                cause: Box::new(source),
+            };
+        }
+        if lost {
+            return RedisIoError::Connect {
+                address: self.address.clone(),
+                cause: source,
+            };
         }
         RedisIoError::Command {
             address: self.address.clone(),
@@ -299,7 +550,7 @@ impl RedisConn {
         let payload = match dump {
             Value::Nil => return Ok(Dumped::Vanished),
             Value::BulkString(bytes) => bytes.clone(),
-            Value::ServerError(e) => return Err(self.protocol("DUMP", format!("{e:?}"))),
+            Value::ServerError(e) => return Err(self.command_error("DUMP", e.clone().into())),
             other => return Err(self.protocol("DUMP", format!("{other:?}"))),
         };
         match pttl {
@@ -364,23 +615,264 @@ impl Scan {
     }
 }
 
-fn connect_error(address: &str, source: RedisError) -> RedisIoError {
-    if is_auth_error(&source) {
-        RedisIoError::Auth {
-            address: address.to_string(),
-            cause: source,
+/// The password to send: the URL's, else the endpoint's; and where it came
+/// from, for messages.
+fn with_password(
+    info: ConnectionInfo,
+    endpoint: &Endpoint,
+    address: &str,
+    user: &str,
+) -> Result<(ConnectionInfo, String)> {
+    let settings = info.redis_settings().clone();
+    if settings.password().is_some() {
+        return Ok((info, "the password in the URL".into()));
+    }
+    match &endpoint.password {
+        Some(password) => {
+            let origin = format!("the password from {}", password.origin);
+            let settings = settings.set_password(&password.secret);
+            Ok((info.set_redis_settings(settings), origin))
         }
-    } else {
-        RedisIoError::Connect {
+        None if settings.username().is_some() => Err(RedisIoError::MissingPassword {
             address: address.to_string(),
+            user: user.to_string(),
+            flag_prefix: endpoint.flag_prefix,
+        }),
+        None => Ok((info, "no password".into())),
+    }
+}
+
+/// The client for `info`, with the endpoint's TLS files: a CA to trust, a
+/// client certificate, or no verification at all.
+fn tls_client(info: ConnectionInfo, endpoint: &Endpoint) -> Result<Client> {
+    let tls = &endpoint.tls;
+    let (host, port, insecure) = match info.addr() {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure,
+            ..
+        } => (host.clone(), *port, *insecure),
+        _ if tls.is_set() => {
+            let flag = |name: &str| format!("--{}{name}", endpoint.flag_prefix);
+            let given: Vec<String> = [
+                (tls.ca.is_some(), "tls-ca"),
+                (tls.cert.is_some(), "tls-cert"),
+                (tls.key.is_some(), "tls-key"),
+                (tls.insecure, "tls-insecure"),
+            ]
+            .iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, name)| flag(name))
+            .collect();
+            return Err(RedisIoError::TlsNeedsRediss {
+                url: redact_url(&endpoint.url),
+                flags: given.join(", "),
+            });
+        }
+        _ => return Client::open(info).map_err(|e| bad_url(endpoint, e)),
+    };
+    let info = info.set_addr(ConnectionAddr::TcpTls {
+        host,
+        port,
+        insecure: insecure || tls.insecure,
+        tls_params: None,
+    });
+    if tls.ca.is_none() && tls.cert.is_none() {
+        return Client::open(info).map_err(|e| bad_url(endpoint, e));
+    }
+    let flag = |name: &str| format!("--{}{name}", endpoint.flag_prefix);
+    let root_cert = match &tls.ca {
+        Some(path) => Some(read_pem(
+            path,
+            &format!("CA certificate ({})", flag("tls-ca")),
+            CERT_PEM,
+        )?),
+        None => None,
+    };
+    let client_tls = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read_pem(
+                cert,
+                &format!("client certificate ({})", flag("tls-cert")),
+                CERT_PEM,
+            )?,
+            client_key: read_pem(key, &format!("client key ({})", flag("tls-key")), KEY_PEM)?,
+        }),
+        _ => None,
+    };
+    Client::build_with_tls(
+        info,
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| RedisIoError::TlsFile {
+        path: [&tls.ca, &tls.cert, &tls.key]
+            .iter()
+            .filter_map(|p| p.as_ref().map(|p| p.display().to_string()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        what: "TLS files".into(),
+        reason: cap(&e.to_string()),
+    })
+}
+
+fn bad_url(endpoint: &Endpoint, e: RedisError) -> RedisIoError {
+    RedisIoError::BadUrl {
+        url: redact_url(&endpoint.url),
+        reason: e.to_string(),
+    }
+}
+
+/// What a PEM file must contain.
+const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----";
+const KEY_PEM: &str = "PRIVATE KEY-----";
+
+/// A PEM file that holds at least one `marker` block.
+fn read_pem(path: &Path, what: &str, marker: &str) -> Result<Vec<u8>> {
+    let bad = |reason: String| RedisIoError::TlsFile {
+        path: path.display().to_string(),
+        what: what.to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if !String::from_utf8_lossy(&bytes).contains(marker) {
+        return Err(bad(format!("it holds no PEM block with {marker:?}")));
+    }
+    Ok(bytes)
+}
+
+/// What a failed connection attempt is reported with.
+struct Failure<'a> {
+    address: &'a str,
+    user: &'a str,
+    origin: &'a str,
+    endpoint: &'a Endpoint,
+}
+
+impl Failure<'_> {
+    fn connect_error(&self, source: RedisError) -> RedisIoError {
+        let address = self.address.to_string();
+        if let Some(denied) = no_permission(self.address, self.user, "connecting", &source) {
+            return denied;
+        }
+        if is_auth_error(&source) {
+            return RedisIoError::Auth {
+                address,
+                user: self.user.to_string(),
+                origin: self.origin.to_string(),
+                hint: self.auth_hint(),
+                cause: Box::new(source),
+            };
+        }
+        if let Some((reason, hint)) = self.tls_failure(&source) {
+            return RedisIoError::Tls {
+                address,
+                reason,
+                hint,
+            };
+        }
+        RedisIoError::Connect {
+            address,
             cause: source,
         }
     }
+
+    fn auth_hint(&self) -> String {
+        let p = self.endpoint.flag_prefix;
+        format!(
+            "check the user and the password: it is taken from the URL, else \
+             --{p}password-file FILE, else the REDISCLI_AUTH environment variable"
+        )
+    }
+
+    /// A handshake failure, explained: which certificate was not accepted
+    /// and the flag that fixes it.
+    fn tls_failure(&self, source: &RedisError) -> Option<(String, String)> {
+        let text = error_chain(source);
+        let p = self.endpoint.flag_prefix;
+        let lower = text.to_lowercase();
+        if lower.contains("certificaterequired")
+            || lower.contains("certificate required")
+            || lower.contains("handshakefailure") && self.endpoint.tls.cert.is_none()
+        {
+            return Some((
+                format!("the server requires a client certificate ({})", cap(&text)),
+                format!("pass one with --{p}tls-cert FILE --{p}tls-key FILE"),
+            ));
+        }
+        if lower.contains("certificate") || lower.contains("unknownissuer") {
+            let hint = if self.endpoint.tls.ca.is_some() {
+                format!(
+                    "the server's certificate is not signed by the CA in --{p}tls-ca; \
+                     pass the CA that signed it"
+                )
+            } else {
+                format!(
+                    "the server's certificate is not trusted by the system's roots; pass \
+                     the CA that signed it with --{p}tls-ca FILE (or, for a test server \
+                     only, --{p}tls-insecure)"
+                )
+            };
+            return Some((format!("certificate not accepted ({})", cap(&text)), hint));
+        }
+        None
+    }
+}
+
+/// The error and its sources, `: `-separated (the TLS reason is often in
+/// a source).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// An ACL refusal (`NOPERM`) as the error that names the command (or the
+/// keys) and how to grant it; `None` for any other error.
+fn no_permission(address: &str, user: &str, what: &str, e: &RedisError) -> Option<RedisIoError> {
+    let errors = e.clone().into_server_errors()?;
+    let (_, refusal) = errors.iter().find(|(_, err)| err.code() == "NOPERM")?;
+    let detail = refusal.details().unwrap_or("");
+    Some(match refused_command(detail) {
+        Some(grant) => RedisIoError::NoPermission {
+            address: address.to_string(),
+            user: user.to_string(),
+            command: grant.replace('|', " ").to_uppercase(),
+            grant,
+        },
+        None => RedisIoError::NoKeyPermission {
+            address: address.to_string(),
+            user: user.to_string(),
+            what: what.to_string(),
+            detail: cap(detail),
+        },
+    })
+}
+
+/// The command a NOPERM text names, as an ACL rule takes it: `dump` from
+/// "this user has no permissions to run the 'dump' command" (Redis 6.2,
+/// 7.0) or "User u has no permissions to run the 'config|get' command"
+/// (7.2+, Valkey); `None` when the refusal is about keys or channels.
+fn refused_command(detail: &str) -> Option<String> {
+    let rest = &detail[detail.find("to run the '")? + "to run the '".len()..];
+    let name = &rest[..rest.find('\'')?];
+    (!name.is_empty()).then(|| name.to_lowercase())
 }
 
 fn is_auth_error(e: &RedisError) -> bool {
     e.kind() == ErrorKind::AuthenticationFailed
-        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
         || e.to_string().contains("WRONGPASS")
         || e.to_string().contains("NOAUTH")
 }
@@ -457,6 +949,46 @@ mod tests {
             ("redis", "7.0.15")
         );
         assert_eq!((redis.cluster, redis.evicted_keys), (false, 3));
+    }
+
+    #[test]
+    fn noperm_texts_name_the_command_to_grant() {
+        assert_eq!(
+            refused_command("this user has no permissions to run the 'dump' command").as_deref(),
+            Some("dump")
+        );
+        assert_eq!(
+            refused_command("User u has no permissions to run the 'config|get' command").as_deref(),
+            Some("config|get")
+        );
+        assert_eq!(
+            refused_command(
+                "this user has no permissions to access one of the keys used as arguments"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn pipeline_failures_are_one_capped_line() {
+        let refusal = || {
+            let e: RedisError = redis::make_extension_error(
+                "NOPERM".into(),
+                Some("this user has no permissions to run the 'dump' command".into()),
+            );
+            e
+        };
+        let denied = no_permission("h:1", "u", "DUMP/PTTL", &refusal()).unwrap();
+        assert_eq!(
+            denied.to_string(),
+            "user u lacks permission for DUMP on h:1 (ACL NOPERM): grant it with ACL SETUSER u +dump"
+        );
+        let long = "x".repeat(5_000);
+        let capped = cap(&long);
+        assert_eq!(capped.chars().count(), MAX_SERVER_TEXT + 1);
+        assert!(capped.ends_with('…'));
+        assert_eq!(cap("short"), "short");
+        assert_eq!(cap(&"é".repeat(400)).chars().count(), MAX_SERVER_TEXT + 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 mod support;
 
+mod acl;
 mod architecture;
 mod clickhouse_errors;
 mod clickhouse_rebuild;
@@ -22,3 +23,5 @@ mod harness_selftest;
 mod migration;
 mod offline;
 mod restore;
+mod secrets;
+mod tls;

@@ -1,0 +1,351 @@
+//! TLS with a private CA: `--tls-ca` verifies the server, `--tls-cert` and
+//! `--tls-key` present a client certificate to a server with
+//! `tls-auth-clients yes`, `--tls-insecure` skips the verification with a
+//! warning, and each way of getting it wrong is a clear error.
+//!
+//! The test server also keeps its plain port: the harness uses it to see
+//! that the server is up and to seed it; kbdump only talks TLS to it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::support::cli::{kbdump, stderr, stdout};
+use crate::support::redis::RedisServer;
+use crate::support::seed::{seed_kato, SeedSpec, Seeded};
+
+/// A CA and a certificate signed by it, in PEM files.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    /// A CA that signed nothing here.
+    other_ca: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl {args:?} failed");
+}
+
+/// `openssl req -x509` for a self-signed CA `name`.
+fn make_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=kbdump test {name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+/// A certificate for `name` signed by CA `ca`, with `ext` as its v3
+/// extensions.
+fn make_signed(dir: &Path, ca: &str, name: &str, subject: &str, ext: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+fn pki(dir: &Path) -> Pki {
+    make_ca(dir, "ca");
+    make_ca(dir, "other-ca");
+    make_signed(
+        dir,
+        "ca",
+        "server",
+        "/CN=127.0.0.1",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    make_signed(
+        dir,
+        "ca",
+        "client",
+        "/CN=kbdump",
+        "extendedKeyUsage=clientAuth\n",
+    );
+    Pki {
+        ca: dir.join("ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+        other_ca: dir.join("other-ca.pem"),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server that takes TLS clients with a certificate signed by `pki.ca`
+/// on the returned port.
+fn tls_server(pki: &Pki) -> (RedisServer, u16, Seeded) {
+    let tls_port = free_port();
+    let server = RedisServer::builder()
+        .config(&format!("tls-port {tls_port}"))
+        .config(&format!("tls-cert-file {}", pki.server_cert.display()))
+        .config(&format!("tls-key-file {}", pki.server_key.display()))
+        .config(&format!("tls-ca-cert-file {}", pki.ca.display()))
+        .config("tls-auth-clients yes")
+        .start();
+    let seeded = seed_kato(&mut server.client(), &SeedSpec::small());
+    (server, tls_port, seeded)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[track_caller]
+fn assert_fails(out: &Output, wanted: &[&str]) -> String {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {}\nstderr: {err}",
+        stdout(out)
+    );
+    for w in wanted {
+        assert!(err.contains(w), "wanted {w:?} in: {err}");
+    }
+    assert!(err.len() < 1_000, "{err}");
+    err
+}
+
+#[test]
+fn export_over_tls_with_a_private_ca_and_a_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = pki(certs.path());
+    let (_server, port, seeded) = tls_server(&pki);
+    let url = format!("rediss://127.0.0.1:{port}/0");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tls.kbd");
+    let client = [
+        "--tls-cert",
+        p(&pki.client_cert),
+        "--tls-key",
+        p(&pki.client_key),
+    ];
+
+    let mut args = vec![
+        "--json",
+        "export",
+        "-q",
+        "--kb",
+        "node0_kato",
+        "--redis",
+        &url,
+        "--tls-ca",
+        p(&pki.ca),
+        "-o",
+        p(&out),
+    ];
+    args.extend_from_slice(&client);
+    let done = kbdump(&args);
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(
+        report["keys"],
+        seeded.of_kb(b"node0_kato").len() as u64,
+        "{report:#}"
+    );
+    assert!(stderr(&done).is_empty(), "{}", stderr(&done));
+
+    // The server asks for a client certificate and gets none.
+    let refused = kbdump(&["kbs", "--redis", &url, "--tls-ca", p(&pki.ca)]);
+    assert_fails(
+        &refused,
+        &[
+            &format!("127.0.0.1:{port}"),
+            "client certificate",
+            "--tls-cert",
+        ],
+    );
+
+    // The server's certificate is signed by a CA we were not told to trust.
+    let mut args = vec!["kbs", "--redis", &url, "--tls-ca", p(&pki.other_ca)];
+    args.extend_from_slice(&client);
+    assert_fails(
+        &kbdump(&args),
+        &[&format!("127.0.0.1:{port}"), "certificate", "--tls-ca"],
+    );
+    // ...or by none of the system's roots.
+    let mut args = vec!["kbs", "--redis", &url];
+    args.extend_from_slice(&client);
+    assert_fails(
+        &kbdump(&args),
+        &[&format!("127.0.0.1:{port}"), "certificate"],
+    );
+
+    // --tls-insecure skips the check and says so.
+    let mut args = vec!["kbs", "--redis", &url, "--tls-insecure"];
+    args.extend_from_slice(&client);
+    let insecure = kbdump(&args);
+    assert_eq!(insecure.status.code(), Some(0), "{}", stderr(&insecure));
+    let warning = stderr(&insecure);
+    assert!(
+        warning.contains("warning") && warning.contains("not verified"),
+        "{warning}"
+    );
+    assert!(stdout(&insecure).contains("node0_kato"));
+}
+
+#[test]
+fn tls_options_that_cannot_work_are_usage_errors() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = pki(certs.path());
+    // TLS files with a plain redis:// URL.
+    let out = kbdump(&[
+        "kbs",
+        "--redis",
+        "redis://127.0.0.1:1",
+        "--tls-ca",
+        p(&pki.ca),
+    ]);
+    assert_fails(&out, &["--tls-ca", "rediss://"]);
+    // A certificate without its key, or the other way round.
+    let out = kbdump(&[
+        "kbs",
+        "--redis",
+        "rediss://127.0.0.1:1",
+        "--tls-cert",
+        p(&pki.client_cert),
+    ]);
+    assert_fails(&out, &["--tls-key"]);
+    // Verifying against a CA and not verifying at all.
+    let out = kbdump(&[
+        "kbs",
+        "--redis",
+        "rediss://127.0.0.1:1",
+        "--tls-ca",
+        p(&pki.ca),
+        "--tls-insecure",
+    ]);
+    assert_fails(&out, &["--tls-insecure", "--tls-ca"]);
+    // Files that are missing or hold no certificate.
+    let missing = certs.path().join("nope.pem");
+    let out = kbdump(&[
+        "kbs",
+        "--redis",
+        "rediss://127.0.0.1:1",
+        "--tls-ca",
+        p(&missing),
+    ]);
+    assert_fails(&out, &[p(&missing)]);
+    let out = kbdump(&[
+        "kbs",
+        "--redis",
+        "rediss://127.0.0.1:1",
+        "--tls-ca",
+        p(&pki.client_key),
+    ]);
+    assert_fails(&out, &[p(&pki.client_key), "certificate"]);
+}
+
+#[test]
+fn copy_takes_tls_options_per_side() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = pki(certs.path());
+    let (_source, port, seeded) = tls_server(&pki);
+    let target = RedisServer::start();
+    let out = kbdump(&[
+        "copy",
+        "-q",
+        "--from",
+        &format!("rediss://127.0.0.1:{port}/0"),
+        "--from-tls-ca",
+        p(&pki.ca),
+        "--from-tls-cert",
+        p(&pki.client_cert),
+        "--from-tls-key",
+        p(&pki.client_key),
+        "--to",
+        &target.url(),
+        "--kb",
+        "node0_kato",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let keys: Vec<Vec<u8>> = ::redis::cmd("KEYS")
+        .arg("node0_kato:*")
+        .query(&mut target.client())
+        .unwrap();
+    assert_eq!(keys.len(), seeded.of_kb(b"node0_kato").len());
+}
+
+/// `https://` ClickHouse URLs talk TLS: against a server whose certificate
+/// no system root signed, the error names the server and the certificate.
+#[test]
+fn clickhouse_https_urls_verify_the_server_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = pki(certs.path());
+    // Any TLS listener will do for the handshake: the Redis one.
+    let (redis, port, _) = tls_server(&pki);
+    let out = kbdump(&[
+        "check",
+        "--clickhouse",
+        &format!("https://127.0.0.1:{port}/?database=kato"),
+        "--redis",
+        &redis.url(),
+    ]);
+    assert_fails(&out, &[&format!("https://127.0.0.1:{port}"), "certificate"]);
+}
