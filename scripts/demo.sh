@@ -79,7 +79,7 @@ main() {
         printf '\n# an incident: half of the emotives of node0_kato are evicted\n'
         redis-cli -p "$port" --scan --pattern 'node0_kato:emotives:*' | head -25 |
             xargs redis-cli -p "$port" del >/dev/null
-        step "$kbdump" diff node0.kbd --category emotives || true
+        step "$kbdump" diff node0.kbd --category emotives --values --examples 2 || true
         step "$kbdump" restore node0.kbd --category emotives
         step "$kbdump" diff node0.kbd
     fi

@@ -15,7 +15,7 @@ use serde_json::{json, Value as Json};
 
 use super::common::ArchiveInput;
 use super::options::selection;
-use super::report::iso_ms;
+use super::report::{for_people, iso_ms, one_line};
 use super::{GlobalOpts, EXIT_ERROR};
 use crate::cli::CatArgs;
 use crate::flow::verify::undecodable;
@@ -95,23 +95,6 @@ fn text(r: &Record, value: &Value) -> String {
     out
 }
 
-/// Drops the `json_spaced` marker, which only exists so that `--json` can
-/// give back the exact bytes: for a person, KATO's Python-written emotives
-/// and metadata are simply JSON. (`base64` stays: it says the bytes are
-/// not text.)
-fn for_people(j: &Json) -> Json {
-    match j {
-        Json::Object(o) if o.len() == 1 && o.contains_key("json_spaced") => {
-            o["json_spaced"].clone()
-        }
-        Json::Object(o) => {
-            Json::Object(o.iter().map(|(k, v)| (k.clone(), for_people(v))).collect())
-        }
-        Json::Array(a) => Json::Array(a.iter().map(for_people).collect()),
-        other => other.clone(),
-    }
-}
-
 /// Output width that [`pretty`] keeps short containers within.
 const WIDTH: usize = 100;
 
@@ -120,7 +103,7 @@ const WIDTH: usize = 100;
 /// one gets one element per line. Keeps zset pairs and small emotives
 /// objects readable at a glance.
 fn pretty(j: &Json, indent: usize, out: &mut String) {
-    let one_line = spaced(j);
+    let one_line = one_line(j, usize::MAX);
     let fits = indent + one_line.len() <= WIDTH;
     let (open, close, items): (char, char, Vec<(Option<&String>, &Json)>) = match j {
         Json::Array(a) if !fits && !a.is_empty() => {
@@ -148,24 +131,6 @@ fn pretty(j: &Json, indent: usize, out: &mut String) {
     out.push('\n');
     out.push_str(&" ".repeat(indent));
     out.push(close);
-}
-
-/// One-line JSON with `, ` and `: ` separators.
-fn spaced(j: &Json) -> String {
-    match j {
-        Json::Array(a) => {
-            let items: Vec<_> = a.iter().map(spaced).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Json::Object(o) => {
-            let items: Vec<_> = o
-                .iter()
-                .map(|(k, v)| format!("{}: {}", Json::String(k.clone()), spaced(v)))
-                .collect();
-            format!("{{{}}}", items.join(", "))
-        }
-        other => other.to_string(),
-    }
 }
 
 /// Marks "found it, stop reading" in the visitor's error channel.
@@ -231,7 +196,7 @@ mod tests {
     fn python_written_json_shows_without_its_marker() {
         let j = serde_json::json!([{"json_spaced": {"joy": 0.4}}, {"base64": "/w=="}]);
         assert_eq!(
-            super::for_people(&j),
+            for_people(&j),
             serde_json::json!([{"joy": 0.4}, {"base64": "/w=="}])
         );
     }

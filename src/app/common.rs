@@ -13,6 +13,7 @@ use crate::cli::{RedisArgs, TlsArgs};
 use crate::flow;
 use crate::net::clickhouse::{Ch, ChTarget};
 use crate::net::redis::{redact_url, Endpoint, Password, RedisConn, TlsFiles};
+use crate::progress::Total;
 use crate::records::SourceItem;
 use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
 use crate::source::{SourceError, SourceTask};
@@ -215,15 +216,20 @@ pub async fn resolve_clickhouse_kbs(ch: &Ch, kbs: &[String]) -> anyhow::Result<V
 }
 
 /// Runs the Redis sink with its undo archive (see
-/// [`crate::flow::restore::restore_with_undo`]), drawing progress.
+/// [`crate::flow::restore::restore_with_undo`]), drawing progress (a bar
+/// when the source told its `total`).
 pub async fn restore_with_undo(
     target: &Target,
     items: mpsc::Receiver<SourceItem>,
     options: &RestoreOptions,
     undo: &Path,
+    total: Option<Total>,
     global: &GlobalOpts,
 ) -> anyhow::Result<(RestoreSummary, Option<PathBuf>)> {
     let progress = key_progress(global);
+    if let Some(total) = total {
+        progress.total(total);
+    }
     let clock = options.clock.clone();
     Ok(
         flow::restore::restore_with_undo(target, items, options, undo, &clock, progress.as_ref())

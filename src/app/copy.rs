@@ -40,13 +40,15 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
         ..ExportOptions::default()
     };
     let source = LiveSource::open(from, options, selection_spec(&args.select)).await?;
+    let total = source.estimated_total();
     let (items, task) = source.stream().split();
     let options = write;
     let undo = args
         .undo
         .clone()
         .unwrap_or_else(|| format!("copy.undo-{}.kbd", undo_stamp()).into());
-    let (summary, undo_file) = restore_with_undo(&target, items, &options, &undo, global).await?;
+    let (summary, undo_file) =
+        restore_with_undo(&target, items, &options, &undo, total, global).await?;
     task.finish().await.context("reading the source")?;
     report_restore(&summary, &options, &target, undo_file.as_deref(), global)?;
     Ok(restore_exit_code(&summary))

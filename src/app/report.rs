@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use indicatif::HumanBytes;
-use serde_json::json;
+use serde_json::{json, Value as Json};
 
 use super::{GlobalOpts, EXIT_ERROR};
 use crate::clock::system_now_ms as now_ms;
@@ -84,6 +84,71 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// A byte count for people, in binary units.
 pub fn human_bytes(n: u64) -> String {
     HumanBytes(n).to_string()
+}
+
+/// A value's JSON form for people: drops the `json_spaced` marker, which
+/// only exists so that `--json` can give back the exact bytes (for a
+/// person, KATO's Python-written emotives and metadata are simply JSON).
+/// `base64` stays: it says the bytes are not text.
+pub fn for_people(j: &Json) -> Json {
+    match j {
+        Json::Object(o) if o.len() == 1 && o.contains_key("json_spaced") => {
+            o["json_spaced"].clone()
+        }
+        Json::Object(o) => {
+            Json::Object(o.iter().map(|(k, v)| (k.clone(), for_people(v))).collect())
+        }
+        Json::Array(a) => Json::Array(a.iter().map(for_people).collect()),
+        other => other.clone(),
+    }
+}
+
+/// One-line JSON with `, ` and `: ` separators, cut to `width` characters
+/// with an ellipsis. Stops writing once past the width, so a huge value
+/// costs no more than a small one.
+pub fn one_line(j: &Json, width: usize) -> String {
+    let mut out = String::new();
+    // A character takes at most 4 bytes: past this many bytes the text is
+    // surely wider than `width`.
+    let budget = width.saturating_mul(4).saturating_add(4);
+    if write_spaced(j, &mut out, budget) && out.chars().count() <= width {
+        return out;
+    }
+    let cut: String = out.chars().take(width.saturating_sub(1)).collect();
+    cut + "…"
+}
+
+/// Writes `j` into `out`; false once `out` has more than `budget` bytes
+/// (and the rest was left out).
+fn write_spaced(j: &Json, out: &mut String, budget: usize) -> bool {
+    let (open, close) = match j {
+        Json::Array(_) => ('[', ']'),
+        Json::Object(_) => ('{', '}'),
+        other => {
+            out.push_str(&other.to_string());
+            return out.len() <= budget;
+        }
+    };
+    out.push(open);
+    let items: Box<dyn Iterator<Item = (Option<&String>, &Json)>> = match j {
+        Json::Array(a) => Box::new(a.iter().map(|v| (None, v))),
+        Json::Object(o) => Box::new(o.iter().map(|(k, v)| (Some(k), v))),
+        _ => Box::new(std::iter::empty()),
+    };
+    for (n, (k, v)) in items.enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        if let Some(k) = k {
+            out.push_str(&Json::String(k.clone()).to_string());
+            out.push_str(": ");
+        }
+        if !write_spaced(v, out, budget) {
+            return false;
+        }
+    }
+    out.push(close);
+    out.len() <= budget
 }
 
 /// A timestamp usable in a file name.
@@ -211,6 +276,28 @@ fn summary_text(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn one_line_spaces_and_cuts_with_an_ellipsis() {
+        let j = json!({"joy": [0.4, "a"], "fear": {}});
+        assert_eq!(
+            super::one_line(&j, 100),
+            r#"{"joy": [0.4, "a"], "fear": {}}"#
+        );
+        let exact = r#"{"joy": [0.4, "a"], "fear": {}}"#.chars().count();
+        assert_eq!(
+            super::one_line(&j, exact),
+            r#"{"joy": [0.4, "a"], "fear": {}}"#
+        );
+        assert_eq!(super::one_line(&j, 10), r#"{"joy": […"#);
+        assert_eq!(super::one_line(&j, 10).chars().count(), 10);
+        // Characters, not bytes: a cut never splits one.
+        assert_eq!(super::one_line(&json!("ééééé"), 4), "\"éé…");
+        let huge: Vec<u64> = (0..1_000_000).collect();
+        assert_eq!(super::one_line(&json!(huge), 12), "[0, 1, 2, 3…");
+    }
+
     #[test]
     fn iso_timestamps() {
         assert_eq!(super::iso_ms(0), "1970-01-01T00:00:00.000Z");

@@ -8,6 +8,7 @@ use super::common::{
     source_outcome, ArchiveInput,
 };
 use super::options::{restore_options, selection};
+use super::progress::known_total;
 use super::report::{report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::RestoreArgs;
@@ -27,11 +28,13 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
             target.check_headroom(size.payload_bytes, size.keys)?;
         }
     }
+    let total = known_total(source.selected_size(&selection), &selection);
     let (items, task) = source.stream(selection).split();
     let options = restore_options(&args.write, &target);
     check_write_permissions(&target, &options).await?;
     let undo = undo_path(&args, &input);
-    let (summary, undo_file) = restore_with_undo(&target, items, &options, &undo, global).await?;
+    let (summary, undo_file) =
+        restore_with_undo(&target, items, &options, &undo, total, global).await?;
     source_outcome(task, &input).await?;
     report_restore(&summary, &options, &target, undo_file.as_deref(), global)?;
     Ok(restore_exit_code(&summary))

@@ -3,10 +3,16 @@
 //! Equality is logical: two servers may encode one value differently
 //! (listpack vs hashtable), so payloads are decoded and compared as values
 //! when their bytes differ. Expiry differences are reported on their own.
+//!
+//! The first keys of each kb_id x category x kind carry their values (the
+//! archived one, the live one, or both) in the JSON form of
+//! [`crate::format::dump`], so a person sees what changed; the others are
+//! only named, which keeps the report's size bounded whatever the data.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
+use serde_json::{json, Value as Json};
 use tokio::sync::mpsc::Receiver;
 
 use crate::clock::Clock;
@@ -16,6 +22,7 @@ use crate::format::dump;
 use crate::kato::attribute::{Attributed, Attributor};
 use crate::kato::{self, keys, Category};
 use crate::net::redis::{Dumped, RedisConn, RedisIoError};
+use crate::progress::Progress;
 use crate::records::{Failure, SourceItem};
 use crate::selection::Selection;
 
@@ -45,7 +52,28 @@ pub struct DiffCounts {
     pub expired_in_archive: u64,
 }
 
+impl Kind {
+    /// Every kind, in report order.
+    pub const ALL: [Kind; 4] = [Kind::Missing, Kind::Extra, Kind::Changed, Kind::Expiry];
+
+    /// Whether a key of this kind carries values in the report: an expiry
+    /// difference has one value on both sides.
+    fn shows_values(self) -> bool {
+        self != Kind::Expiry
+    }
+}
+
 impl DiffCounts {
+    /// How many keys differ in this way.
+    pub fn of(&self, kind: Kind) -> u64 {
+        match kind {
+            Kind::Missing => self.missing,
+            Kind::Extra => self.extra,
+            Kind::Changed => self.changed,
+            Kind::Expiry => self.expiry,
+        }
+    }
+
     fn add(&mut self, kind: Kind) {
         match kind {
             Kind::Missing => self.missing += 1,
@@ -71,6 +99,15 @@ pub struct KeyDiff {
     pub kind: Kind,
     /// What differs, in words.
     pub detail: String,
+    /// The archived value (missing and changed keys) as
+    /// [`dump::Value::to_json`] gives it, or `{"error": why}` when it does
+    /// not decode; only on the first keys of each group (see
+    /// [`DiffOptions::values_per_group`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived: Option<Json>,
+    /// The live value (changed and extra keys), in the same form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<Json>,
 }
 
 fn as_display<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -90,6 +127,17 @@ impl DiffReport {
         self.keys.is_empty()
     }
 
+    /// How many keys differ in this way, over every kb_id and category.
+    pub fn count(&self, kind: Kind) -> u64 {
+        self.tallies.values().map(|c| c.of(kind)).sum()
+    }
+
+    /// Whether any key differs in one of these ways (what `--fail-on`
+    /// turns into exit status 1).
+    pub fn has_any(&self, kinds: &[Kind]) -> bool {
+        kinds.iter().any(|&kind| self.count(kind) > 0)
+    }
+
     fn note(&mut self, kb_id: &[u8], category: Category, key: Vec<u8>, kind: Kind, detail: String) {
         self.tallies
             .entry((kb_id.to_vec(), category))
@@ -101,6 +149,8 @@ impl DiffReport {
             category,
             kind,
             detail,
+            archived: None,
+            live: None,
         });
     }
 
@@ -122,6 +172,10 @@ pub struct DiffOptions {
     /// "Now", for archived expiries: an archived key whose instant has
     /// passed is expected to be gone.
     pub clock: Clock,
+    /// Keys per kb_id x category x kind (in key order) that carry their
+    /// values; 0 for none. Bounds the memory the values take and the size
+    /// of the report.
+    pub values_per_group: usize,
 }
 
 impl Default for DiffOptions {
@@ -131,18 +185,23 @@ impl Default for DiffOptions {
             expiry_tolerance_ms: 2_000,
             batch_keys: 512,
             clock: Clock::system(),
+            values_per_group: 5,
         }
     }
 }
 
 /// Compares every archived record from `source` with `conn`, then scans the
-/// server for selected keys of the archive's kb_ids that the archive lacks.
+/// server for selected keys of the archive's kb_ids that the archive lacks,
+/// and finally attaches the values of the first keys of each group.
+/// `progress` counts the archived keys compared.
 pub async fn diff(
     conn: &RedisConn,
     mut source: Receiver<SourceItem>,
     options: &DiffOptions,
+    progress: &dyn Progress,
 ) -> Result<DiffReport, RedisIoError> {
     let mut report = DiffReport::default();
+    let mut kept = Kept::new(options.values_per_group);
     let mut archived = KeyFingerprints::default();
     let mut kb_ids = BTreeSet::new();
     let mut batch = Vec::with_capacity(options.batch_keys);
@@ -154,7 +213,8 @@ pub async fn diff(
                 kb_ids.insert(record.kb_id.clone());
                 batch.push(record);
                 if batch.len() >= options.batch_keys {
-                    compare_batch(&mut conn, std::mem::take(&mut batch), options, &mut report)
+                    let full = std::mem::take(&mut batch);
+                    compare_batch(&mut conn, full, options, &mut report, &mut kept, progress)
                         .await?;
                 }
             }
@@ -162,7 +222,8 @@ pub async fn diff(
             SourceItem::KbDone(_) => {}
         }
     }
-    compare_batch(&mut conn, batch, options, &mut report).await?;
+    compare_batch(&mut conn, batch, options, &mut report, &mut kept, progress).await?;
+    progress.stage("extra keys");
     let kb_ids: Vec<Vec<u8>> = kb_ids.into_iter().collect();
     for kb_id in &kb_ids {
         find_extra(&conn, kb_id, &kb_ids, &archived, options, &mut report).await?;
@@ -170,6 +231,8 @@ pub async fn diff(
     report.keys.sort_by(|a, b| {
         (&a.kb_id, a.category, a.kind, &a.key).cmp(&(&b.kb_id, b.category, b.kind, &b.key))
     });
+    attach_values(&mut conn, &mut report, kept, options).await?;
+    progress.finish();
     Ok(report)
 }
 
@@ -178,16 +241,21 @@ async fn compare_batch(
     batch: Vec<Record>,
     options: &DiffOptions,
     report: &mut DiffReport,
+    kept: &mut Kept,
+    progress: &dyn Progress,
 ) -> Result<(), RedisIoError> {
     if batch.is_empty() {
         return Ok(());
     }
     let keys: Vec<Vec<u8>> = batch.iter().map(|r| r.key.clone()).collect();
+    let bytes = batch.iter().map(|r| r.payload.len() as u64).sum();
     let live = conn.dump_keys(&keys).await?;
     let now = options.clock.now_ms();
+    let compared = batch.len() as u64;
     for (record, live) in batch.into_iter().zip(live) {
-        compare_one(record, live, now, options, report);
+        compare_one(record, live, now, options, report, kept);
     }
+    progress.advance(compared, bytes);
     Ok(())
 }
 
@@ -197,6 +265,7 @@ fn compare_one(
     now: i64,
     options: &DiffOptions,
     report: &mut DiffReport,
+    kept: &mut Kept,
 ) {
     let (kb, cat) = (record.kb_id.clone(), record.category);
     if record.expire_at_ms.is_some_and(|at| at <= now) {
@@ -208,6 +277,10 @@ fn compare_one(
         return;
     }
     let Dumped::Present { payload, pttl_ms } = live else {
+        kept.offer((kb.clone(), cat, Kind::Missing), &record.key, || Payloads {
+            archived: Some(record.payload),
+            live: None,
+        });
         report.note(
             &kb,
             cat,
@@ -218,6 +291,10 @@ fn compare_one(
         return;
     };
     if let Some(detail) = value_difference(&record.payload, &payload) {
+        kept.offer((kb.clone(), cat, Kind::Changed), &record.key, || Payloads {
+            archived: Some(record.payload),
+            live: Some(payload),
+        });
         report.note(&kb, cat, record.key, Kind::Changed, detail);
         return;
     }
@@ -229,6 +306,110 @@ fn compare_one(
     ) {
         Some(detail) => report.note(&kb, cat, record.key, Kind::Expiry, detail),
         None => report.same(&kb, cat),
+    }
+}
+
+/// A kb_id x category x kind: the unit the report shows the first keys of.
+type Group = (Vec<u8>, Category, Kind);
+
+/// The payloads a differing key will show.
+#[derive(Debug, Default)]
+struct Payloads {
+    archived: Option<Vec<u8>>,
+    live: Option<Vec<u8>>,
+}
+
+/// The payloads of the keys that will carry values: per group, the `limit`
+/// smallest keys seen so far. The report lists each group's keys in order,
+/// so once every key is seen these are exactly its first keys, and memory
+/// stays bounded by `limit` payloads per group whatever the data.
+#[derive(Debug)]
+struct Kept {
+    limit: usize,
+    groups: BTreeMap<Group, BTreeMap<Vec<u8>, Payloads>>,
+}
+
+impl Kept {
+    fn new(limit: usize) -> Kept {
+        Kept {
+            limit,
+            groups: BTreeMap::new(),
+        }
+    }
+
+    /// Keeps the payloads of `key` (made only then) if it is among the
+    /// group's first keys so far.
+    fn offer(&mut self, group: Group, key: &[u8], payloads: impl FnOnce() -> Payloads) {
+        if self.limit == 0 {
+            return;
+        }
+        let keys = self.groups.entry(group).or_default();
+        let full = keys.len() >= self.limit;
+        if full
+            && keys
+                .last_key_value()
+                .is_some_and(|(last, _)| key >= last.as_slice())
+        {
+            return;
+        }
+        keys.insert(key.to_vec(), payloads());
+        if keys.len() > self.limit {
+            keys.pop_last();
+        }
+    }
+
+    fn take(&mut self, group: &Group, key: &[u8]) -> Option<Payloads> {
+        self.groups.get_mut(group)?.remove(key)
+    }
+}
+
+/// Gives the first `values_per_group` keys of each group their values:
+/// the kept payloads of missing and changed keys, and a DUMP of the extra
+/// ones (only they are read again).
+async fn attach_values(
+    conn: &mut RedisConn,
+    report: &mut DiffReport,
+    mut kept: Kept,
+    options: &DiffOptions,
+) -> Result<(), RedisIoError> {
+    let mut shown: BTreeMap<Group, usize> = BTreeMap::new();
+    let mut extra = Vec::new();
+    for (at, k) in report.keys.iter_mut().enumerate() {
+        if !k.kind.shows_values() {
+            continue;
+        }
+        let group = (k.kb_id.clone(), k.category, k.kind);
+        let n = shown.entry(group.clone()).or_default();
+        if *n >= options.values_per_group {
+            continue;
+        }
+        *n += 1;
+        if k.kind == Kind::Extra {
+            extra.push(at);
+        } else if let Some(p) = kept.take(&group, &k.key) {
+            k.archived = p.archived.as_deref().map(value_json);
+            k.live = p.live.as_deref().map(value_json);
+        }
+    }
+    for chunk in extra.chunks(options.batch_keys.max(1)) {
+        let keys: Vec<&[u8]> = chunk.iter().map(|&at| &report.keys[at].key[..]).collect();
+        let dumped = conn.dump_keys(&keys).await?;
+        for (&at, dumped) in chunk.iter().zip(dumped) {
+            report.keys[at].live = Some(match dumped {
+                Dumped::Present { payload, .. } => value_json(&payload),
+                Dumped::Vanished => json!({"error": "no longer on the server"}),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A payload's value in the JSON form `cat --json` prints, or why it has
+/// none.
+fn value_json(payload: &[u8]) -> Json {
+    match dump::decode(payload) {
+        Ok(value) => value.to_json(),
+        Err(e) => json!({"error": format!("cannot be decoded: {e}")}),
     }
 }
 
@@ -347,6 +528,33 @@ mod tests {
         assert!(value_difference(&listpack, &other)
             .unwrap()
             .contains("type hash"));
+    }
+
+    #[test]
+    fn kept_holds_the_first_keys_of_each_group_in_any_arrival_order() {
+        let mut kept = Kept::new(2);
+        let group = (b"kb".to_vec(), Category::Emotives, Kind::Missing);
+        let mut made = Vec::new();
+        for key in ["d", "b", "c", "a", "e"] {
+            kept.offer(group.clone(), key.as_bytes(), || {
+                made.push(key);
+                Payloads {
+                    archived: Some(key.as_bytes().to_vec()),
+                    live: None,
+                }
+            });
+        }
+        let keys: Vec<&[u8]> = kept.groups[&group].keys().map(Vec::as_slice).collect();
+        assert_eq!(keys, [b"a", b"b"]);
+        // Payloads of keys that were never among the first are not made.
+        assert_eq!(made, ["d", "b", "c", "a"]);
+        let other = (b"kb".to_vec(), Category::Emotives, Kind::Changed);
+        kept.offer(other.clone(), b"z", Payloads::default);
+        assert_eq!(kept.groups[&other].len(), 1, "groups are bounded apart");
+
+        let mut none = Kept::new(0);
+        none.offer(group.clone(), b"a", || panic!("nothing is kept"));
+        assert!(none.take(&group, b"a").is_none());
     }
 
     fn hex(s: &str) -> Vec<u8> {

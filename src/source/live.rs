@@ -18,10 +18,10 @@ use crate::clock::Clock;
 use crate::fingerprint::KeyFingerprints;
 use crate::format::archive::{Header, KbWindow, Record, SelectionSpec};
 use crate::format::dump::payload_type_name;
-use crate::kato::attribute::{Attributed, Attributor};
+use crate::kato::attribute::{Attributed, Attributor, KbCensus};
 use crate::kato::{self, Category};
 use crate::net::redis::{Dumped, RedisConn, RedisIoError, ServerInfo};
-use crate::progress::{NoProgress, Progress};
+use crate::progress::{NoProgress, Progress, Total};
 use crate::records::SourceItem;
 use crate::selection::{kb_scan_pattern, Selection};
 
@@ -78,6 +78,8 @@ pub struct LiveSource {
     options: ExportOptions,
     progress: Arc<dyn Progress>,
     info: Option<ServerInfo>,
+    /// How many keys the discovery census counted in the selection.
+    estimate: Option<Total>,
 }
 
 impl LiveSource {
@@ -90,7 +92,7 @@ impl LiveSource {
         spec: SelectionSpec,
     ) -> Result<LiveSource, RedisIoError> {
         let info = conn.server_info().await?;
-        let kb_ids = resolve_kbs(&mut conn, &options.selection).await?;
+        let (kb_ids, estimate) = discover(&mut conn, &options.selection).await?;
         let header = Header::new(
             conn.source_info(&info, "redis-server"),
             spec,
@@ -98,6 +100,7 @@ impl LiveSource {
         );
         let mut source = LiveSource::new(conn, kb_ids, header, options);
         source.info = Some(info);
+        source.estimate = estimate;
         Ok(source)
     }
 
@@ -115,6 +118,7 @@ impl LiveSource {
             options,
             progress: Arc::new(NoProgress),
             info: None,
+            estimate: None,
         }
     }
 
@@ -122,6 +126,12 @@ impl LiveSource {
     pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> LiveSource {
         self.progress = progress;
         self
+    }
+
+    /// About how many keys a read will yield, when opening counted them
+    /// (a discovery SCAN) and `--match` does not narrow them.
+    pub fn estimated_total(&self) -> Option<Total> {
+        self.estimate
     }
 
     /// The kb_ids this source reads.
@@ -148,6 +158,9 @@ impl LiveSource {
         tx: &Sender<SourceItem>,
         progress: &dyn Progress,
     ) -> Result<ExportSummary, SourceError> {
+        if let Some(total) = self.estimate {
+            progress.total(total);
+        }
         let mut summary = ExportSummary::default();
         scan_all(
             &self.conn,
@@ -438,19 +451,52 @@ pub async fn resolve_kbs(
     conn: &mut RedisConn,
     selection: &Selection,
 ) -> Result<Vec<Vec<u8>>, RedisIoError> {
+    Ok(discover(conn, selection).await?.0)
+}
+
+/// [`resolve_kbs`], and the census's count of the selected keys when a
+/// discovery SCAN ran.
+async fn discover(
+    conn: &mut RedisConn,
+    selection: &Selection,
+) -> Result<(Vec<Vec<u8>>, Option<Total>), RedisIoError> {
     if let Some(literal) = selection.literal_kbs() {
-        return Ok(literal);
+        return Ok((literal, None));
     }
     let pattern: Vec<u8> = match selection.kbs.as_slice() {
         [only] => [only.as_bytes(), b":*"].concat(),
         _ => b"*".to_vec(),
     };
     let census = conn.discover_kbs(&pattern).await?;
-    Ok(census
+    let total = census_total(&census, selection);
+    let kb_ids = census
         .kbs
         .into_keys()
         .filter(|kb| selection.kb_selected(kb))
-        .collect())
+        .collect();
+    Ok((kb_ids, total))
+}
+
+/// The selected keys a census counted: an estimate of a read's size (keys
+/// come and go while it runs), and none with `--match`, which a census by
+/// kb_id and category cannot apply.
+fn census_total(census: &KbCensus, selection: &Selection) -> Option<Total> {
+    if !selection.matches.is_empty() {
+        return None;
+    }
+    let keys = census
+        .kbs
+        .iter()
+        .filter(|(kb, _)| selection.kb_selected(kb))
+        .flat_map(|(_, categories)| categories.iter())
+        .filter(|(category, _)| selection.category_selected(**category))
+        .map(|(_, keys)| keys)
+        .sum();
+    Some(Total {
+        keys,
+        bytes: None,
+        estimate: true,
+    })
 }
 
 #[cfg(test)]
@@ -472,6 +518,33 @@ mod tests {
             ..Selection::default()
         };
         assert_eq!(plan_passes(&all, &glob), vec![(b"node*:*".to_vec(), all)]);
+    }
+
+    #[test]
+    fn the_census_counts_the_selected_kbs_and_categories_only() {
+        let mut census = KbCensus::default();
+        census.kbs.insert(
+            b"a".to_vec(),
+            [(Category::Emotives, 3), (Category::Frequency, 5)].into(),
+        );
+        census
+            .kbs
+            .insert(b"b".to_vec(), [(Category::Emotives, 7)].into());
+        census.unclassified = 100;
+        let keys = |s: &Selection| census_total(&census, s).map(|t| t.keys);
+        assert_eq!(keys(&Selection::default()), Some(15));
+        let emotives_of_a = Selection {
+            kbs: vec![Glob::new("a*")],
+            categories: vec![Category::Emotives],
+            ..Selection::default()
+        };
+        assert_eq!(keys(&emotives_of_a), Some(3));
+        let matching = Selection {
+            matches: vec![Glob::new("*:emotives:1*")],
+            ..Selection::default()
+        };
+        assert_eq!(keys(&matching), None, "a census cannot apply --match");
+        assert!(census_total(&census, &Selection::default()).is_some_and(|t| t.estimate));
     }
 
     #[test]

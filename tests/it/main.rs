@@ -15,6 +15,7 @@ mod architecture;
 mod clickhouse_errors;
 mod clickhouse_rebuild;
 mod clickhouse_stores;
+mod diff;
 mod dump_fixtures;
 mod dump_live;
 mod export;
