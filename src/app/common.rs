@@ -1,7 +1,7 @@
 //! Glue several commands share: archive inputs, the ClickHouse and Redis
 //! write connections, and the restore engine run with its undo archive.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio::sync::mpsc;
 
@@ -12,6 +12,7 @@ use crate::flow;
 use crate::net::clickhouse::Ch;
 use crate::net::redis::RedisConn;
 use crate::records::SourceItem;
+use crate::sink::archive::UndoSummary;
 use crate::sink::redis::{RestoreOptions, RestoreSummary, Target};
 use crate::source::{SourceError, SourceTask};
 
@@ -66,7 +67,7 @@ pub async fn restore_with_undo(
     options: &RestoreOptions,
     undo: &Path,
     global: &GlobalOpts,
-) -> anyhow::Result<(RestoreSummary, Option<PathBuf>)> {
+) -> anyhow::Result<(RestoreSummary, Option<UndoSummary>)> {
     let progress = key_progress(global);
     let clock = options.clock.clone();
     Ok(

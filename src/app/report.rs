@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use indicatif::HumanBytes;
@@ -13,6 +12,7 @@ use serde_json::json;
 use super::{GlobalOpts, EXIT_ERROR};
 use crate::clock::system_now_ms as now_ms;
 use crate::kato::{display_bytes, Category};
+use crate::sink::archive::UndoSummary;
 use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
 
 /// Per kb_id x category counters as JSON objects, each with its `kb_id`
@@ -105,7 +105,7 @@ pub fn report_restore(
     summary: &RestoreSummary,
     options: &RestoreOptions,
     target: &Target,
-    undo: Option<&Path>,
+    undo: Option<&UndoSummary>,
     global: &GlobalOpts,
 ) -> anyhow::Result<()> {
     if global.json {
@@ -119,7 +119,7 @@ fn summary_json(
     summary: &RestoreSummary,
     options: &RestoreOptions,
     target: &Target,
-    undo: Option<&Path>,
+    undo: Option<&UndoSummary>,
 ) -> serde_json::Value {
     let cells = cells_json(&summary.tallies);
     json!({
@@ -130,8 +130,8 @@ fn summary_json(
         "contents": cells,
         "failures": summary.failures,
         "warnings": summary.warnings,
-        "saved_for_undo": summary.saved_for_undo,
-        "undo_archive": undo.map(|p| p.display().to_string()),
+        "saved_for_undo": undo.map_or(0, |u| u.keys),
+        "undo_archive": undo.map(|u| u.path.display().to_string()),
     })
 }
 
@@ -139,7 +139,7 @@ fn summary_text(
     summary: &RestoreSummary,
     options: &RestoreOptions,
     target: &Target,
-    undo: Option<&Path>,
+    undo: Option<&UndoSummary>,
 ) -> String {
     let total = summary.total();
     let verb = if options.dry_run {
@@ -198,15 +198,19 @@ fn summary_text(
             summary.failures.len() - 20
         );
     }
-    if let Some(path) = undo {
-        out += &format!(
-            "{} overwritten keys saved to {}; undo with: kbdump restore --mode replace {}\n",
-            summary.saved_for_undo,
-            path.display(),
-            path.display()
-        );
+    if let Some(undo) = undo {
+        out += &undo_line(undo);
     }
     out
+}
+
+/// Where the undo archive is and what it holds, one line.
+pub fn undo_line(undo: &UndoSummary) -> String {
+    let path = undo.path.display();
+    format!(
+        "undo archive {path} holds the previous state of {} keys; undo with: kbdump restore --mode replace {path}\n",
+        undo.keys
+    )
 }
 
 #[cfg(test)]

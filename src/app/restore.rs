@@ -28,9 +28,9 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
     let (items, task) = source.stream(selection).split();
     let options = restore_options(&args.write, &target);
     let undo = undo_path(&args, &input);
-    let (summary, undo_file) = restore_with_undo(&target, items, &options, &undo, global).await?;
+    let (summary, undo) = restore_with_undo(&target, items, &options, &undo, global).await?;
     source_outcome(task, &input).await?;
-    report_restore(&summary, &options, &target, undo_file.as_deref(), global)?;
+    report_restore(&summary, &options, &target, undo.as_ref(), global)?;
     Ok(restore_exit_code(&summary))
 }
 

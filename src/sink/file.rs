@@ -3,7 +3,7 @@
 //! the directory. A crash or an error leaves no half file behind the name.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Why an output file cannot be created.
@@ -22,6 +22,8 @@ pub struct AtomicFile {
     file: Option<File>,
     temp: PathBuf,
     target: PathBuf,
+    /// Renamed into place already (see [`AtomicFile::publish`]).
+    published: bool,
 }
 
 impl AtomicFile {
@@ -50,6 +52,7 @@ impl AtomicFile {
             file: Some(file),
             temp,
             target: target.to_path_buf(),
+            published: false,
         })
     }
 
@@ -59,35 +62,84 @@ impl AtomicFile {
 
     /// Syncs the data and renames the file into place.
     pub fn commit(mut self) -> Result<(), OutputError> {
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| OutputError::Io { path, source }
-        };
-        let file = self.file.take().expect("file present until commit");
-        file.sync_all().map_err(io_err(&self.temp))?;
-        drop(file);
+        self.publish()?;
+        self.file = None;
+        Ok(())
+    }
+
+    /// Syncs the data and renames the file into place, keeping it open for
+    /// more writes: for a file that must be found under its name while it
+    /// grows (the undo archive, valid at every sync point). Once published
+    /// the file is no longer removed on drop.
+    pub fn publish(&mut self) -> Result<(), OutputError> {
+        if self.published {
+            return Ok(());
+        }
+        self.sync()?;
         fs::rename(&self.temp, &self.target).map_err(io_err(&self.target))?;
+        self.published = true;
         // The rename is durable only once the directory entry is synced.
         if let Ok(dir) = File::open(parent_dir(&self.target)) {
             let _ = dir.sync_all();
         }
         Ok(())
     }
+
+    /// Where the data is now: the temporary name, or the final one once
+    /// published.
+    pub fn current_path(&self) -> &Path {
+        if self.published {
+            &self.target
+        } else {
+            &self.temp
+        }
+    }
+
+    /// Forces the data written so far to the disk.
+    pub fn sync(&mut self) -> Result<(), OutputError> {
+        let path = self.current_path().to_path_buf();
+        self.open_file().sync_all().map_err(io_err(&path))
+    }
+
+    /// Cuts the file back to `len` bytes and continues writing there.
+    pub fn truncate(&mut self, len: u64) -> Result<(), OutputError> {
+        let path = self.current_path().to_path_buf();
+        let file = self.open_file();
+        file.set_len(len)
+            .and_then(|_| file.seek(SeekFrom::Start(len)).map(drop))
+            .map_err(io_err(&path))
+    }
+
+    /// Removes the file, published or not.
+    pub fn discard(mut self) -> Result<(), OutputError> {
+        self.file = None;
+        let path = self.current_path().to_path_buf();
+        fs::remove_file(&path).map_err(io_err(&path))
+    }
+
+    fn open_file(&mut self) -> &mut File {
+        self.file.as_mut().expect("open until commit or discard")
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputError {
+    let path = path.to_path_buf();
+    move |source| OutputError::Io { path, source }
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("open").write(buf)
+        self.open_file().write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("open").flush()
+        self.open_file().flush()
     }
 }
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if self.file.take().is_some() && !self.published {
             let _ = fs::remove_file(&self.temp);
         }
     }

@@ -19,20 +19,21 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use redis::Value as Reply;
 use serde::Serialize;
-use tokio::sync::mpsc::{Receiver, Sender};
+use tokio::sync::mpsc::Receiver;
+use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::format::archive::Record;
 use crate::format::dump::{self, CommandOptions, ServerKind};
 use crate::kato::{display_bytes, Category};
-use crate::net::redis::{RedisConn, RedisIoError, ServerInfo};
+use crate::net::redis::{Dumped, RedisConn, RedisIoError, ServerInfo};
 use crate::plan::plan_sized;
 pub use crate::plan::{estimated_memory, renamed, Method};
 use crate::progress::Progress;
 pub use crate::records::{Failure, SourceItem};
+use crate::sink::archive::UndoLog;
 
 /// What happens to keys that already exist on the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -113,8 +114,6 @@ pub struct RestoreSummary {
     pub failures: Vec<Failure>,
     /// Keys restored with a loss of detail (see [`Outcome::Lossy`]).
     pub warnings: Vec<Failure>,
-    /// Keys overwritten in replace mode, saved to the undo archive.
-    pub saved_for_undo: u64,
 }
 
 impl RestoreSummary {
@@ -213,8 +212,10 @@ pub enum RestoreError {
         policy: String,
         written: u64,
     },
-    #[error("saving overwritten keys to the undo archive failed: {0}")]
-    Undo(String),
+    /// The undo archive could not take the previous values of a batch, so
+    /// the batch was not written (the undo archive says why).
+    #[error("the previous values of a batch could not be saved to the undo archive")]
+    UndoNotSaved,
     #[error("a restore task stopped unexpectedly")]
     TaskGone,
 }
@@ -302,68 +303,124 @@ struct Pending {
 type Results = Vec<(Vec<u8>, Category, Vec<u8>, Outcome)>;
 
 /// Restores every record that arrives on `source` into `target`.
-/// `undo` receives the previous value of every key overwritten in replace
-/// mode before it is overwritten.
+/// In replace mode, `undo` gets the previous value of every key of a batch,
+/// and the batch is written only once the undo says they are on disk.
 pub async fn restore(
     target: &Target,
     mut source: Receiver<SourceItem>,
     options: &RestoreOptions,
-    undo: Option<Sender<Record>>,
+    undo: Option<UndoLog>,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary, RestoreError> {
-    let mut summary = RestoreSummary::default();
-    let evicted_at_start = target.info.evicted_keys;
-    let saved = std::sync::Arc::new(AtomicU64::new(0));
-    let mut running = FuturesUnordered::new();
-    let mut batch = Vec::with_capacity(options.batch_keys);
-    let mut source_open = true;
-    let (mut payload_bytes, mut keys) = (0u64, 0u64);
-    while source_open || !running.is_empty() || !batch.is_empty() {
-        if source_open && running.len() < options.in_flight.max(1) {
-            match source.recv().await {
-                Some(SourceItem::Record(record)) => {
-                    if let Some(pending) = prepare(record, options, &mut summary) {
-                        batch.push(pending);
-                    }
-                    if batch.len() < options.batch_keys {
-                        continue;
+    let mut run = Run::new(target, options, undo);
+    let fed = run.feed(&mut source, progress).await;
+    // Batches in flight finish even when the run failed: their previous
+    // values are saved already, and a batch cut off midway could leave
+    // temporary keys behind.
+    let drained = run.drain(progress).await;
+    fed.and(drained)?;
+    progress.finish();
+    Ok(run.summary)
+}
+
+/// One restore run: the batch being filled, the batches in flight, and
+/// what is known so far.
+struct Run<'a> {
+    target: &'a Target,
+    options: &'a RestoreOptions,
+    undo: Option<UndoLog>,
+    summary: RestoreSummary,
+    running: JoinSet<Result<Results, RestoreError>>,
+    batch: Vec<Pending>,
+    /// Size of what was handed to the target so far (the memory budget).
+    payload_bytes: u64,
+    keys: u64,
+}
+
+impl<'a> Run<'a> {
+    fn new(target: &'a Target, options: &'a RestoreOptions, undo: Option<UndoLog>) -> Self {
+        Run {
+            target,
+            options,
+            undo,
+            summary: RestoreSummary::default(),
+            running: JoinSet::new(),
+            batch: Vec::with_capacity(options.batch_keys),
+            payload_bytes: 0,
+            keys: 0,
+        }
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.options.in_flight.max(1)
+    }
+
+    /// Reads the source to its end, writing full batches as they form.
+    async fn feed(
+        &mut self,
+        source: &mut Receiver<SourceItem>,
+        progress: &dyn Progress,
+    ) -> Result<(), RestoreError> {
+        while let Some(item) = source.recv().await {
+            match item {
+                SourceItem::Record(record) => {
+                    if let Some(pending) = prepare(record, self.options, &mut self.summary) {
+                        self.batch.push(pending);
                     }
                 }
-                Some(SourceItem::Damaged { what, reason }) => {
-                    summary.failures.push(Failure { what, reason });
-                    continue;
+                SourceItem::Damaged { what, reason } => {
+                    self.summary.failures.push(Failure { what, reason })
                 }
-                Some(SourceItem::KbDone(_)) => continue,
-                None => source_open = false,
+                SourceItem::KbDone(_) => {}
+            }
+            if self.batch.len() >= self.options.batch_keys {
+                self.send_batch(progress).await?;
             }
         }
-        if !batch.is_empty() && running.len() < options.in_flight.max(1) {
-            let work = std::mem::replace(&mut batch, Vec::with_capacity(options.batch_keys));
-            payload_bytes += work.iter().map(|p| p.payload.len() as u64).sum::<u64>();
-            keys += work.len() as u64;
-            check_budget(
-                target,
-                options,
-                estimated_memory(payload_bytes, keys),
-                &summary,
-            )?;
-            let (target, options, undo, saved) =
-                (target.clone(), options.clone(), undo.clone(), saved.clone());
-            running.push(tokio::spawn(async move {
-                write_batch(&target, work, &options, undo, &saved).await
-            }));
-            continue;
+        if !self.batch.is_empty() {
+            self.send_batch(progress).await?;
         }
-        let Some(done) = running.next().await else {
-            continue;
+        Ok(())
+    }
+
+    /// Starts writing the current batch, once a slot is free.
+    async fn send_batch(&mut self, progress: &dyn Progress) -> Result<(), RestoreError> {
+        while self.running.len() >= self.max_in_flight() {
+            self.collect_one(progress).await?;
+        }
+        let work = std::mem::replace(&mut self.batch, Vec::with_capacity(self.options.batch_keys));
+        self.payload_bytes += work.iter().map(|p| p.payload.len() as u64).sum::<u64>();
+        self.keys += work.len() as u64;
+        let needed = estimated_memory(self.payload_bytes, self.keys);
+        check_budget(self.target, self.options, needed, &self.summary)?;
+        let (target, options, undo) =
+            (self.target.clone(), self.options.clone(), self.undo.clone());
+        self.running
+            .spawn(async move { write_batch(&target, work, &options, undo.as_ref()).await });
+        Ok(())
+    }
+
+    /// Waits for one batch in flight and counts its outcomes.
+    async fn collect_one(&mut self, progress: &dyn Progress) -> Result<(), RestoreError> {
+        let Some(done) = self.running.join_next().await else {
+            return Ok(());
         };
         let results = done.map_err(|_| RestoreError::TaskGone)??;
-        record_results(&mut summary, results, progress);
-        watch_evictions(target, evicted_at_start).await?;
+        record_results(&mut self.summary, results, progress);
+        watch_evictions(self.target, self.target.info.evicted_keys).await
     }
-    summary.saved_for_undo = saved.load(Ordering::Relaxed);
-    progress.finish();
-    Ok(summary)
+
+    /// Waits for every batch in flight; the first error wins.
+    async fn drain(&mut self, progress: &dyn Progress) -> Result<(), RestoreError> {
+        let mut first = Ok(());
+        while !self.running.is_empty() {
+            let result = self.collect_one(progress).await;
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
+    }
 }
 
 /// Stops the run before a batch that would take the target past the
@@ -457,8 +514,7 @@ async fn write_batch(
     target: &Target,
     batch: Vec<Pending>,
     options: &RestoreOptions,
-    undo: Option<Sender<Record>>,
-    saved: &AtomicU64,
+    undo: Option<&UndoLog>,
 ) -> Result<Results, RestoreError> {
     let mut conn = target.conn.clone();
     if options.dry_run {
@@ -475,8 +531,8 @@ async fn write_batch(
         .into_iter()
         .map(|p| (p.kb_id, p.category, p.key, Outcome::Expired));
     if options.mode == Mode::Replace {
-        if let Some(undo) = &undo {
-            save_for_undo(&mut conn, &batch, undo, saved, &options.clock).await?;
+        if let Some(undo) = undo {
+            save_for_undo(&mut conn, &batch, undo, &options.clock).await?;
         }
     }
     let methods: Vec<Method> = batch
@@ -725,34 +781,36 @@ fn hash_tag(key: &[u8]) -> &[u8] {
     key
 }
 
-/// Saves the current value of every key in the batch that exists.
+/// Saves the current value of every key in the batch that exists, and
+/// returns once the undo archive has them on disk: only then may the batch
+/// overwrite them.
 async fn save_for_undo(
     conn: &mut RedisConn,
     batch: &[Pending],
-    undo: &Sender<Record>,
-    saved: &AtomicU64,
+    undo: &UndoLog,
     clock: &Clock,
 ) -> Result<(), RestoreError> {
     let keys: Vec<Vec<u8>> = batch.iter().map(|p| p.key.clone()).collect();
     let dumped = conn.dump_keys(&keys).await?;
     let read_at = clock.now_ms();
-    for (pending, dumped) in batch.iter().zip(dumped) {
-        if let crate::net::redis::Dumped::Present { payload, pttl_ms } = dumped {
-            let record = Record {
+    let records = batch
+        .iter()
+        .zip(dumped)
+        .filter_map(|(pending, dumped)| match dumped {
+            Dumped::Present { payload, pttl_ms } => Some(Record {
                 key: pending.key.clone(),
                 kb_id: pending.kb_id.clone(),
                 category: pending.category,
-                redis_type: crate::format::dump::payload_type_name(&payload).to_string(),
+                redis_type: dump::payload_type_name(&payload).to_string(),
                 expire_at_ms: pttl_ms.map(|ms| read_at + ms),
                 payload,
-            };
-            undo.send(record)
-                .await
-                .map_err(|_| RestoreError::Undo("the undo writer stopped".into()))?;
-            saved.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    Ok(())
+            }),
+            Dumped::Vanished => None,
+        })
+        .collect();
+    undo.save(records)
+        .await
+        .map_err(|_| RestoreError::UndoNotSaved)
 }
 
 /// Reports what a real run would do, writing nothing.

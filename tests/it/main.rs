@@ -22,3 +22,4 @@ mod harness_selftest;
 mod migration;
 mod offline;
 mod restore;
+mod undo;

@@ -20,7 +20,7 @@ pub use reader::{ArchiveReader, Block, BlockRecords, IndexedArchive};
 pub use types::{
     BlockMeta, Header, Index, IndexEntry, KbWindow, Record, SelectionSpec, SourceInfo,
 };
-pub use writer::{ArchiveWriter, WriterOptions};
+pub use writer::{ArchiveWriter, Checkpoint, WriterOptions};
 
 #[cfg(test)]
 mod tests;
