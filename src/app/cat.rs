@@ -34,6 +34,9 @@ pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut undecodable = 0u64;
     let print = |r: Record| -> anyhow::Result<()> {
+        if r.is_absent() {
+            return Ok(write!(out, "{}", absent(&r, global.json))?);
+        }
         match dump::decode(&r.payload) {
             Ok(value) if global.json => writeln!(out, "{}", json_line(&r, &value))?,
             Ok(value) => write!(out, "{}", text(&r, &value))?,
@@ -80,6 +83,25 @@ pub fn json_line(r: &Record, value: &Value) -> Json {
         "expire_at_ms": r.expire_at_ms,
         "value": value.to_json(),
     })
+}
+
+/// An absent record (an undo archive's key that did not exist): a line.
+fn absent(r: &Record, as_json: bool) -> String {
+    if as_json {
+        let line = json!({
+            "key": display_bytes(&r.key),
+            "kb_id": display_bytes(&r.kb_id),
+            "category": r.category.name(),
+            "type": r.redis_type,
+            "absent": true,
+            "value": null,
+        });
+        return format!("{line}\n");
+    }
+    format!(
+        "{}  (absent: the key did not exist; restoring in replace mode deletes it)\n",
+        display_bytes(&r.key)
+    )
 }
 
 /// One key for people: `KEY  (type[, expires at ...])`, then the value as

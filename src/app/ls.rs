@@ -33,6 +33,7 @@ fn line(r: &Record, long: bool, as_json: bool) -> String {
         return json!({
             "key": display_bytes(&r.key), "kb_id": display_bytes(&r.kb_id), "category": r.category.to_string(),
             "type": r.redis_type, "expire_at_ms": r.expire_at_ms, "payload_bytes": r.payload.len(),
+            "absent": r.is_absent(),
         })
         .to_string();
     }

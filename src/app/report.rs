@@ -131,6 +131,7 @@ fn summary_json(
         "failures": summary.failures,
         "warnings": summary.warnings,
         "saved_for_undo": undo.map_or(0, |u| u.keys),
+        "undo_absent": undo.map_or(0, |u| u.absent),
         "undo_archive": undo.map(|u| u.path.display().to_string()),
     })
 }
@@ -162,6 +163,12 @@ fn summary_text(
         total.expired,
         total.failed
     );
+    if total.deleted > 0 {
+        out += &format!(
+            "{} keys deleted (the archive records them as absent)\n",
+            total.deleted
+        );
+    }
     out += &format!(
         "{:<24} {:<12} {:>9} {:>9} {:>9} {:>7}   {:>7} {:>9} {:>8}\n",
         "kb_id", "category", "restored", "kept", "expired", "failed", "raw", "retagged", "logical"
@@ -208,8 +215,9 @@ fn summary_text(
 pub fn undo_line(undo: &UndoSummary) -> String {
     let path = undo.path.display();
     format!(
-        "undo archive {path} holds the previous state of {} keys; undo with: kbdump restore --mode replace {path}\n",
-        undo.keys
+        "undo archive {path} holds the previous state of {} keys ({} of them did not exist and \
+         would be deleted); undo with: kbdump restore --mode replace {path}\n",
+        undo.keys, undo.absent
     )
 }
 

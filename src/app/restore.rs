@@ -8,6 +8,7 @@ use super::options::{restore_options, selection};
 use super::report::{report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::RestoreArgs;
+use crate::flow::restore::is_undo_archive;
 use crate::selection::Selection;
 use crate::sink::redis::Target;
 use crate::source::archive::ArchiveSource;
@@ -25,8 +26,9 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
             target.check_headroom(size.payload_bytes, size.keys)?;
         }
     }
+    let mut options = restore_options(&args.write, &target);
+    options.expired_means_absent = source.header().is_some_and(is_undo_archive);
     let (items, task) = source.stream(selection).split();
-    let options = restore_options(&args.write, &target);
     let undo = undo_path(&args, &input);
     let (summary, undo) = restore_with_undo(&target, items, &options, &undo, global).await?;
     source_outcome(task, &input).await?;

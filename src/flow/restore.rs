@@ -97,7 +97,10 @@ pub async fn restore_with_undo(
         return Ok((result?, None));
     };
     // A run that failed may have overwritten keys before it stopped.
-    let keep = result.as_ref().map_or(true, |s| s.total().restored > 0);
+    let keep = result.as_ref().map_or(true, |s| {
+        let total = s.total();
+        total.restored + total.deleted > 0
+    });
     let UndoOutcome { summary, failure } = archive.finish(keep).await;
     if let Some(cause) = failure {
         return Err(RestoreFlowError::Undo(UndoFailure {
@@ -109,9 +112,19 @@ pub async fn restore_with_undo(
     Ok((result?, summary))
 }
 
+/// The `source.kind` of an undo archive's header.
+pub const UNDO_SOURCE_KIND: &str = "undo";
+
+/// Whether `header` is an undo archive's: restoring it in replace mode
+/// puts back the state before a replace, so a saved key whose expiry has
+/// passed since is deleted (see [`RestoreOptions::expired_means_absent`]).
+pub fn is_undo_archive(header: &Header) -> bool {
+    header.source.kind == UNDO_SOURCE_KIND
+}
+
 /// The header of an undo archive: its records come from the target.
 fn undo_header(target: &Target, clock: &Clock) -> Header {
-    let mut source = target.conn.source_info(&target.info, "undo");
+    let mut source = target.conn.source_info(&target.info, UNDO_SOURCE_KIND);
     source.rdb_version = Some(target.kind.rdb_version);
     Header::new(source, SelectionSpec::default(), clock.now_ms())
 }

@@ -112,8 +112,11 @@ impl UndoLog {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UndoSummary {
     pub path: PathBuf,
-    /// Keys whose previous value it holds.
+    /// Keys whose previous state it holds.
     pub keys: u64,
+    /// Of those, the keys that did not exist (absent records: the undo
+    /// deletes them).
+    pub absent: u64,
     /// The index and end frame were written; `false` after a failure cut
     /// it short (it still holds every key it acknowledged, readable front
     /// to back).
@@ -195,6 +198,7 @@ struct UndoWriter {
     /// The end of the last synced batch.
     good: Checkpoint,
     keys: u64,
+    absent: u64,
     /// Renamed into place (at the first synced batch).
     published: bool,
 }
@@ -209,6 +213,7 @@ impl UndoWriter {
             writer,
             path: path.to_path_buf(),
             keys: 0,
+            absent: 0,
             published: false,
         }
     }
@@ -244,7 +249,9 @@ impl UndoWriter {
         file.publish()?;
         self.published = true;
         self.good = self.writer.checkpoint();
-        self.keys += group.iter().map(|r| r.records.len() as u64).sum::<u64>();
+        let records = || group.iter().flat_map(|r| &r.records);
+        self.keys += records().count() as u64;
+        self.absent += records().filter(|r| r.is_absent()).count() as u64;
         Ok(())
     }
 
@@ -257,13 +264,12 @@ impl UndoWriter {
                 failure: None,
             };
         }
-        let (path, keys) = (self.path.clone(), self.keys);
+        let summary = self.summary();
         let failure = self.finish_file().err();
         UndoOutcome {
             summary: Some(UndoSummary {
-                path,
-                keys,
                 complete: failure.is_none(),
+                ..summary
             }),
             failure,
         }
@@ -272,11 +278,7 @@ impl UndoWriter {
     /// After a failure: the file is cut back to the last synced batch and,
     /// if the index still fits, completed.
     fn stop(mut self, failure: UndoError) -> UndoOutcome {
-        let summary = self.published.then(|| UndoSummary {
-            path: self.path.clone(),
-            keys: self.keys,
-            complete: false,
-        });
+        let summary = self.published.then(|| self.summary());
         self.writer.rewind(self.good);
         let cut = self.writer.get_mut().truncate(self.good.offset).is_ok();
         // An unpublished file is dropped here, which removes it.
@@ -284,6 +286,16 @@ impl UndoWriter {
         UndoOutcome {
             summary: summary.map(|s| UndoSummary { complete, ..s }),
             failure: Some(failure),
+        }
+    }
+
+    /// What is on disk, before the end is written.
+    fn summary(&self) -> UndoSummary {
+        UndoSummary {
+            path: self.path.clone(),
+            keys: self.keys,
+            absent: self.absent,
+            complete: false,
         }
     }
 

@@ -56,6 +56,8 @@ pub enum Outcome {
     Kept,
     /// Its archived expiry has passed.
     Expired,
+    /// Deleted: the archive records the key as absent (replace mode).
+    Deleted,
     Failed(String),
 }
 
@@ -71,6 +73,9 @@ pub struct Counts {
     pub logical: u64,
     /// Logical restores that could not reproduce every detail.
     pub lossy: u64,
+    /// Keys deleted because the archive records them as absent (the undo
+    /// of a replace that created them).
+    pub deleted: u64,
 }
 
 impl Counts {
@@ -91,6 +96,7 @@ impl Counts {
             }
             Outcome::Kept => self.kept += 1,
             Outcome::Expired => self.expired += 1,
+            Outcome::Deleted => self.deleted += 1,
             Outcome::Failed(_) => self.failed += 1,
         }
     }
@@ -104,6 +110,7 @@ impl Counts {
         self.retagged += other.retagged;
         self.logical += other.logical;
         self.lossy += other.lossy;
+        self.deleted += other.deleted;
     }
 }
 
@@ -154,6 +161,10 @@ pub struct RestoreOptions {
     /// "Now", for archived expiries: a key whose instant has passed is not
     /// written.
     pub clock: Clock,
+    /// In replace mode, a record whose expiry has passed deletes its key
+    /// instead of being skipped: set for an undo archive, whose key would
+    /// have expired by now had the replace not overwritten it.
+    pub expired_means_absent: bool,
 }
 
 impl Default for RestoreOptions {
@@ -170,6 +181,7 @@ impl Default for RestoreOptions {
             max_payload: DEFAULT_MAX_BULK,
             memory_budget: None,
             clock: Clock::system(),
+            expired_means_absent: false,
         }
     }
 }
@@ -298,6 +310,30 @@ struct Pending {
     /// expires at its original instant.
     expire_at_ms: Option<i64>,
     payload: Vec<u8>,
+    /// The archive records the key as absent: replace mode deletes it.
+    absent: bool,
+}
+
+impl Pending {
+    fn expired(&self, now: i64) -> bool {
+        self.expire_at_ms.is_some_and(|at| at <= now)
+    }
+
+    /// An expired record becomes a deletion where the options say so.
+    fn settle_expiry(mut self, options: &RestoreOptions, now: i64) -> Pending {
+        if self.expired(now) && options.deletes_expired() {
+            self.absent = true;
+            self.expire_at_ms = None;
+            self.payload.clear();
+        }
+        self
+    }
+}
+
+impl RestoreOptions {
+    fn deletes_expired(&self) -> bool {
+        self.expired_means_absent && self.mode == Mode::Replace
+    }
 }
 
 type Results = Vec<(Vec<u8>, Category, Vec<u8>, Outcome)>;
@@ -490,24 +526,25 @@ fn prepare(
     summary: &mut RestoreSummary,
 ) -> Option<Pending> {
     let (kb_id, key) = renamed(&record.kb_id, &record.key, &options.renames);
-    if record
-        .expire_at_ms
-        .is_some_and(|at| at <= options.clock.now_ms())
-    {
+    let pending = Pending {
+        kb_id,
+        category: record.category,
+        key,
+        absent: record.is_absent(),
+        expire_at_ms: record.expire_at_ms,
+        payload: record.payload,
+    };
+    let now = options.clock.now_ms();
+    let pending = pending.settle_expiry(options, now);
+    if pending.expired(now) {
         summary
             .tallies
-            .entry((kb_id, record.category))
+            .entry((pending.kb_id, pending.category))
             .or_default()
             .add(&Outcome::Expired);
         return None;
     }
-    Some(Pending {
-        kb_id,
-        category: record.category,
-        key,
-        expire_at_ms: record.expire_at_ms,
-        payload: record.payload,
-    })
+    Some(pending)
 }
 
 async fn write_batch(
@@ -526,7 +563,8 @@ async fn write_batch(
     let now = options.clock.now_ms();
     let (batch, expired): (Vec<Pending>, Vec<Pending>) = batch
         .into_iter()
-        .partition(|p| p.expire_at_ms.is_none_or(|at| at > now));
+        .map(|p| p.settle_expiry(options, now))
+        .partition(|p| !p.expired(now));
     let expired = expired
         .into_iter()
         .map(|p| (p.kb_id, p.category, p.key, Outcome::Expired));
@@ -535,21 +573,65 @@ async fn write_batch(
             save_for_undo(&mut conn, &batch, undo, &options.clock).await?;
         }
     }
+    let (absent, batch): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| p.absent);
+    let mut results = apply_absent(&mut conn, absent, options.mode).await?;
+    results.extend(write_present(&mut conn, &target.kind, batch, options).await?);
+    results.extend(expired);
+    Ok(results)
+}
+
+/// Absent records: replace mode deletes the keys; missing mode never
+/// touches an existing key, so it leaves them as they are (kept).
+async fn apply_absent(
+    conn: &mut RedisConn,
+    absent: Vec<Pending>,
+    mode: Mode,
+) -> Result<Results, RedisIoError> {
+    if absent.is_empty() || mode == Mode::Missing {
+        return Ok(absent
+            .into_iter()
+            .map(|p| (p.kb_id, p.category, p.key, Outcome::Kept))
+            .collect());
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for pending in &absent {
+        pipe.cmd("DEL").arg(&pending.key);
+    }
+    let replies = conn.pipeline(&pipe, "DEL").await?;
+    Ok(absent
+        .into_iter()
+        .zip(replies)
+        .map(|(p, reply)| {
+            let outcome = match reply {
+                Reply::ServerError(e) => Outcome::Failed(format!(
+                    "deleting the key failed: {} {}",
+                    e.code(),
+                    e.details().unwrap_or("")
+                )),
+                _ => Outcome::Deleted,
+            };
+            (p.kb_id, p.category, p.key, outcome)
+        })
+        .collect())
+}
+
+/// Raw or retagged RESTOREs in one pipeline, then the logical path for
+/// the keys that need it.
+async fn write_present(
+    conn: &mut RedisConn,
+    kind: &ServerKind,
+    batch: Vec<Pending>,
+    options: &RestoreOptions,
+) -> Result<Results, RestoreError> {
     let methods: Vec<Method> = batch
         .iter()
-        .map(|p| {
-            plan_sized(
-                &target.kind,
-                &p.payload,
-                options.force_logical,
-                options.max_payload,
-            )
-        })
+        .map(|p| plan_sized(kind, &p.payload, options.force_logical, options.max_payload))
         .collect();
-    let mut outcomes = restore_raw(&mut conn, &target.kind, &batch, &methods, options.mode).await?;
+    let mut outcomes = restore_raw(conn, kind, &batch, &methods, options.mode).await?;
     for (i, pending) in batch.iter().enumerate() {
         if outcomes[i].is_none() {
-            outcomes[i] = Some(restore_logical(&mut conn, &target.kind, pending, options).await?);
+            outcomes[i] = Some(restore_logical(conn, kind, pending, options).await?);
         }
     }
     Ok(batch
@@ -563,7 +645,6 @@ async fn write_batch(
                 o.expect("every key has an outcome"),
             )
         })
-        .chain(expired)
         .collect())
 }
 
@@ -781,9 +862,9 @@ fn hash_tag(key: &[u8]) -> &[u8] {
     key
 }
 
-/// Saves the current value of every key in the batch that exists, and
-/// returns once the undo archive has them on disk: only then may the batch
-/// overwrite them.
+/// Saves the current state of every key in the batch (its value, or that
+/// it does not exist: an absent record), and returns once the undo archive
+/// has them on disk: only then may the batch overwrite or create them.
 async fn save_for_undo(
     conn: &mut RedisConn,
     batch: &[Pending],
@@ -796,16 +877,18 @@ async fn save_for_undo(
     let records = batch
         .iter()
         .zip(dumped)
-        .filter_map(|(pending, dumped)| match dumped {
-            Dumped::Present { payload, pttl_ms } => Some(Record {
+        .map(|(pending, dumped)| match dumped {
+            Dumped::Present { payload, pttl_ms } => Record {
                 key: pending.key.clone(),
                 kb_id: pending.kb_id.clone(),
                 category: pending.category,
                 redis_type: dump::payload_type_name(&payload).to_string(),
                 expire_at_ms: pttl_ms.map(|ms| read_at + ms),
                 payload,
-            }),
-            Dumped::Vanished => None,
+            },
+            Dumped::Vanished => {
+                Record::absent(pending.key.clone(), pending.kb_id.clone(), pending.category)
+            }
         })
         .collect();
     undo.save(records)
@@ -834,8 +917,10 @@ async fn dry_run(
         .into_iter()
         .zip(exists)
         .map(|(p, exists)| {
-            let outcome = if exists > 0 && options.mode == Mode::Missing {
+            let outcome = if options.mode == Mode::Missing && (exists > 0 || p.absent) {
                 Outcome::Kept
+            } else if p.absent {
+                Outcome::Deleted
             } else {
                 predicted(kind, &p.payload, options)
             };

@@ -9,7 +9,14 @@ use std::process::Command;
 
 use crate::support::cli::*;
 use crate::support::redis::RedisServer;
+use crate::support::seed::{seed_kato, SeedSpec, Seeded};
+use kbdump::clock::{system_now_ms as now_ms, Clock};
+use kbdump::flow::restore::is_undo_archive;
 use kbdump::format::archive::ArchiveReader;
+use kbdump::progress::NoProgress;
+use kbdump::selection::Selection;
+use kbdump::sink::redis::{restore, Mode, RestoreOptions, Target};
+use kbdump::source::archive::{ArchiveInput, ArchiveSource};
 use serde_json::Value as Json;
 
 const KB: &str = "wal_kato";
@@ -237,4 +244,187 @@ fn a_replace_that_overwrote_nothing_leaves_no_undo_file() {
     assert!(!undo.exists());
     assert!(temp_files(dir.path()).is_empty());
     assert_same(&before, &snap(&server));
+}
+
+/// Before a replace: every 4th KATO key deleted (so the replace creates
+/// it, keys with a TTL among them), every 3rd changed, some to a value with
+/// an expiry of its own. Returns the deleted keys.
+fn diverge(server: &RedisServer, seeded: &Seeded) -> BTreeSet<Vec<u8>> {
+    let mut deleted = BTreeSet::new();
+    for (i, key) in seeded.kato().iter().enumerate() {
+        if i % 4 == 0 || (i % 7 == 0 && seeded.keys[key].ttl_ms.is_some()) {
+            let _: i64 = run(server, redis::cmd("DEL").arg(key));
+            deleted.insert(key.clone());
+        } else if i % 3 == 0 {
+            let _: i64 = run(server, redis::cmd("DEL").arg(key));
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(format!("changed {i}"));
+            if i % 2 == 0 {
+                cmd.arg("PX").arg(900_000);
+            }
+            let _: () = run(server, &mut cmd);
+        }
+    }
+    let created_with_ttl = deleted.iter().filter(|k| seeded.keys[*k].ttl_ms.is_some());
+    assert!(
+        created_with_ttl.count() > 0,
+        "the replace creates keys with a TTL"
+    );
+    deleted
+}
+
+#[test]
+fn undo_of_a_replace_deletes_the_keys_it_created_and_puts_back_the_rest() {
+    let server = RedisServer::start();
+    let seeded = seed_kato(&mut server.client(), &SeedSpec::small());
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&server, dir.path(), "all.kbd", &[]);
+    let deleted = diverge(&server, &seeded);
+    let before = snap(&server);
+
+    let undo = dir.path().join("undo.kbd");
+    let undo_arg = undo.to_str().unwrap();
+    let report = restore_ok(
+        &archive,
+        &server,
+        &["--mode", "replace", "--undo", undo_arg],
+    );
+    assert_eq!(report["undo_archive"], undo_arg, "{report:#}");
+    assert_eq!(report["saved_for_undo"], seeded.kato().len(), "{report:#}");
+    assert_eq!(report["undo_absent"], deleted.len(), "{report:#}");
+    let replaced = snap(&server);
+    assert_ne!(replaced.len(), before.len());
+
+    let undo2 = dir.path().join("undo2.kbd");
+    let undo2_arg = undo2.to_str().unwrap();
+    let report = restore_ok(&undo, &server, &["--mode", "replace", "--undo", undo2_arg]);
+    assert_eq!(
+        total(&report, "deleted"),
+        deleted.len() as u64,
+        "{report:#}"
+    );
+    assert_same(&before, &snap(&server));
+    // The undo of the undo is the replace again.
+    let undo3 = dir.path().join("undo3.kbd");
+    restore_ok(
+        &undo2,
+        &server,
+        &["--mode", "replace", "--undo", undo3.to_str().unwrap()],
+    );
+    assert_same(&replaced, &snap(&server));
+}
+
+#[test]
+fn undo_of_a_copy_in_replace_mode_gives_back_the_target_as_it_was() {
+    let (source, target) = (RedisServer::start(), RedisServer::start());
+    let seeded = seed_kato(&mut source.client(), &SeedSpec::small());
+    seed_kato(&mut target.client(), &SeedSpec::small());
+    let deleted = diverge(&target, &seeded);
+    let _: () = run(&target, redis::cmd("SET").arg("target:only").arg("stays"));
+    let before = snap(&target);
+    let dir = tempfile::tempdir().unwrap();
+    let undo = dir.path().join("undo.kbd");
+    let out = kbdump(&[
+        "copy",
+        "--json",
+        "--quiet",
+        "--from",
+        &source.url(),
+        "--to",
+        &target.url(),
+        "--mode",
+        "replace",
+        "--undo",
+        undo.to_str().unwrap(),
+    ]);
+    let report = json_with_code(&out, 0);
+    assert_eq!(report["undo_absent"], deleted.len(), "{report:#}");
+    assert_ne!(snap(&target), before);
+    let undo2 = dir.path().join("undo2.kbd");
+    restore_ok(
+        &undo,
+        &target,
+        &["--mode", "replace", "--undo", undo2.to_str().unwrap()],
+    );
+    assert_same(&before, &snap(&target));
+}
+
+/// A key that had ten minutes left when a replace overwrote it with a
+/// persistent value: its undo, applied an hour later, deletes it, because
+/// that is what the server would hold had there been no replace.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undo_applied_after_a_saved_expiry_deletes_the_key() {
+    let server = RedisServer::start();
+    let key = format!("{KB}:emotives:short");
+    let _: () = run(&server, redis::cmd("SET").arg(&key).arg("new"));
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&server, dir.path(), "new.kbd", &["--kb", KB]);
+    let set_old = redis::cmd("SET")
+        .arg(&key)
+        .arg("old")
+        .arg("PX")
+        .arg(600_000)
+        .clone();
+    let _: () = run(&server, &mut set_old.clone());
+    let undo = dir.path().join("undo.kbd");
+    restore_ok(
+        &archive,
+        &server,
+        &["--mode", "replace", "--undo", undo.to_str().unwrap()],
+    );
+
+    let source = ArchiveSource::open(&ArchiveInput::Path(undo.clone())).unwrap();
+    assert!(is_undo_archive(source.header()));
+    let (items, _task) = source.stream(Selection::default()).split();
+    let target = Target::connect(&server.url()).await.unwrap();
+    let options = RestoreOptions {
+        mode: Mode::Replace,
+        clock: Clock::fixed(now_ms() + 3_600_000),
+        expired_means_absent: true,
+        ..RestoreOptions::default()
+    };
+    let summary = restore(&target, items, &options, None, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(summary.total().deleted, 1, "{summary:?}");
+    let exists: i64 = run(&server, redis::cmd("EXISTS").arg(&key));
+    assert_eq!(exists, 0);
+}
+
+#[test]
+fn offline_commands_read_absent_records_for_what_they_are() {
+    let server = RedisServer::start();
+    write_round(&server, 3, 10, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&server, dir.path(), "three.kbd", &["--kb", KB]);
+    let _: i64 = run(&server, redis::cmd("DEL").arg(wal_key(1)));
+    let undo = dir.path().join("undo.kbd");
+    let report = restore_ok(
+        &archive,
+        &server,
+        &["--mode", "replace", "--undo", undo.to_str().unwrap()],
+    );
+    assert_eq!(report["undo_absent"], 1, "{report:#}");
+    let file = undo.to_str().unwrap();
+    ok(&["verify", file]);
+    let cat = stdout(&ok(&["cat", file, "--match", &wal_key(1)]));
+    assert!(cat.contains("absent"), "{cat}");
+    let ls = stdout(&ok(&["ls", "--json", file, "--match", &wal_key(1)]));
+    assert!(ls.contains("\"absent\":true"), "{ls}");
+    // Against the server as it is now (the key exists), the undo differs
+    // by that one key; after the undo it is identical.
+    let (code, diff) = diff_json(&undo, &server, &[]);
+    assert_eq!(code, Some(1), "{diff:#}");
+    assert_eq!(
+        diff_keys(&diff),
+        [(wal_key(1).into_bytes(), "extra".to_string())].into()
+    );
+    let undo2 = dir.path().join("undo2.kbd");
+    restore_ok(
+        &undo,
+        &server,
+        &["--mode", "replace", "--undo", undo2.to_str().unwrap()],
+    );
+    let (code, diff) = diff_json(&undo, &server, &[]);
+    assert_eq!(code, Some(0), "{diff:#}");
 }

@@ -266,3 +266,38 @@ fn flushed_batches_read_back_from_a_cut_archive_and_a_rewind_finishes_cleanly() 
         archive.read_block(&entry).unwrap();
     }
 }
+
+#[test]
+fn absent_records_round_trip_and_read_as_type_none_without_the_marker() {
+    let gone = Record::absent(
+        b"node0:emotives:gone".to_vec(),
+        b"node0".to_vec(),
+        Category::Emotives,
+    );
+    let kept = record(b"node0", Category::Emotives, 1);
+    let bytes = write(&[gone.clone(), kept.clone()], WriterOptions::default());
+    let back = sorted(read_all_streaming(&bytes).unwrap());
+    assert_eq!(back, sorted(vec![gone.clone(), kept]));
+    assert_eq!(back.iter().filter(|r| r.is_absent()).count(), 1);
+    // A reader that predates the marker ignores the field it does not know
+    // and sees a record of type `none` with an empty payload.
+    #[derive(serde::Deserialize)]
+    struct OlderWire {
+        #[serde(rename = "type")]
+        redis_type: String,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    }
+    let wire = types::RecordWire {
+        key: (&gone.key[..]).into(),
+        redis_type: (&gone.redis_type[..]).into(),
+        expire_at_ms: None,
+        payload: (&gone.payload[..]).into(),
+        absent: true,
+    };
+    let older: OlderWire = rmp_serde::from_slice(&rmp_serde::to_vec_named(&wire).unwrap()).unwrap();
+    assert_eq!(
+        (older.redis_type.as_str(), older.payload.len()),
+        ("none", 0)
+    );
+}

@@ -87,6 +87,7 @@ impl<W: Write> ArchiveWriter<W> {
             redis_type: (&record.redis_type[..]).into(),
             expire_at_ms: record.expire_at_ms,
             payload: (&record.payload[..]).into(),
+            absent: record.is_absent(),
         };
         let slot = (record.kb_id.clone(), record.category);
         let block = self.open.entry(slot.clone()).or_default();
