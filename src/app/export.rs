@@ -1,7 +1,6 @@
 //! `kbdump export`.
 
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -17,20 +16,13 @@ use crate::flow::export::export;
 use crate::format::archive::WriterOptions;
 use crate::kato::display_bytes;
 use crate::net::redis::RedisConn;
-use crate::sink::file::AtomicFile;
+use crate::sink::file::Output;
 use crate::source::live::{ExportOptions, ExportSummary, LiveSource};
 
 pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let to_stdout = args.output == "-";
     // Refuse a bad output path before touching the server.
-    let file = if to_stdout {
-        None
-    } else {
-        Some(AtomicFile::create(
-            &PathBuf::from(&args.output),
-            args.force,
-        )?)
-    };
+    let output = Output::open(&args.output, args.force)?;
+    let to_stdout = matches!(output, Output::Stdout);
     let conn = RedisConn::connect(&args.redis.redis).await?;
     let options = ExportOptions {
         selection: selection(&args.select),
@@ -50,8 +42,8 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         ..Default::default()
     };
     let progress = key_progress(global);
-    let (summary, written) = match file {
-        Some(file) => {
+    let (summary, written) = match output {
+        Output::File(file) => {
             let out = BufWriter::with_capacity(1 << 20, file);
             let (out, summary) = export(&source, writer, out, progress.as_ref()).await?;
             let file = out
@@ -64,7 +56,14 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
             file.commit()?;
             (summary, written)
         }
-        None => {
+        Output::Stream { file, path } => {
+            let out = BufWriter::with_capacity(1 << 20, file);
+            let (mut out, summary) = export(&source, writer, out, progress.as_ref()).await?;
+            out.flush()
+                .with_context(|| format!("writing the archive to {}", path.display()))?;
+            (summary, 0)
+        }
+        Output::Stdout => {
             let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
             let (mut out, summary) = export(&source, writer, out, progress.as_ref()).await?;
             out.flush().context("writing the archive to stdout")?;
@@ -158,7 +157,7 @@ fn summary_text(
         conn.address(),
         info.product,
         info.version,
-        if args.output == "-" {
+        if matches!(args.output.as_str(), "-" | "/dev/stdout") {
             "stdout"
         } else {
             &args.output

@@ -21,5 +21,6 @@ mod faults;
 mod harness_selftest;
 mod migration;
 mod offline;
+mod output;
 mod restore;
 mod undo;

@@ -1,0 +1,162 @@
+//! Where kbdump writes: archives into files (private to their owner,
+//! never a rename over a device, FIFO or directory), streams into FIFOs and
+//! devices, and reports into stdout that may be a pipe closed early or a
+//! full device; `--quiet` prints nothing on success.
+
+use std::io::Cursor;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::cli::*;
+use crate::support::redis::RedisServer;
+use kbdump::format::archive::IndexedArchive;
+
+/// A server with `n` small keys of kb `out_kato`.
+fn small_server(n: usize) -> RedisServer {
+    let server = RedisServer::start();
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.cmd("SET")
+            .arg(format!("out_kato:emotives:{i:04}"))
+            .arg(format!("value {i}"))
+            .ignore();
+    }
+    pipe.query::<()>(&mut server.client()).unwrap();
+    server
+}
+
+fn export_to(server: &RedisServer, output: &str, extra: &[&str]) -> Output {
+    let url = server.url();
+    let mut args = vec!["export", "--quiet", "--redis", &url, "-o", output];
+    args.extend_from_slice(extra);
+    kbdump(&args)
+}
+
+/// Keys in a complete archive held in memory.
+fn archive_keys(bytes: Vec<u8>) -> u64 {
+    let archive = IndexedArchive::open(Cursor::new(bytes)).expect("a complete archive");
+    archive.index().blocks.iter().map(|b| b.meta.records).sum()
+}
+
+/// Waits for a child that should end on its own.
+fn wait_briefly(mut child: Child) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{child:?} never ended");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn export_streams_into_fifos_and_devices_instead_of_renaming_over_them() {
+    let server = small_server(100);
+    let dir = tempfile::tempdir().unwrap();
+
+    // A FIFO: whoever reads it gets the whole archive, and it stays a FIFO.
+    let fifo = dir.path().join("pipe");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = Command::new("cat")
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = export_to(&server, fifo.to_str().unwrap(), &["--force"]);
+    let read = wait_briefly(reader);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    assert_eq!(archive_keys(read.stdout), 100);
+
+    // A character device (a private /dev/null): written to, not replaced.
+    let null = dir.path().join("null");
+    let made = Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .status();
+    if made.is_ok_and(|s| s.success()) {
+        let out = export_to(&server, null.to_str().unwrap(), &["--force"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let kind = std::fs::metadata(&null).unwrap().file_type();
+        assert!(kind.is_char_device(), "{kind:?}");
+    }
+    // /dev/null needs no --force: a device is a stream, not a file to keep.
+    let out = export_to(&server, "/dev/null", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+
+    // `-o /dev/stdout` means stdout, like `-o -`.
+    let out = export_to(&server, "/dev/stdout", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(archive_keys(out.stdout), 100);
+
+    let mut expected = vec!["pipe".to_string()];
+    if null.exists() {
+        expected.push("null".into());
+    }
+    expected.sort();
+    assert_eq!(entries(dir.path()), expected, "no temporary file is left");
+}
+
+#[test]
+fn export_onto_a_directory_is_refused_even_with_force_and_leaves_nothing() {
+    let server = small_server(10);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out.kbd");
+    std::fs::create_dir(&target).unwrap();
+    let out = export_to(&server, target.to_str().unwrap(), &["--force"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is a directory"), "{err}");
+    assert!(err.contains(target.to_str().unwrap()), "{err}");
+    assert_eq!(entries(dir.path()), ["out.kbd"]);
+    assert!(target.is_dir());
+    assert_eq!(entries(&target), Vec::<String>::new());
+}
+
+#[test]
+fn archives_and_undo_files_are_readable_by_their_owner_only() {
+    let server = small_server(10);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&server, dir.path(), "a.kbd", &[]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&archive), 0o600);
+    // Over an existing, more open file too.
+    std::fs::write(dir.path().join("b.kbd"), b"old").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("b.kbd"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let b = dir.path().join("b.kbd");
+    let out = export_to(&server, b.to_str().unwrap(), &["--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(mode(&b), 0o600);
+    let undo = dir.path().join("undo.kbd");
+    restore_ok(
+        &archive,
+        &server,
+        &["--mode", "replace", "--undo", undo.to_str().unwrap()],
+    );
+    assert_eq!(mode(&undo), 0o600);
+}
