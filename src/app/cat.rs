@@ -15,7 +15,7 @@ use serde_json::{json, Value as Json};
 
 use super::common::ArchiveInput;
 use super::options::selection;
-use super::report::iso_ms;
+use super::report::{in_archive, iso_ms, stdout_error};
 use super::{GlobalOpts, EXIT_ERROR};
 use crate::cli::CatArgs;
 use crate::flow::verify::undecodable;
@@ -35,15 +35,17 @@ pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
     let mut undecodable = 0u64;
     let print = |r: Record| -> anyhow::Result<()> {
         if r.is_absent() {
-            return Ok(write!(out, "{}", absent(&r, global.json))?);
+            return write!(out, "{}", absent(&r, global.json)).map_err(stdout_error);
         }
         match dump::decode(&r.payload) {
-            Ok(value) if global.json => writeln!(out, "{}", json_line(&r, &value))?,
-            Ok(value) => write!(out, "{}", text(&r, &value))?,
+            Ok(value) if global.json => {
+                writeln!(out, "{}", json_line(&r, &value)).map_err(stdout_error)?
+            }
+            Ok(value) => write!(out, "{}", text(&r, &value)).map_err(stdout_error)?,
             Err(e) => {
                 undecodable += 1;
                 // Keep stdout and stderr in order for a reader of both.
-                out.flush()?;
+                out.flush().map_err(stdout_error)?;
                 eprintln!(
                     "kbdump: key {}: {}",
                     display_bytes(&r.key),
@@ -54,7 +56,7 @@ pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
         Ok(())
     };
     visit(&input, &selection, print)?;
-    out.flush()?;
+    out.flush().map_err(stdout_error)?;
     if undecodable > 0 {
         eprintln!("kbdump: {undecodable} key(s) could not be decoded");
         return Ok(ExitCode::from(EXIT_ERROR));
@@ -70,7 +72,7 @@ fn visit(
     ArchiveSource::open(input)?
         .visit(selection, visit)
         .map(drop)
-        .map_err(|e| e.context(input.name()))
+        .map_err(|e| in_archive(e, &input.name()))
 }
 
 /// One key as a JSON Lines object.
@@ -225,8 +227,9 @@ fn raw(input: &ArchiveInput, selection: &Selection, key: &[u8]) -> anyhow::Resul
         ));
     };
     let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)?;
-    out.flush()?;
+    out.write_all(&bytes)
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::options::{selection, selection_spec};
 use super::progress::key_progress;
-use super::report::{human_bytes, print_json};
+use super::report::{human_bytes, is_broken_pipe, print_json, print_text};
 use super::GlobalOpts;
 use crate::cli::ExportArgs;
 use crate::clock::Clock;
@@ -57,23 +57,48 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
             (summary, written)
         }
         Output::Stream { file, path } => {
-            let out = BufWriter::with_capacity(1 << 20, file);
-            let (mut out, summary) = export(&source, writer, out, progress.as_ref()).await?;
-            out.flush()
-                .with_context(|| format!("writing the archive to {}", path.display()))?;
-            (summary, 0)
+            let name = path.display().to_string();
+            let streamed = export_stream(&source, writer, file, progress.as_ref()).await;
+            (stream_outcome(streamed, &name)?, 0)
         }
         Output::Stdout => {
-            let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
-            let (mut out, summary) = export(&source, writer, out, progress.as_ref()).await?;
-            out.flush().context("writing the archive to stdout")?;
-            (summary, 0)
+            let streamed =
+                export_stream(&source, writer, std::io::stdout(), progress.as_ref()).await;
+            (stream_outcome(streamed, "stdout")?, 0)
         }
     };
     let info = source.server_info().cloned().unwrap_or_default();
     let conn = source.conn();
     report(&args, conn, &info, &summary, written, to_stdout, global)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exports into a stream (stdout, a FIFO, a device), flushed.
+async fn export_stream<W: Write + Send + 'static>(
+    source: &LiveSource,
+    writer: WriterOptions,
+    out: W,
+    progress: &dyn crate::progress::Progress,
+) -> anyhow::Result<ExportSummary> {
+    let out = BufWriter::with_capacity(1 << 20, out);
+    let (mut out, summary) = export(source, writer, out, progress).await?;
+    out.flush()?;
+    Ok(summary)
+}
+
+/// A reader that closes the pipe of an archive (`| head -c N`) got a
+/// truncated archive: unlike a report cut short, that is a failure.
+fn stream_outcome<T>(result: anyhow::Result<T>, name: &str) -> anyhow::Result<T> {
+    result.map_err(|e| {
+        if is_broken_pipe(&e) {
+            anyhow::anyhow!(
+                "writing the archive to {name}: the reader closed the pipe before the archive \
+                 was complete, so what it read is a truncated archive"
+            )
+        } else {
+            e.context(format!("writing the archive to {name}"))
+        }
+    })
 }
 
 fn report(
@@ -97,10 +122,10 @@ fn report(
     let text = summary_text(args, conn, info, summary, written);
     if to_stdout {
         eprint!("{text}");
+        Ok(())
     } else {
-        print!("{text}");
+        print_text(&text)
     }
-    Ok(())
 }
 
 fn summary_json(

@@ -31,12 +31,40 @@ pub fn cells_json<T: serde::Serialize>(
         .collect()
 }
 
-/// Prints a JSON value on stdout.
+/// Prints a JSON value on stdout (see [`print_text`]).
 pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    print_text(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+/// Prints a report on stdout, flushed. A reader that closed the pipe
+/// (`| head`) is no failure of the command, which keeps its verdict; any
+/// other write error (a full disk) is one, naming stdout.
+pub fn print_text(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(stdout_error(e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// A write to stdout that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to stdout")]
+pub struct StdoutError(#[source] pub std::io::Error);
+
+/// A failed write to stdout, for the error message.
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    StdoutError(e).into()
+}
+
+/// Names the archive in an error about it, not in one about stdout.
+pub fn in_archive(e: anyhow::Error, name: &str) -> anyhow::Error {
+    if e.is::<StdoutError>() {
+        e
+    } else {
+        e.context(name.to_string())
+    }
 }
 
 /// True when an error chain ends in a broken pipe (stdout closed by `head`),
@@ -111,8 +139,7 @@ pub fn report_restore(
     if global.json {
         return print_json(&summary_json(summary, options, target, undo));
     }
-    print!("{}", summary_text(summary, options, target, undo));
-    Ok(())
+    print_text(&summary_text(summary, options, target, undo))
 }
 
 fn summary_json(

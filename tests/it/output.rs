@@ -160,3 +160,70 @@ fn archives_and_undo_files_are_readable_by_their_owner_only() {
     );
     assert_eq!(mode(&undo), 0o600);
 }
+
+/// Every command that prints a report, as text and as JSON: (name, args).
+fn reporting_commands(server: &RedisServer, archive: &Path) -> Vec<Vec<String>> {
+    let (url, file) = (server.url(), archive.to_str().unwrap().to_string());
+    let with = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut all = Vec::new();
+    for json in [false, true] {
+        let mut list = vec![
+            with(&["kbs", "--redis", &url]),
+            with(&["ls", &file, "--long"]),
+            with(&["cat", &file]),
+            with(&["inspect", &file]),
+            with(&["verify", &file]),
+            with(&["diff", &file, "--redis", &url]),
+            with(&["restore", &file, "--redis", &url]),
+        ];
+        if json {
+            list.iter_mut().for_each(|args| args.push("--json".into()));
+        }
+        all.extend(list);
+    }
+    all
+}
+
+#[test]
+fn a_report_into_a_closed_pipe_is_a_quiet_success() {
+    let server = small_server(2000);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&server, dir.path(), "a.kbd", &[]);
+    for args in reporting_commands(&server, &archive) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kbdump"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the command writes its first byte.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
+#[test]
+fn a_report_onto_a_full_device_fails_with_a_message_not_a_panic() {
+    let server = small_server(20);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&server, dir.path(), "a.kbd", &[]);
+    for args in reporting_commands(&server, &archive) {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kbdump"))
+            .args(&args)
+            .stdout(Stdio::from(full))
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write to stdout: No space left on device"),
+            "{args:?}: {err}"
+        );
+    }
+}
