@@ -104,13 +104,14 @@ pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_full_disk_stops_the_replace_with_every_overwritten_key_in_the_undo() {
-    // 4 batches of 1000 keys, 300 incompressible bytes each: the undo of
-    // the first batch fits on the disk, the second does not.
-    let Some(disk) = TinyDisk::mount("512k") else {
+    // 16 batches of 1000 keys, 300 incompressible bytes each (about 5 MB of
+    // undo): the first group the undo writer syncs at once (at most the 4
+    // batches in flight, 1.4 MB) fits on the disk, the whole does not.
+    let Some(disk) = TinyDisk::mount("2m") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     };
-    let (n, len) = (4000, 300);
+    let (n, len) = (16_000, 300);
     let server = RedisServer::start();
     write_round(&server, n, len, 1);
     let dir = tempfile::tempdir().unwrap();
