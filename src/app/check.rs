@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::common::{connect_clickhouse, resolve_clickhouse_kbs};
-use super::report::{print_json, print_text};
+use super::report::{print_json, print_report};
 use super::{GlobalOpts, EXIT_CHECK_FAILED};
 use crate::cli::CheckArgs;
 use crate::flow::check::{check, KbReport};
@@ -24,7 +24,7 @@ pub async fn run(args: CheckArgs, global: &GlobalOpts) -> anyhow::Result<ExitCod
     if global.json {
         print_json(&json!({"findings": findings, "kbs": reports}))?;
     } else {
-        print_text(&text(&reports))?;
+        print_report(global, findings == 0, &text(&reports))?;
     }
     Ok(if findings > 0 {
         ExitCode::from(EXIT_CHECK_FAILED)

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::common::{source_outcome, ArchiveInput};
 use super::options::selection;
-use super::report::{cells_json, print_json, print_text};
+use super::report::{cells_json, print_json, print_report};
 use super::{GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
 use crate::cli::DiffArgs;
 use crate::flow::diff::{diff, DiffOptions, DiffReport, Kind};
@@ -35,7 +35,8 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     if global.json {
         print_json(&to_json(&report, conn.address()))?;
     } else {
-        print_text(&to_text(&report, conn.address()))?;
+        let success = report.is_identical() && report.damaged.is_empty();
+        print_report(global, success, &to_text(&report, conn.address()))?;
     }
     Ok(if !report.damaged.is_empty() {
         ExitCode::from(EXIT_ERROR)

@@ -120,7 +120,9 @@ fn report(
         return Ok(());
     }
     let text = summary_text(args, conn, info, summary, written);
-    if to_stdout {
+    if global.quiet {
+        Ok(())
+    } else if to_stdout {
         eprint!("{text}");
         Ok(())
     } else {

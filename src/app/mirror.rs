@@ -7,7 +7,7 @@ use serde_json::json;
 use super::common::connect_clickhouse;
 use super::options::globs;
 use super::progress::key_progress;
-use super::report::{print_json, print_text};
+use super::report::{print_json, print_report};
 use super::GlobalOpts;
 use crate::cli::MirrorArgs;
 use crate::net::mirror::prune;
@@ -54,6 +54,6 @@ pub async fn run(args: MirrorArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
     if let Some(n) = pruned {
         out += &format!("pruned {n} keys no longer in Redis\n");
     }
-    print_text(&out)?;
+    print_report(global, true, &out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::common::{connect_clickhouse, resolve_clickhouse_kbs, write_connection};
 use super::progress::key_progress;
-use super::report::{print_json, print_text};
+use super::report::{print_json, print_report};
 use super::GlobalOpts;
 use crate::cli::RebuildArgs;
 use crate::flow::rebuild::{rebuild, KbSummary, RebuildOptions};
@@ -35,7 +35,7 @@ pub async fn run(args: RebuildArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
             "kbs": summaries,
         }))?;
     } else {
-        print_text(&text(&summaries, args.dry_run))?;
+        print_report(global, true, &text(&summaries, args.dry_run))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -48,6 +48,16 @@ pub fn print_text(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Prints a text report (see [`print_text`]) unless `--quiet` asked for
+/// silence and the command succeeded: a quiet command says only what
+/// went wrong. `--json` is printed either way (it was asked for).
+pub fn print_report(global: &GlobalOpts, success: bool, text: &str) -> anyhow::Result<()> {
+    if global.quiet && success {
+        return Ok(());
+    }
+    print_text(text)
+}
+
 /// A write to stdout that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write to stdout")]
@@ -139,7 +149,8 @@ pub fn report_restore(
     if global.json {
         return print_json(&summary_json(summary, options, target, undo));
     }
-    print_text(&summary_text(summary, options, target, undo))
+    let text = summary_text(summary, options, target, undo);
+    print_report(global, !summary.has_failures(), &text)
 }
 
 fn summary_json(

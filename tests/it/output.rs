@@ -227,3 +227,83 @@ fn a_report_onto_a_full_device_fails_with_a_message_not_a_panic() {
         );
     }
 }
+
+/// `kbdump --quiet ARGS`: exit code, stdout, stderr.
+fn quiet(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = kbdump(&[&["--quiet"], args].concat());
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+#[test]
+fn quiet_commands_print_nothing_when_they_succeed() {
+    let (source, target) = (small_server(50), RedisServer::start());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.kbd");
+    let (f, s, t) = (file.to_str().unwrap(), source.url(), target.url());
+    let undo = dir.path().join("undo.kbd");
+    let copy_undo = dir.path().join("copy-undo.kbd");
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["export", "--redis", &s, "-o", f],
+        vec!["verify", f],
+        vec!["restore", f, "--redis", &t],
+        vec!["diff", f, "--redis", &t],
+        vec![
+            "restore",
+            f,
+            "--redis",
+            &t,
+            "--mode",
+            "replace",
+            "--undo",
+            undo.to_str().unwrap(),
+        ],
+        vec![
+            "copy",
+            "--from",
+            &s,
+            "--to",
+            &t,
+            "--mode",
+            "replace",
+            "--undo",
+            copy_undo.to_str().unwrap(),
+        ],
+    ];
+    for args in runs {
+        let (code, out, err) = quiet(&args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert_eq!((out.as_str(), err.as_str()), ("", ""), "{args:?}");
+    }
+    // Into stdout the archive is the output, and nothing else is printed.
+    let out = kbdump(&["--quiet", "export", "--redis", &s, "-o", "-"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!out.stdout.is_empty());
+    assert_eq!(stderr(&out), "");
+    // What is not a success is still said.
+    let _: () = run(
+        &target,
+        redis::cmd("SET").arg("out_kato:emotives:0000").arg("x"),
+    );
+    let (code, out, _) = quiet(&["diff", f, "--redis", &t]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("changed"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quiet_rebuild_and_mirror_print_nothing_when_they_succeed() {
+    use crate::support::clickhouse as chs;
+    let server = chs::server();
+    let db = server.database("quiet_output").await;
+    chs::create_patterns_table(&server.client(), &db).await;
+    chs::insert_patterns(&server.client(), &db, &chs::seed_rows("qkb", 20, 1)).await;
+    let (ch, redis) = (server.url(&db), RedisServer::start());
+    let r = redis.url();
+    for args in [
+        vec!["rebuild", "--clickhouse", &ch, "--redis", &r],
+        vec!["mirror", "--clickhouse", &ch, "--redis", &r],
+    ] {
+        let (code, out, err) = tokio::task::block_in_place(|| quiet(&args));
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert_eq!((out.as_str(), err.as_str()), ("", ""), "{args:?}");
+    }
+}
