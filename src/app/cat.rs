@@ -15,7 +15,7 @@ use serde_json::{json, Value as Json};
 
 use super::common::ArchiveInput;
 use super::options::selection;
-use super::report::{for_people, iso_ms, one_line};
+use super::report::{for_people, in_archive, iso_ms, one_line, stdout_error};
 use super::{GlobalOpts, EXIT_ERROR};
 use crate::cli::CatArgs;
 use crate::flow::verify::undecodable;
@@ -34,13 +34,18 @@ pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut undecodable = 0u64;
     let print = |r: Record| -> anyhow::Result<()> {
+        if r.is_absent() {
+            return write!(out, "{}", absent(&r, global.json)).map_err(stdout_error);
+        }
         match dump::decode(&r.payload) {
-            Ok(value) if global.json => writeln!(out, "{}", json_line(&r, &value))?,
-            Ok(value) => write!(out, "{}", text(&r, &value))?,
+            Ok(value) if global.json => {
+                writeln!(out, "{}", json_line(&r, &value)).map_err(stdout_error)?
+            }
+            Ok(value) => write!(out, "{}", text(&r, &value)).map_err(stdout_error)?,
             Err(e) => {
                 undecodable += 1;
                 // Keep stdout and stderr in order for a reader of both.
-                out.flush()?;
+                out.flush().map_err(stdout_error)?;
                 eprintln!(
                     "kbdump: key {}: {}",
                     display_bytes(&r.key),
@@ -51,7 +56,7 @@ pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
         Ok(())
     };
     visit(&input, &selection, print)?;
-    out.flush()?;
+    out.flush().map_err(stdout_error)?;
     if undecodable > 0 {
         eprintln!("kbdump: {undecodable} key(s) could not be decoded");
         return Ok(ExitCode::from(EXIT_ERROR));
@@ -67,7 +72,7 @@ fn visit(
     ArchiveSource::open(input)?
         .visit(selection, visit)
         .map(drop)
-        .map_err(|e| e.context(input.name()))
+        .map_err(|e| in_archive(e, &input.name()))
 }
 
 /// One key as a JSON Lines object.
@@ -80,6 +85,25 @@ pub fn json_line(r: &Record, value: &Value) -> Json {
         "expire_at_ms": r.expire_at_ms,
         "value": value.to_json(),
     })
+}
+
+/// An absent record (an undo archive's key that did not exist): a line.
+fn absent(r: &Record, as_json: bool) -> String {
+    if as_json {
+        let line = json!({
+            "key": display_bytes(&r.key),
+            "kb_id": display_bytes(&r.kb_id),
+            "category": r.category.name(),
+            "type": r.redis_type,
+            "absent": true,
+            "value": null,
+        });
+        return format!("{line}\n");
+    }
+    format!(
+        "{}  (absent: the key did not exist; restoring in replace mode deletes it)\n",
+        display_bytes(&r.key)
+    )
 }
 
 /// One key for people: `KEY  (type[, expires at ...])`, then the value as
@@ -168,8 +192,9 @@ fn raw(input: &ArchiveInput, selection: &Selection, key: &[u8]) -> anyhow::Resul
         ));
     };
     let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)?;
-    out.flush()?;
+    out.write_all(&bytes)
+        .and_then(|()| out.flush())
+        .map_err(stdout_error)?;
     Ok(ExitCode::SUCCESS)
 }
 

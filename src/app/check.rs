@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::common::{connect_clickhouse, connect_redis, resolve_clickhouse_kbs};
-use super::report::print_json;
+use super::report::{print_json, print_report};
 use super::{GlobalOpts, EXIT_CHECK_FAILED};
 use crate::cli::CheckArgs;
 use crate::flow::check::{check, KbReport};
@@ -27,7 +27,7 @@ pub async fn run(args: CheckArgs, global: &GlobalOpts) -> anyhow::Result<ExitCod
     if global.json {
         print_json(&json!({"findings": findings, "kbs": reports}))?;
     } else {
-        print_text(&reports);
+        print_report(global, findings == 0, &text(&reports))?;
     }
     Ok(if findings > 0 {
         ExitCode::from(EXIT_CHECK_FAILED)
@@ -36,14 +36,15 @@ pub async fn run(args: CheckArgs, global: &GlobalOpts) -> anyhow::Result<ExitCod
     })
 }
 
-fn print_text(reports: &[KbReport]) {
+fn text(reports: &[KbReport]) -> String {
+    let mut out = String::new();
     for r in reports {
         if r.total() == 0 {
-            println!("{}: ok ({} patterns)", r.kb_id, r.patterns);
+            out += &format!("{}: ok ({} patterns)\n", r.kb_id, r.patterns);
             continue;
         }
-        println!(
-            "{}: {} findings ({} patterns)",
+        out += &format!(
+            "{}: {} findings ({} patterns)\n",
             r.kb_id,
             r.total(),
             r.patterns
@@ -52,10 +53,11 @@ fn print_text(reports: &[KbReport]) {
             if f.count == 0 {
                 continue;
             }
-            println!("  {name}: {}", f.count);
+            out += &format!("  {name}: {}\n", f.count);
             for example in &f.examples {
-                println!("    {example}");
+                out += &format!("    {example}\n");
             }
         }
     }
+    out
 }

@@ -1,7 +1,7 @@
 //! Glue several commands share: archive inputs, the ClickHouse and Redis
 //! write connections, and the restore engine run with its undo archive.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
@@ -15,6 +15,7 @@ use crate::net::clickhouse::{Ch, ChTarget};
 use crate::net::redis::{redact_url, Endpoint, Password, RedisConn, TlsFiles};
 use crate::progress::Total;
 use crate::records::SourceItem;
+use crate::sink::archive::UndoSummary;
 use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
 use crate::source::{SourceError, SourceTask};
 
@@ -225,7 +226,7 @@ pub async fn restore_with_undo(
     undo: &Path,
     total: Option<Total>,
     global: &GlobalOpts,
-) -> anyhow::Result<(RestoreSummary, Option<PathBuf>)> {
+) -> anyhow::Result<(RestoreSummary, Option<UndoSummary>)> {
     let progress = key_progress(global);
     if let Some(total) = total {
         progress.total(total);

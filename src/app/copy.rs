@@ -47,9 +47,8 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
         .undo
         .clone()
         .unwrap_or_else(|| format!("copy.undo-{}.kbd", undo_stamp()).into());
-    let (summary, undo_file) =
-        restore_with_undo(&target, items, &options, &undo, total, global).await?;
+    let (summary, undo) = restore_with_undo(&target, items, &options, &undo, total, global).await?;
     task.finish().await.context("reading the source")?;
-    report_restore(&summary, &options, &target, undo_file.as_deref(), global)?;
+    report_restore(&summary, &options, &target, undo.as_ref(), global)?;
     Ok(restore_exit_code(&summary))
 }

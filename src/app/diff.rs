@@ -8,7 +8,7 @@ use serde_json::{json, Value as Json};
 use super::common::{connect_redis, source_outcome, ArchiveInput};
 use super::options::selection;
 use super::progress::{key_progress, known_total};
-use super::report::{cells_json, for_people, one_line, print_json};
+use super::report::{cells_json, for_people, one_line, print_json, print_report};
 use super::{GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
 use crate::cli::diff::FailOn;
 use crate::cli::DiffArgs;
@@ -47,7 +47,8 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     if global.json {
         print_json(&to_json(&report, &shown))?;
     } else {
-        print!("{}", to_text(&report, &shown));
+        let success = report.is_identical() && report.damaged.is_empty();
+        print_report(global, success, &to_text(&report, &shown))?;
     }
     Ok(ExitCode::from(exit_status(&report, &fail_on)))
 }

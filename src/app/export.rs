@@ -1,7 +1,6 @@
 //! `kbdump export`.
 
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,27 +9,20 @@ use serde_json::json;
 use super::common::connect_redis;
 use super::options::{selection, selection_spec};
 use super::progress::key_progress;
-use super::report::{human_bytes, print_json};
+use super::report::{human_bytes, is_broken_pipe, print_json, print_text};
 use super::GlobalOpts;
 use crate::cli::ExportArgs;
 use crate::flow::export::export;
 use crate::format::archive::WriterOptions;
 use crate::kato::display_bytes;
 use crate::net::redis::RedisConn;
-use crate::sink::file::AtomicFile;
+use crate::sink::file::Output;
 use crate::source::live::{ExportOptions, ExportSummary, LiveSource};
 
 pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let to_stdout = args.output == "-";
     // Refuse a bad output path before touching the server.
-    let file = if to_stdout {
-        None
-    } else {
-        Some(AtomicFile::create(
-            &PathBuf::from(&args.output),
-            args.force,
-        )?)
-    };
+    let output = Output::open(&args.output, args.force)?;
+    let to_stdout = matches!(output, Output::Stdout);
     let conn = connect_redis(&args.redis).await?;
     let options = ExportOptions {
         selection: selection(&args.select),
@@ -50,8 +42,8 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         ..Default::default()
     };
     let progress = key_progress(global);
-    let (summary, written) = match file {
-        Some(file) => {
+    let (summary, written) = match output {
+        Output::File(file) => {
             let out = BufWriter::with_capacity(1 << 20, file);
             let (out, summary) = export(&source, writer, out, progress.as_ref()).await?;
             let file = out
@@ -64,17 +56,49 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
             file.commit()?;
             (summary, written)
         }
-        None => {
-            let out = BufWriter::with_capacity(1 << 20, std::io::stdout());
-            let (mut out, summary) = export(&source, writer, out, progress.as_ref()).await?;
-            out.flush().context("writing the archive to stdout")?;
-            (summary, 0)
+        Output::Stream { file, path } => {
+            let name = path.display().to_string();
+            let streamed = export_stream(&source, writer, file, progress.as_ref()).await;
+            (stream_outcome(streamed, &name)?, 0)
+        }
+        Output::Stdout => {
+            let streamed =
+                export_stream(&source, writer, std::io::stdout(), progress.as_ref()).await;
+            (stream_outcome(streamed, "stdout")?, 0)
         }
     };
     let info = source.server_info().cloned().unwrap_or_default();
     let conn = source.conn();
     report(&args, conn, &info, &summary, written, to_stdout, global)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exports into a stream (stdout, a FIFO, a device), flushed.
+async fn export_stream<W: Write + Send + 'static>(
+    source: &LiveSource,
+    writer: WriterOptions,
+    out: W,
+    progress: &dyn crate::progress::Progress,
+) -> anyhow::Result<ExportSummary> {
+    let out = BufWriter::with_capacity(1 << 20, out);
+    let (mut out, summary) = export(source, writer, out, progress).await?;
+    out.flush()?;
+    Ok(summary)
+}
+
+/// A reader that closes the pipe of an archive (`| head -c N`) got a
+/// truncated archive: unlike a report cut short, that is a failure.
+fn stream_outcome<T>(result: anyhow::Result<T>, name: &str) -> anyhow::Result<T> {
+    result.map_err(|e| {
+        if is_broken_pipe(&e) {
+            anyhow::anyhow!(
+                "writing the archive to {name}: the reader closed the pipe before the archive \
+                 was complete, so what it read is a truncated archive"
+            )
+        } else {
+            e.context(format!("writing the archive to {name}"))
+        }
+    })
 }
 
 fn report(
@@ -96,12 +120,14 @@ fn report(
         return Ok(());
     }
     let text = summary_text(args, conn, info, summary, written);
-    if to_stdout {
+    if global.quiet {
+        Ok(())
+    } else if to_stdout {
         eprint!("{text}");
+        Ok(())
     } else {
-        print!("{text}");
+        print_text(&text)
     }
-    Ok(())
 }
 
 fn summary_json(
@@ -158,7 +184,7 @@ fn summary_text(
         conn.address(),
         info.product,
         info.version,
-        if args.output == "-" {
+        if matches!(args.output.as_str(), "-" | "/dev/stdout") {
             "stdout"
         } else {
             &args.output

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::common::ArchiveInput;
-use super::report::{human_bytes, iso_ms, print_json};
+use super::report::{human_bytes, iso_ms, print_json, print_text};
 use super::GlobalOpts;
 use crate::cli::InspectArgs;
 use crate::format::dump;
@@ -31,7 +31,7 @@ pub async fn run(args: InspectArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
     if global.json {
         print_json(&to_json(&overview, &cells))?;
     } else {
-        print!("{}", to_text(&input.name(), &overview, &cells));
+        print_text(&to_text(&input.name(), &overview, &cells))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::common::connect_redis;
-use super::report::print_json;
+use super::report::{print_json, print_text};
 use super::GlobalOpts;
 use crate::cli::KbsArgs;
 use crate::kato::{display_bytes, Category};
+use crate::net::redis::KbCensus;
 
 pub async fn run(args: KbsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let mut conn = connect_redis(&args.redis).await?;
@@ -28,27 +29,32 @@ pub async fn run(args: KbsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{:<24} {:>10}", "kb_id", "keys");
+    print_text(&text(&census))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text(census: &KbCensus) -> String {
+    let mut out = format!("{:<24} {:>10}", "kb_id", "keys");
     for c in Category::ALL {
-        print!(" {:>11}", c.name());
+        out += &format!(" {:>11}", c.name());
     }
-    println!();
+    out += "\n";
     for (kb, counts) in &census.kbs {
-        print!(
+        out += &format!(
             "{:<24} {:>10}",
             display_bytes(kb),
             counts.values().sum::<u64>()
         );
         for c in Category::ALL {
-            print!(" {:>11}", counts.get(&c).copied().unwrap_or(0));
+            out += &format!(" {:>11}", counts.get(&c).copied().unwrap_or(0));
         }
-        println!();
+        out += "\n";
     }
     if census.unclassified > 0 {
-        println!(
-            "{} keys belong to no kb_id (not KATO keys)",
+        out += &format!(
+            "{} keys belong to no kb_id (not KATO keys)\n",
             census.unclassified
         );
     }
-    Ok(ExitCode::SUCCESS)
+    out
 }

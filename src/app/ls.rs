@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::common::ArchiveInput;
 use super::options::selection;
-use super::report::iso_ms;
+use super::report::{in_archive, iso_ms, stdout_error};
 use super::GlobalOpts;
 use crate::cli::LsArgs;
 use crate::format::archive::Record;
@@ -19,12 +19,12 @@ pub async fn run(args: LsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> 
     let selection = selection(&args.select);
     let mut out = BufWriter::new(std::io::stdout().lock());
     let print = |r: Record| -> anyhow::Result<()> {
-        Ok(writeln!(out, "{}", line(&r, args.long, global.json))?)
+        writeln!(out, "{}", line(&r, args.long, global.json)).map_err(stdout_error)
     };
     ArchiveSource::open(&input)?
         .visit(&selection, print)
-        .map_err(|e| e.context(input.name()))?;
-    out.flush()?;
+        .map_err(|e| in_archive(e, &input.name()))?;
+    out.flush().map_err(stdout_error)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -33,6 +33,7 @@ fn line(r: &Record, long: bool, as_json: bool) -> String {
         return json!({
             "key": display_bytes(&r.key), "kb_id": display_bytes(&r.kb_id), "category": r.category.to_string(),
             "type": r.redis_type, "expire_at_ms": r.expire_at_ms, "payload_bytes": r.payload.len(),
+            "absent": r.is_absent(),
         })
         .to_string();
     }

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::common::{connect_clickhouse, connect_redis};
 use super::options::globs;
 use super::progress::key_progress;
-use super::report::print_json;
+use super::report::{print_json, print_report};
 use super::GlobalOpts;
 use crate::cli::MirrorArgs;
 use crate::clock::Clock;
@@ -44,18 +44,20 @@ pub async fn run(args: MirrorArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
+    let mut out = String::new();
     for (kb, cats) in &summary.kbs {
         let line: Vec<String> = cats.iter().map(|(c, (n, _))| format!("{c} {n}")).collect();
-        println!("{kb}: {}", line.join(", "));
+        out += &format!("{kb}: {}\n", line.join(", "));
     }
-    println!(
-        "mirrored {} keys into {} ({} vanished during the scan)",
+    out += &format!(
+        "mirrored {} keys into {} ({} vanished during the scan)\n",
         summary.keys,
         ch.target(),
         summary.vanished
     );
     if let Some(n) = pruned {
-        println!("pruned {n} keys no longer in Redis");
+        out += &format!("pruned {n} keys no longer in Redis\n");
     }
+    print_report(global, true, &out)?;
     Ok(ExitCode::SUCCESS)
 }

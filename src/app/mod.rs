@@ -5,6 +5,13 @@
 //! several share lives in [`options`] (arguments to library options),
 //! [`common`] (archive inputs, connections, restore with undo), [`report`]
 //! (printing) and [`progress`] (drawing).
+//!
+//! Nothing here uses `print!`: it panics when stdout is full or closed.
+//! Reports go through [`report::print_text`], which turns a closed pipe
+//! into a quiet end and any other failure into an error naming stdout.
+
+// Keeps print!/println! out of the commands (see above).
+#![deny(clippy::print_stdout)]
 
 pub mod cat;
 pub mod check;

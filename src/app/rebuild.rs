@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::common::{connect_clickhouse, resolve_clickhouse_kbs, write_connection};
 use super::progress::key_progress;
-use super::report::print_json;
+use super::report::{print_json, print_report};
 use super::GlobalOpts;
 use crate::cli::RebuildArgs;
 use crate::flow::rebuild::{rebuild, KbSummary, RebuildOptions};
@@ -39,29 +39,31 @@ pub async fn run(args: RebuildArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
             "kbs": summaries,
         }))?;
     } else {
-        print_text(&summaries, args.dry_run);
+        print_report(global, true, &text(&summaries, args.dry_run))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_text(summaries: &[KbSummary], dry_run: bool) {
+fn text(summaries: &[KbSummary], dry_run: bool) -> String {
     let verb = if dry_run { "would write" } else { "written" };
+    let mut out = String::new();
     for s in summaries {
-        println!(
-            "{}: {} patterns, {} symbols, {} with metrics; {verb} {}, skipped {} (existing) in {:.1}s",
+        out += &format!(
+            "{}: {} patterns, {} symbols, {} with metrics; {verb} {}, skipped {} (existing) in {:.1}s\n",
             s.kb_id, s.patterns, s.symbols, s.metrics, s.written, s.skipped, s.seconds
         );
         for (cat, c) in &s.categories {
-            println!(
-                "  {cat:<10} {verb} {:>9}  skipped {:>9}",
+            out += &format!(
+                "  {cat:<10} {verb} {:>9}  skipped {:>9}\n",
                 c.written, c.skipped
             );
         }
         if s.rows_changed {
-            println!("  warning: patterns_data changed during the rebuild; run it again");
+            out += "  warning: patterns_data changed during the rebuild; run it again\n";
         }
     }
     if summaries.is_empty() {
-        println!("no kb_id to rebuild");
+        out += "no kb_id to rebuild\n";
     }
+    out
 }

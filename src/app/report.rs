@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use indicatif::HumanBytes;
@@ -13,6 +12,7 @@ use serde_json::{json, Value as Json};
 use super::{GlobalOpts, EXIT_ERROR};
 use crate::clock::system_now_ms as now_ms;
 use crate::kato::{display_bytes, Category};
+use crate::sink::archive::UndoSummary;
 use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
 
 /// Per kb_id x category counters as JSON objects, each with its `kb_id`
@@ -31,12 +31,50 @@ pub fn cells_json<T: serde::Serialize>(
         .collect()
 }
 
-/// Prints a JSON value on stdout.
+/// Prints a JSON value on stdout (see [`print_text`]).
 pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    print_text(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+/// Prints a report on stdout, flushed. A reader that closed the pipe
+/// (`| head`) is no failure of the command, which keeps its verdict; any
+/// other write error (a full disk) is one, naming stdout.
+pub fn print_text(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(stdout_error(e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Prints a text report (see [`print_text`]) unless `--quiet` asked for
+/// silence and the command succeeded: a quiet command says only what
+/// went wrong. `--json` is printed either way (it was asked for).
+pub fn print_report(global: &GlobalOpts, success: bool, text: &str) -> anyhow::Result<()> {
+    if global.quiet && success {
+        return Ok(());
+    }
+    print_text(text)
+}
+
+/// A write to stdout that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to stdout")]
+pub struct StdoutError(#[source] pub std::io::Error);
+
+/// A failed write to stdout, for the error message.
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    StdoutError(e).into()
+}
+
+/// Names the archive in an error about it, not in one about stdout.
+pub fn in_archive(e: anyhow::Error, name: &str) -> anyhow::Error {
+    if e.is::<StdoutError>() {
+        e
+    } else {
+        e.context(name.to_string())
+    }
 }
 
 /// True when an error chain ends in a broken pipe (stdout closed by `head`),
@@ -170,21 +208,21 @@ pub fn report_restore(
     summary: &RestoreSummary,
     options: &RestoreOptions,
     target: &Target,
-    undo: Option<&Path>,
+    undo: Option<&UndoSummary>,
     global: &GlobalOpts,
 ) -> anyhow::Result<()> {
     if global.json {
         return print_json(&summary_json(summary, options, target, undo));
     }
-    print!("{}", summary_text(summary, options, target, undo));
-    Ok(())
+    let text = summary_text(summary, options, target, undo);
+    print_report(global, !summary.has_failures(), &text)
 }
 
 fn summary_json(
     summary: &RestoreSummary,
     options: &RestoreOptions,
     target: &Target,
-    undo: Option<&Path>,
+    undo: Option<&UndoSummary>,
 ) -> serde_json::Value {
     let cells = cells_json(&summary.tallies);
     json!({
@@ -195,8 +233,9 @@ fn summary_json(
         "contents": cells,
         "failures": summary.failures,
         "warnings": summary.warnings,
-        "saved_for_undo": summary.saved_for_undo,
-        "undo_archive": undo.map(|p| p.display().to_string()),
+        "saved_for_undo": undo.map_or(0, |u| u.keys),
+        "undo_absent": undo.map_or(0, |u| u.absent),
+        "undo_archive": undo.map(|u| u.path.display().to_string()),
     })
 }
 
@@ -204,7 +243,7 @@ fn summary_text(
     summary: &RestoreSummary,
     options: &RestoreOptions,
     target: &Target,
-    undo: Option<&Path>,
+    undo: Option<&UndoSummary>,
 ) -> String {
     let total = summary.total();
     let verb = if options.dry_run {
@@ -227,6 +266,12 @@ fn summary_text(
         total.expired,
         total.failed
     );
+    if total.deleted > 0 {
+        out += &format!(
+            "{} keys deleted (the archive records them as absent)\n",
+            total.deleted
+        );
+    }
     out += &format!(
         "{:<24} {:<12} {:>9} {:>9} {:>9} {:>7}   {:>7} {:>9} {:>8}\n",
         "kb_id", "category", "restored", "kept", "expired", "failed", "raw", "retagged", "logical"
@@ -263,15 +308,20 @@ fn summary_text(
             summary.failures.len() - 20
         );
     }
-    if let Some(path) = undo {
-        out += &format!(
-            "{} overwritten keys saved to {}; undo with: kbdump restore --mode replace {}\n",
-            summary.saved_for_undo,
-            path.display(),
-            path.display()
-        );
+    if let Some(undo) = undo {
+        out += &undo_line(undo);
     }
     out
+}
+
+/// Where the undo archive is and what it holds, one line.
+pub fn undo_line(undo: &UndoSummary) -> String {
+    let path = undo.path.display();
+    format!(
+        "undo archive {path} holds the previous state of {} keys ({} of them did not exist and \
+         would be deleted); undo with: kbdump restore --mode replace {path}\n",
+        undo.keys, undo.absent
+    )
 }
 
 #[cfg(test)]

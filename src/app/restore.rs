@@ -12,6 +12,7 @@ use super::progress::known_total;
 use super::report::{report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::RestoreArgs;
+use crate::flow::restore::is_undo_archive;
 use crate::selection::Selection;
 use crate::source::archive::ArchiveSource;
 use crate::source::mirror::MirrorSource;
@@ -29,14 +30,14 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
         }
     }
     let total = known_total(source.selected_size(&selection), &selection);
+    let mut options = restore_options(&args.write, &target);
+    options.expired_means_absent = source.header().is_some_and(is_undo_archive);
     let (items, task) = source.stream(selection).split();
-    let options = restore_options(&args.write, &target);
     check_write_permissions(&target, &options).await?;
     let undo = undo_path(&args, &input);
-    let (summary, undo_file) =
-        restore_with_undo(&target, items, &options, &undo, total, global).await?;
+    let (summary, undo) = restore_with_undo(&target, items, &options, &undo, total, global).await?;
     source_outcome(task, &input).await?;
-    report_restore(&summary, &options, &target, undo_file.as_deref(), global)?;
+    report_restore(&summary, &options, &target, undo.as_ref(), global)?;
     Ok(restore_exit_code(&summary))
 }
 

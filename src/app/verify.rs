@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::common::ArchiveInput;
-use super::report::print_json;
+use super::report::{print_json, print_report};
 use super::{GlobalOpts, EXIT_CHECK_FAILED};
 use crate::cli::VerifyArgs;
 use crate::flow::verify::{check_payload_decodes, verify, VerifyReport};
@@ -21,7 +21,7 @@ pub async fn run(args: VerifyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         value["ok"] = json!(report.is_clean());
         print_json(&value)?;
     } else {
-        print!("{}", text(&input.name(), &report));
+        print_report(global, report.is_clean(), &text(&input.name(), &report))?;
     }
     Ok(if report.is_clean() {
         ExitCode::SUCCESS

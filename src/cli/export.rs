@@ -21,10 +21,11 @@ pub struct ExportArgs {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Archive to write, or `-` for stdout.
+    /// Archive to write, or `-` for stdout. A FIFO or a character device
+    /// is written to as a stream; a directory is refused.
     #[arg(short = 'o', long = "output", value_name = "FILE|-")]
     pub output: String,
-    /// Overwrite an existing output file.
+    /// Overwrite an existing regular file (never a directory or a device).
     #[arg(long)]
     pub force: bool,
     /// zstd compression level (1-19).

@@ -65,7 +65,9 @@ pub struct GlobalArgs {
     /// Print a machine-readable JSON result on stdout.
     #[arg(long, global = true)]
     pub json: bool,
-    /// No progress bars.
+    /// No progress bars, and no text summary when the command succeeds
+    /// (errors, differences and damage are still reported; --json output
+    /// is printed either way).
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
 }

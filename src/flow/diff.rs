@@ -276,6 +276,19 @@ fn compare_one(
             .expired_in_archive += 1;
         return;
     }
+    if record.is_absent() {
+        match live {
+            Dumped::Present { .. } => report.note(
+                &kb,
+                cat,
+                record.key,
+                Kind::Extra,
+                "on the server, recorded as absent in the archive".into(),
+            ),
+            Dumped::Vanished => report.same(&kb, cat),
+        }
+        return;
+    }
     let Dumped::Present { payload, pttl_ms } = live else {
         kept.offer((kb.clone(), cat, Kind::Missing), &record.key, || Payloads {
             archived: Some(record.payload),

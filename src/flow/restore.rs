@@ -1,6 +1,7 @@
 //! Restore and copy: any source joined to the Redis sink, with the undo
 //! archive of a replace.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc::Receiver;
@@ -9,21 +10,66 @@ use crate::clock::Clock;
 use crate::format::archive::{Header, SelectionSpec};
 use crate::progress::Progress;
 use crate::records::SourceItem;
-use crate::sink::archive::{UndoArchive, UndoError};
+use crate::sink::archive::{UndoArchive, UndoError, UndoOutcome, UndoSummary};
 use crate::sink::redis::{restore, Mode, RestoreError, RestoreOptions, RestoreSummary, Target};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreFlowError {
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    /// The undo archive could not be created: nothing was written.
     #[error(transparent)]
-    Undo(#[from] UndoError),
+    UndoStart(UndoError),
+    /// Writing the undo archive failed: the restore stopped.
+    #[error("{0}")]
+    Undo(UndoFailure),
+}
+
+/// An undo archive that failed midway, and what it holds.
+#[derive(Debug)]
+pub struct UndoFailure {
+    /// Where the undo archive was to be written.
+    pub path: PathBuf,
+    /// What is on disk, if anything.
+    pub saved: Option<UndoSummary>,
+    pub cause: UndoError,
+}
+
+impl fmt::Display for UndoFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        write!(
+            f,
+            "cannot write the undo archive {path}: {}; ",
+            self.cause.root_cause()
+        )?;
+        match &self.saved {
+            Some(saved) => write!(
+                f,
+                "the restore stopped before overwriting any key whose previous value is not saved. \
+                 {path} holds the previous values of the {} keys it may have overwritten{}: put \
+                 them back with `kbdump restore --mode replace {path}`, or free space (or pass \
+                 --undo on another disk) and rerun",
+                saved.keys,
+                if saved.complete {
+                    ""
+                } else {
+                    " (it is cut short after its last complete batch; restore reads every batch in it)"
+                },
+            ),
+            None => write!(
+                f,
+                "nothing was overwritten. Free space (or pass --undo on another disk) and rerun"
+            ),
+        }
+    }
 }
 
 /// Runs the Redis sink over `items`; in replace mode (not a dry run) the
-/// keys about to be overwritten go to an undo archive at `undo`, which is
-/// completed even when the restore fails midway. Returns the summary and
-/// the undo archive's path when it holds any key.
+/// previous values of the keys are saved to an undo archive at `undo`
+/// before they are overwritten (see [`UndoArchive`]). Returns the summary
+/// and what the undo archive holds, when there is one: it is removed when
+/// the run overwrote nothing.
 pub async fn restore_with_undo(
     target: &Target,
     items: Receiver<SourceItem>,
@@ -31,32 +77,57 @@ pub async fn restore_with_undo(
     undo: &Path,
     clock: &Clock,
     progress: &dyn Progress,
-) -> Result<(RestoreSummary, Option<PathBuf>), RestoreFlowError> {
+) -> Result<(RestoreSummary, Option<UndoSummary>), RestoreFlowError> {
     if !options.dry_run {
         target.check_writable()?;
     }
-    let undo = match (options.mode, options.dry_run) {
-        (Mode::Replace, false) => Some(UndoArchive::start(undo, undo_header(target, clock))?),
+    let archive = match (options.mode, options.dry_run) {
+        (Mode::Replace, false) => Some(
+            UndoArchive::start(undo, undo_header(target, clock))
+                .map_err(RestoreFlowError::UndoStart)?,
+        ),
         _ => None,
     };
     let result = restore(
         target,
         items,
         options,
-        undo.as_ref().map(UndoArchive::sender),
+        archive.as_ref().map(UndoArchive::log),
         progress,
     )
     .await;
-    let undo_file = match undo {
-        Some(u) => u.finish().await?,
-        None => None,
+    let Some(archive) = archive else {
+        return Ok((result?, None));
     };
-    Ok((result?, undo_file))
+    // A run that failed may have overwritten keys before it stopped.
+    let keep = result.as_ref().map_or(true, |s| {
+        let total = s.total();
+        total.restored + total.deleted > 0
+    });
+    let UndoOutcome { summary, failure } = archive.finish(keep).await;
+    if let Some(cause) = failure {
+        return Err(RestoreFlowError::Undo(UndoFailure {
+            path: undo.to_path_buf(),
+            saved: summary,
+            cause,
+        }));
+    }
+    Ok((result?, summary))
+}
+
+/// The `source.kind` of an undo archive's header.
+pub const UNDO_SOURCE_KIND: &str = "undo";
+
+/// Whether `header` is an undo archive's: restoring it in replace mode
+/// puts back the state before a replace, so a saved key whose expiry has
+/// passed since is deleted (see [`RestoreOptions::expired_means_absent`]).
+pub fn is_undo_archive(header: &Header) -> bool {
+    header.source.kind == UNDO_SOURCE_KIND
 }
 
 /// The header of an undo archive: its records come from the target.
 fn undo_header(target: &Target, clock: &Clock) -> Header {
-    let mut source = target.conn.source_info(&target.info, "undo");
+    let mut source = target.conn.source_info(&target.info, UNDO_SOURCE_KIND);
     source.rdb_version = Some(target.kind.rdb_version);
     Header::new(source, SelectionSpec::default(), clock.now_ms())
 }

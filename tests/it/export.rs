@@ -679,8 +679,10 @@ fn incompressible(mib: usize) -> RedisServer {
     server
 }
 
+/// `export -o - | head -c 100000`: the reader got a cut archive, so the
+/// export failed, and says why.
 #[test]
-fn export_into_a_pipe_closed_early_is_not_an_error() {
+fn export_into_a_pipe_closed_early_fails_and_says_the_archive_is_cut() {
     let server = incompressible(24);
     let mut child = Command::new(env!("CARGO_BIN_EXE_kbdump"))
         .args(["export", "--quiet", "--redis", &server.url(), "-o", "-"])
@@ -689,11 +691,14 @@ fn export_into_a_pipe_closed_early_is_not_an_error() {
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
-    let mut head = [0u8; 100];
+    let mut head = vec![0u8; 100_000];
     stdout.read_exact(&mut head).unwrap();
     drop(stdout);
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(err.contains("closed the pipe"), "{err}");
+    assert!(err.contains("truncated"), "{err}");
 }
 
 #[test]

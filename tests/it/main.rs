@@ -23,6 +23,9 @@ mod faults;
 mod harness_selftest;
 mod migration;
 mod offline;
+mod output;
 mod restore;
 mod secrets;
 mod tls;
+
+mod undo;

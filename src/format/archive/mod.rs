@@ -18,9 +18,9 @@ pub use error::{Error, Result};
 pub use frame::{FrameKind, END_MAGIC, FORMAT_VERSION, MAGIC};
 pub use reader::{ArchiveReader, Block, BlockRecords, IndexedArchive};
 pub use types::{
-    BlockMeta, Header, Index, IndexEntry, KbWindow, Record, SelectionSpec, SourceInfo,
+    BlockMeta, Header, Index, IndexEntry, KbWindow, Record, SelectionSpec, SourceInfo, ABSENT_TYPE,
 };
-pub use writer::{ArchiveWriter, WriterOptions};
+pub use writer::{ArchiveWriter, Checkpoint, WriterOptions};
 
 #[cfg(test)]
 mod tests;

@@ -116,13 +116,17 @@ impl BlockRecords {
             })?
         };
         let used = cursor.position() as usize;
-        let record = Record {
-            key: wire.key.into_owned(),
-            kb_id: self.kb_id.clone(),
-            category: self.category,
-            redis_type: wire.redis_type.into_owned(),
-            expire_at_ms: wire.expire_at_ms,
-            payload: wire.payload.into_owned(),
+        let record = if wire.absent {
+            Record::absent(wire.key.into_owned(), self.kb_id.clone(), self.category)
+        } else {
+            Record {
+                key: wire.key.into_owned(),
+                kb_id: self.kb_id.clone(),
+                category: self.category,
+                redis_type: wire.redis_type.into_owned(),
+                expire_at_ms: wire.expire_at_ms,
+                payload: wire.payload.into_owned(),
+            }
         };
         self.pos += used;
         Ok(record)

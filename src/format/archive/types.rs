@@ -74,6 +74,32 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+/// The type of an [absent](Record::absent) record: what Redis' TYPE says
+/// of a key that does not exist.
+pub const ABSENT_TYPE: &str = "none";
+
+impl Record {
+    /// A record saying that `key` did not exist: an undo archive holds one
+    /// for every key its replace created, and restoring it in replace mode
+    /// deletes the key. Its type is [`ABSENT_TYPE`] and its payload empty
+    /// (a DUMP payload never is), so the two cannot be confused.
+    pub fn absent(key: Vec<u8>, kb_id: Vec<u8>, category: Category) -> Record {
+        Record {
+            key,
+            kb_id,
+            category,
+            redis_type: ABSENT_TYPE.to_string(),
+            expire_at_ms: None,
+            payload: Vec::new(),
+        }
+    }
+
+    /// Whether this is an [absent](Record::absent) record.
+    pub fn is_absent(&self) -> bool {
+        self.redis_type == ABSENT_TYPE && self.payload.is_empty()
+    }
+}
+
 /// How a record is stored inside a block (kb_id and category live in the
 /// block's metadata, once).
 #[derive(Debug, Serialize, Deserialize)]
@@ -85,6 +111,15 @@ pub(crate) struct RecordWire<'a> {
     pub expire_at_ms: Option<i64>,
     #[serde(with = "serde_bytes", borrow)]
     pub payload: std::borrow::Cow<'a, [u8]>,
+    /// The explicit marker of an absent record, written only when true
+    /// (readers before it see a record of type `none` with an empty
+    /// payload, which they cannot restore and report as undecodable).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub absent: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Uncompressed metadata at the start of a block frame.

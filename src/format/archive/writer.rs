@@ -40,6 +40,16 @@ struct OpenBlock {
     type_bytes: BTreeSet<u8>,
 }
 
+/// A point between blocks of an archive being written (see
+/// [`ArchiveWriter::checkpoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Bytes of complete frames up to this point.
+    pub offset: u64,
+    blocks: usize,
+    records: u64,
+}
+
 /// Writes an archive to any `Write`; nothing is seeked, so a pipe works.
 pub struct ArchiveWriter<W: Write> {
     out: W,
@@ -77,6 +87,7 @@ impl<W: Write> ArchiveWriter<W> {
             redis_type: (&record.redis_type[..]).into(),
             expire_at_ms: record.expire_at_ms,
             payload: (&record.payload[..]).into(),
+            absent: record.is_absent(),
         };
         let slot = (record.kb_id.clone(), record.category);
         let block = self.open.entry(slot.clone()).or_default();
@@ -123,6 +134,45 @@ impl<W: Write> ArchiveWriter<W> {
     /// kb_ids arrive interleaved).
     pub fn add_kb_window(&mut self, window: KbWindow) {
         self.index.kbs.push(window);
+    }
+
+    /// Writes every open block and flushes the inner writer: everything
+    /// pushed so far is then on `out` as complete block frames, so a reader
+    /// of the bytes written up to here finds every record (as a truncated
+    /// archive). The undo archive calls it once per batch.
+    pub fn flush_blocks(&mut self) -> Result<()> {
+        let slots: Vec<_> = self.open.keys().cloned().collect();
+        for slot in slots {
+            self.flush_block(&slot)?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
+    /// Where the archive stands after the last [`Self::flush_blocks`]: the
+    /// point [`Self::rewind`] goes back to when a later write fails.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            offset: self.offset,
+            blocks: self.index.blocks.len(),
+            records: self.record_count,
+        }
+    }
+
+    /// Forgets everything after `checkpoint` (open blocks too). The caller
+    /// cuts the output back to `checkpoint.offset` and positions it there,
+    /// so that [`Self::finish`] can still complete the archive.
+    pub fn rewind(&mut self, checkpoint: Checkpoint) {
+        self.offset = checkpoint.offset;
+        self.index.blocks.truncate(checkpoint.blocks);
+        self.record_count = checkpoint.records;
+        self.open.clear();
+        self.open_bytes = 0;
+    }
+
+    /// The inner writer (to sync or cut a file between blocks).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
     }
 
     /// Bytes written so far (what a progress bar shows).

@@ -1,0 +1,176 @@
+//! The logical path: a value decoded and re-created with plain commands on
+//! a temporary key, in bounded chunks, then moved into place atomically.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redis::Value as Reply;
+
+use super::{Mode, Outcome, Pending, RestoreOptions};
+use crate::format::dump::{self, CommandOptions, ServerKind};
+use crate::net::redis::{RedisConn, RedisIoError};
+use crate::plan::Method;
+
+/// How long a temporary key of the logical path lives if the run dies
+/// before moving it into place, so interrupted runs leave no garbage.
+const TEMP_KEY_TTL_MS: i64 = 3_600_000;
+
+/// Re-creates one key with plain commands on a temporary key, then moves it
+/// into place atomically. The key is moved only when every command
+/// succeeded: a value half-built (OOM midway, say) never replaces or
+/// creates the real key.
+pub(super) async fn restore_logical(
+    conn: &mut RedisConn,
+    kind: &ServerKind,
+    pending: &Pending,
+    options: &RestoreOptions,
+) -> Result<Outcome, RedisIoError> {
+    let value = match dump::decode(&pending.payload) {
+        Ok(v) => v,
+        Err(e) => return Ok(Outcome::Failed(format!("cannot decode the payload: {e}"))),
+    };
+    let mut command_options = CommandOptions::for_server(kind);
+    command_options.max_elements = options.max_elements;
+    command_options.max_bytes = options.max_bytes;
+    let temp = temp_key(&pending.key);
+    let commands = value.to_commands(&temp, &command_options);
+    if commands.is_empty() {
+        return Ok(Outcome::Failed(format!(
+            "the target refused the payload and a {} value cannot be re-created with commands",
+            value.redis_type().name()
+        )));
+    }
+    let outcome = match first_error(
+        &conn
+            .pipeline(&build(&temp, &commands), "logical restore")
+            .await?,
+    ) {
+        Some(reason) => Outcome::Failed(format!("re-creating with commands failed: {reason}")),
+        None => move_into_place(conn, &temp, pending, options).await?,
+    };
+    if outcome == Outcome::Restored(Method::Logical) {
+        let gaps = value.command_gaps(&command_options);
+        if !gaps.is_empty() {
+            return Ok(Outcome::Lossy(gaps.join("; ")));
+        }
+    } else {
+        let _: Result<i64, _> = conn
+            .query(redis::cmd("DEL").arg(&temp).clone(), "DEL")
+            .await;
+    }
+    Ok(outcome)
+}
+
+/// The commands that build the temporary key, with a safety TTL set right
+/// after the first one created it.
+fn build(temp: &[u8], commands: &[Vec<Vec<u8>>]) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    pipe.cmd("DEL").arg(temp);
+    for (i, command) in commands.iter().enumerate() {
+        let mut cmd = redis::cmd(&String::from_utf8_lossy(&command[0]));
+        for arg in &command[1..] {
+            cmd.arg(arg);
+        }
+        pipe.add_command(cmd);
+        if i == 0 {
+            pipe.cmd("PEXPIRE").arg(temp).arg(TEMP_KEY_TTL_MS);
+        }
+    }
+    pipe
+}
+
+fn first_error(replies: &[Reply]) -> Option<String> {
+    replies.iter().find_map(|r| match r {
+        Reply::ServerError(e) => Some(format!("{} {}", e.code(), e.details().unwrap_or(""))),
+        _ => None,
+    })
+}
+
+/// Sets the real expiry and renames, in one transaction: an interruption
+/// leaves either the temporary key (which expires) or the finished key.
+async fn move_into_place(
+    conn: &mut RedisConn,
+    temp: &[u8],
+    pending: &Pending,
+    options: &RestoreOptions,
+) -> Result<Outcome, RedisIoError> {
+    let mut pipe = redis::pipe();
+    pipe.atomic().ignore_errors();
+    match pending.expire_at_ms {
+        Some(at) => pipe.cmd("PEXPIREAT").arg(temp).arg(at),
+        None => pipe.cmd("PERSIST").arg(temp),
+    };
+    let rename = match options.mode {
+        Mode::Missing => "RENAMENX",
+        Mode::Replace => "RENAME",
+    };
+    pipe.cmd(rename).arg(temp).arg(&pending.key);
+    let replies = match conn.pipeline(&pipe, "logical restore").await {
+        Ok(replies) => replies,
+        // A refused command aborts the whole transaction (EXECABORT, e.g.
+        // OOM): a failure of this key, not of the connection.
+        Err(RedisIoError::Command { cause, .. }) => {
+            return Ok(Outcome::Failed(format!(
+                "moving the re-created key into place failed: {cause}"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(match (first_error(&replies), replies.last()) {
+        // PEXPIREAT with an instant that passed while the key was being
+        // re-created deletes it: the key expired, nothing failed.
+        (Some(_), _)
+            if pending
+                .expire_at_ms
+                .is_some_and(|at| at <= options.clock.now_ms()) =>
+        {
+            Outcome::Expired
+        }
+        (Some(reason), _) => Outcome::Failed(format!(
+            "moving the re-created key into place failed: {reason}"
+        )),
+        (None, Some(Reply::Int(0))) => Outcome::Kept,
+        (None, _) => Outcome::Restored(Method::Logical),
+    })
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary key name next to `key`. The `{…}` hash tag keeps it in the
+/// key's own cluster slot (when the key has no tag of its own), and the
+/// prefix makes leftovers of an interrupted run easy to find.
+fn temp_key(key: &[u8]) -> Vec<u8> {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tag = hash_tag(key);
+    [
+        b"__kbdump_tmp:{".as_slice(),
+        tag,
+        format!("}}:{}:{n}", std::process::id()).as_bytes(),
+    ]
+    .concat()
+}
+
+/// The part of a key that Redis Cluster hashes (the text inside the first
+/// non-empty `{…}`, or the whole key).
+fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_keys_share_the_hash_slot_of_their_key() {
+        assert!(temp_key(b"user:{42}:x").starts_with(b"__kbdump_tmp:{42}:"));
+        assert!(temp_key(b"kb:emotives:p").starts_with(b"__kbdump_tmp:{kb:emotives:p}:"));
+        assert_ne!(temp_key(b"k"), temp_key(b"k"));
+    }
+}
