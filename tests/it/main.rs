@@ -23,4 +23,5 @@ mod migration;
 mod offline;
 mod output;
 mod restore;
+mod signals;
 mod undo;

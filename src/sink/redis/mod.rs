@@ -35,6 +35,7 @@ use crate::kato::Category;
 use crate::net::redis::RedisIoError;
 pub use crate::plan::{estimated_memory, renamed, Method};
 pub use crate::records::{Failure, SourceItem};
+use crate::stop::Stop;
 pub use run::restore;
 pub use target::Target;
 use target::DEFAULT_MAX_BULK;
@@ -125,6 +126,9 @@ pub struct RestoreSummary {
     pub failures: Vec<Failure>,
     /// Keys restored with a loss of detail (see [`Outcome::Lossy`]).
     pub warnings: Vec<Failure>,
+    /// A stop was requested ([`RestoreOptions::stop`]): the source was not
+    /// read to its end.
+    pub interrupted: bool,
 }
 
 impl RestoreSummary {
@@ -169,6 +173,9 @@ pub struct RestoreOptions {
     /// instead of being skipped: set for an undo archive, whose key would
     /// have expired by now had the replace not overwritten it.
     pub expired_means_absent: bool,
+    /// Once requested, no new batch starts; the batches in flight finish
+    /// and the summary says [`RestoreSummary::interrupted`].
+    pub stop: Stop,
 }
 
 impl Default for RestoreOptions {
@@ -186,6 +193,7 @@ impl Default for RestoreOptions {
             memory_budget: None,
             clock: Clock::system(),
             expired_means_absent: false,
+            stop: Stop::never(),
         }
     }
 }
