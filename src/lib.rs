@@ -8,7 +8,8 @@
 //! 1. pure: [`kato`] (key catalogue), [`format`](mod@format) (archive, DUMP, mirror
 //!    table layout), [`plan`] (restore-path and memory decisions),
 //!    [`selection`], [`pattern`], [`fingerprint`], [`clock`],
-//!    [`progress`], [`records`] (what sources yield and sinks take);
+//!    [`progress`], [`stop`] (a request to stop, from signals),
+//!    [`records`] (what sources yield and sinks take);
 //! 2. [`net`]: Redis and ClickHouse connections, the one SCAN loop;
 //! 3. [`source`] and [`sink`]: everything that yields or consumes records;
 //! 4. [`flow`]: the joins (export, restore, copy, diff, verify, mirror,
@@ -30,3 +31,4 @@ pub mod records;
 pub mod selection;
 pub mod sink;
 pub mod source;
+pub mod stop;

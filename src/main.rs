@@ -1,4 +1,5 @@
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use kbdump::app;
@@ -16,7 +17,11 @@ fn main() -> ExitCode {
             return ExitCode::from(app::EXIT_ERROR);
         }
     };
-    match runtime.block_on(app::run(cli)) {
+    let result = runtime.block_on(app::run(cli));
+    // A writer thread blocked on a stream whose reader stalled (an
+    // interrupted export into a pipe) must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(code) => code,
         Err(err) if app::report::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::common::{check_write_permissions, connect_target, endpoint, restore_with_undo};
 use super::options::{restore_options, selection, selection_spec};
-use super::report::{report_restore, restore_exit_code, undo_stamp};
+use super::report::{report_interrupted, report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::CopyArgs;
 use crate::net::redis::RedisConn;
@@ -31,7 +31,7 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let target = connect_target(&to).await.context("target")?;
     // The selection's size is unknown before the copy ends, so the memory
     // guard is a running budget: the copy stops before the target evicts.
-    let write = restore_options(&args.write, &target);
+    let write = restore_options(&args.write, &target, global.interrupts.stop());
     check_write_permissions(&target, &write)
         .await
         .context("target")?;
@@ -48,6 +48,10 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
         .clone()
         .unwrap_or_else(|| format!("copy.undo-{}.kbd", undo_stamp()).into());
     let (summary, undo) = restore_with_undo(&target, items, &options, &undo, total, global).await?;
+    if summary.interrupted {
+        // The source stopped because the copy stopped reading it.
+        return report_interrupted(&summary, &options, &target, undo.as_ref(), global, "copy");
+    }
     task.finish().await.context("reading the source")?;
     report_restore(&summary, &options, &target, undo.as_ref(), global)?;
     Ok(restore_exit_code(&summary))

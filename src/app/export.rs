@@ -12,25 +12,24 @@ use super::progress::key_progress;
 use super::report::{human_bytes, is_broken_pipe, print_json, print_text};
 use super::GlobalOpts;
 use crate::cli::ExportArgs;
-use crate::flow::export::export;
+use crate::flow::export::{export, ExportError};
 use crate::format::archive::WriterOptions;
 use crate::kato::display_bytes;
 use crate::net::redis::RedisConn;
 use crate::sink::file::Output;
 use crate::source::live::{ExportOptions, ExportSummary, LiveSource};
+use crate::stop::Stop;
 
 pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     // Refuse a bad output path before touching the server.
     let output = Output::open(&args.output, args.force)?;
     let to_stdout = matches!(output, Output::Stdout);
-    let conn = connect_redis(&args.redis).await?;
-    let options = ExportOptions {
-        selection: selection(&args.select),
-        scan_count: args.scan_count,
-        ..Default::default()
+    let stop = global.interrupts.stop();
+    // A signal while connecting drops the output (and its temporary file).
+    let source = tokio::select! {
+        source = open_source(&args) => source?,
+        () = stop.requested() => return Ok(interrupted(global, &output)),
     };
-    let spec = selection_spec(&args.select);
-    let source = LiveSource::open(conn, options, spec).await?;
     if source.kb_ids().is_empty() {
         eprintln!(
             "kbdump: warning: no kb_id on {} matches the selection; the archive will be empty",
@@ -42,10 +41,42 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         ..Default::default()
     };
     let progress = key_progress(global);
-    let (summary, written) = match output {
+    let kind = OutputKind::of(&output);
+    let written = write(&source, writer, output, progress.as_ref(), &stop).await;
+    let (summary, written) = match written {
+        Err(e) if is_interrupted(&e) => return Ok(global.interrupts.report(&kind.stopped())),
+        written => written?,
+    };
+    let info = source.server_info().cloned().unwrap_or_default();
+    let conn = source.conn();
+    report(&args, conn, &info, &summary, written, to_stdout, global)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn open_source(args: &ExportArgs) -> anyhow::Result<LiveSource> {
+    let conn = connect_redis(&args.redis).await?;
+    let options = ExportOptions {
+        selection: selection(&args.select),
+        scan_count: args.scan_count,
+        ..Default::default()
+    };
+    let spec = selection_spec(&args.select);
+    Ok(LiveSource::open(conn, options, spec).await?)
+}
+
+/// Exports into `output`: the summary and the archive's size (0 when not
+/// known, for a stream).
+async fn write(
+    source: &LiveSource,
+    writer: WriterOptions,
+    output: Output,
+    progress: &dyn crate::progress::Progress,
+    stop: &Stop,
+) -> anyhow::Result<(ExportSummary, u64)> {
+    match output {
         Output::File(file) => {
             let out = BufWriter::with_capacity(1 << 20, file);
-            let (out, summary) = export(&source, writer, out, progress.as_ref()).await?;
+            let (out, summary) = export(source, writer, out, progress, stop).await?;
             let file = out
                 .into_inner()
                 .map_err(|e| e.into_error())
@@ -54,23 +85,54 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
                 .map(|m| m.len())
                 .unwrap_or(0);
             file.commit()?;
-            (summary, written)
+            Ok((summary, written))
         }
         Output::Stream { file, path } => {
             let name = path.display().to_string();
-            let streamed = export_stream(&source, writer, file, progress.as_ref()).await;
-            (stream_outcome(streamed, &name)?, 0)
+            let streamed = export_stream(source, writer, file, progress, stop).await;
+            Ok((stream_outcome(streamed, &name)?, 0))
         }
         Output::Stdout => {
-            let streamed =
-                export_stream(&source, writer, std::io::stdout(), progress.as_ref()).await;
-            (stream_outcome(streamed, "stdout")?, 0)
+            let streamed = export_stream(source, writer, std::io::stdout(), progress, stop).await;
+            Ok((stream_outcome(streamed, "stdout")?, 0))
         }
-    };
-    let info = source.server_info().cloned().unwrap_or_default();
-    let conn = source.conn();
-    report(&args, conn, &info, &summary, written, to_stdout, global)?;
-    Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// What an interrupted export leaves, for its one line.
+enum OutputKind {
+    File,
+    Stream(String),
+}
+
+impl OutputKind {
+    fn of(output: &Output) -> OutputKind {
+        match output {
+            Output::File(_) => OutputKind::File,
+            Output::Stream { path, .. } => OutputKind::Stream(path.display().to_string()),
+            Output::Stdout => OutputKind::Stream("stdout".into()),
+        }
+    }
+
+    fn stopped(&self) -> String {
+        match self {
+            OutputKind::File => {
+                "export stopped; no archive was written (its temporary file is removed)".into()
+            }
+            OutputKind::Stream(name) => format!(
+                "export stopped; the archive written to {name} is cut short (readers report it as truncated)"
+            ),
+        }
+    }
+}
+
+fn interrupted(global: &GlobalOpts, output: &Output) -> ExitCode {
+    global.interrupts.report(&OutputKind::of(output).stopped())
+}
+
+fn is_interrupted(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| matches!(c.downcast_ref(), Some(ExportError::Interrupted)))
 }
 
 /// Exports into a stream (stdout, a FIFO, a device), flushed.
@@ -79,9 +141,10 @@ async fn export_stream<W: Write + Send + 'static>(
     writer: WriterOptions,
     out: W,
     progress: &dyn crate::progress::Progress,
+    stop: &Stop,
 ) -> anyhow::Result<ExportSummary> {
     let out = BufWriter::with_capacity(1 << 20, out);
-    let (mut out, summary) = export(source, writer, out, progress).await?;
+    let (mut out, summary) = export(source, writer, out, progress, stop).await?;
     out.flush()?;
     Ok(summary)
 }

@@ -20,6 +20,7 @@ pub mod copy;
 pub mod diff;
 pub mod export;
 pub mod inspect;
+pub mod interrupt;
 pub mod kbs;
 pub mod ls;
 pub mod mirror;
@@ -33,12 +34,14 @@ pub mod verify;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
+use interrupt::Interrupts;
 
-/// Flags every command shares.
-#[derive(Debug, Clone, Copy, Default)]
+/// Flags every command shares, and the signals it is told about.
+#[derive(Debug, Clone, Default)]
 pub struct GlobalOpts {
     pub json: bool,
     pub quiet: bool,
+    pub interrupts: Interrupts,
 }
 
 /// Exit status for "a check said no".
@@ -46,24 +49,50 @@ pub const EXIT_CHECK_FAILED: u8 = 1;
 /// Exit status for errors.
 pub const EXIT_ERROR: u8 = 2;
 
-/// Runs a parsed command line.
+/// Runs a parsed command line. On SIGINT or SIGTERM, export, restore and
+/// copy stop by themselves (see [`interrupt`]); any other command is
+/// dropped where it is.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = GlobalOpts {
         json: cli.global.json,
         quiet: cli.global.quiet,
+        interrupts: Interrupts::listen(),
     };
-    match cli.command {
-        Command::Export(args) => export::run(args, &global).await,
-        Command::Kbs(args) => kbs::run(args, &global).await,
-        Command::Inspect(args) => inspect::run(args, &global).await,
-        Command::Ls(args) => ls::run(args, &global).await,
-        Command::Cat(args) => cat::run(args, &global).await,
-        Command::Verify(args) => verify::run(args, &global).await,
-        Command::Restore(args) => restore::run(args, &global).await,
-        Command::Diff(args) => diff::run(args, &global).await,
-        Command::Copy(args) => copy::run(args, &global).await,
-        Command::Rebuild(args) => rebuild::run(args, &global).await,
-        Command::Mirror(args) => mirror::run(args, &global).await,
-        Command::Check(args) => check::run(args, &global).await,
+    let stops_cleanly = matches!(
+        cli.command,
+        Command::Export(_) | Command::Restore(_) | Command::Copy(_)
+    );
+    let stop = global.interrupts.stop();
+    let result = tokio::select! {
+        result = dispatch(cli.command, &global) => result,
+        () = stop.requested(), if !stops_cleanly => {
+            return Ok(global.interrupts.report("stopped"));
+        }
+    };
+    match (global.interrupts.received(), result) {
+        // Interrupted, and failed: the error is the news, the signal the
+        // status.
+        (Some(signal), Err(err)) => {
+            eprintln!("kbdump: error: {err:#}");
+            Ok(ExitCode::from(signal.exit_code()))
+        }
+        (_, result) => result,
+    }
+}
+
+async fn dispatch(command: Command, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Export(args) => export::run(args, global).await,
+        Command::Kbs(args) => kbs::run(args, global).await,
+        Command::Inspect(args) => inspect::run(args, global).await,
+        Command::Ls(args) => ls::run(args, global).await,
+        Command::Cat(args) => cat::run(args, global).await,
+        Command::Verify(args) => verify::run(args, global).await,
+        Command::Restore(args) => restore::run(args, global).await,
+        Command::Diff(args) => diff::run(args, global).await,
+        Command::Copy(args) => copy::run(args, global).await,
+        Command::Rebuild(args) => rebuild::run(args, global).await,
+        Command::Mirror(args) => mirror::run(args, global).await,
+        Command::Check(args) => check::run(args, global).await,
     }
 }

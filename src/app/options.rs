@@ -6,6 +6,7 @@ use crate::kato::parse_display_bytes;
 use crate::pattern::Glob;
 use crate::selection::Selection;
 use crate::sink::redis::{Mode, RestoreOptions, Target};
+use crate::stop::Stop;
 
 /// `--kb`, `--category`, `--match` as a selection.
 pub fn selection(args: &SelectArgs) -> Selection {
@@ -46,9 +47,10 @@ pub fn mode(arg: ModeArg) -> Mode {
 }
 
 /// The restore options, with the memory guard for `target` unless
-/// `--force`.
-pub fn restore_options(args: &WriteArgs, target: &Target) -> RestoreOptions {
+/// `--force`; the run ends early once `stop` is requested.
+pub fn restore_options(args: &WriteArgs, target: &Target, stop: Stop) -> RestoreOptions {
     RestoreOptions {
+        stop,
         memory_budget: target.memory_budget().filter(|_| !args.force),
         max_payload: target.max_bulk,
         // Logical chunks stay well below the server's argument limit.

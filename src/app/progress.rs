@@ -311,11 +311,11 @@ mod tests {
         assert!(!wanted(&plain, false));
         let quiet = GlobalOpts {
             quiet: true,
-            ..plain
+            ..plain.clone()
         };
         let json = GlobalOpts {
             json: true,
-            ..plain
+            ..plain.clone()
         };
         assert!(!wanted(&quiet, true) && !wanted(&json, true));
     }

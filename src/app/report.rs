@@ -218,6 +218,37 @@ pub fn report_restore(
     print_report(global, !summary.has_failures(), &text)
 }
 
+/// The end of a restore (or copy) that a signal stopped: its JSON report
+/// if asked for, and one line on stderr saying what was written and where
+/// the undo archive is. Returns the signal's exit status.
+pub fn report_interrupted(
+    summary: &RestoreSummary,
+    options: &RestoreOptions,
+    target: &Target,
+    undo: Option<&UndoSummary>,
+    global: &GlobalOpts,
+    command: &str,
+) -> anyhow::Result<ExitCode> {
+    if global.json {
+        let mut value = summary_json(summary, options, target, undo);
+        value["interrupted"] = json!(global.interrupts.received().map(|s| s.name()));
+        print_json(&value)?;
+    }
+    let total = summary.total();
+    let mut line = format!(
+        "{command} stopped after the batches in flight: {} keys written, {} deleted, {} failed; ",
+        total.restored, total.deleted, total.failed
+    );
+    line += &match (undo, options.mode) {
+        (Some(undo), _) => undo_line(undo).trim_end().to_string(),
+        (None, Mode::Replace) => "no key was overwritten".to_string(),
+        (None, Mode::Missing) => {
+            "run it again to complete it (missing mode skips what is back)".to_string()
+        }
+    };
+    Ok(global.interrupts.report(&line))
+}
+
 fn summary_json(
     summary: &RestoreSummary,
     options: &RestoreOptions,
@@ -317,10 +348,14 @@ fn summary_text(
 /// Where the undo archive is and what it holds, one line.
 pub fn undo_line(undo: &UndoSummary) -> String {
     let path = undo.path.display();
+    let absent = match undo.absent {
+        0 => String::new(),
+        n => format!(" ({n} did not exist: the undo deletes them)"),
+    };
     format!(
-        "undo archive {path} holds the previous state of {} keys ({} of them did not exist and \
-         would be deleted); undo with: kbdump restore --mode replace {path}\n",
-        undo.keys, undo.absent
+        "undo archive {path} holds the previous state of {} keys{absent}; undo with: kbdump \
+         restore --mode replace {path}\n",
+        undo.keys
     )
 }
 

@@ -9,7 +9,7 @@ use super::common::{
 };
 use super::options::{restore_options, selection};
 use super::progress::known_total;
-use super::report::{report_restore, restore_exit_code, undo_stamp};
+use super::report::{report_interrupted, report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::RestoreArgs;
 use crate::flow::restore::is_undo_archive;
@@ -30,12 +30,23 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
         }
     }
     let total = known_total(source.selected_size(&selection), &selection);
-    let mut options = restore_options(&args.write, &target);
+    let mut options = restore_options(&args.write, &target, global.interrupts.stop());
     options.expired_means_absent = source.header().is_some_and(is_undo_archive);
     let (items, task) = source.stream(selection).split();
     check_write_permissions(&target, &options).await?;
     let undo = undo_path(&args, &input);
     let (summary, undo) = restore_with_undo(&target, items, &options, &undo, total, global).await?;
+    if summary.interrupted {
+        // The source was not read to its end: its verdict does not count.
+        return report_interrupted(
+            &summary,
+            &options,
+            &target,
+            undo.as_ref(),
+            global,
+            "restore",
+        );
+    }
     source_outcome(task, &input).await?;
     report_restore(&summary, &options, &target, undo.as_ref(), global)?;
     Ok(restore_exit_code(&summary))

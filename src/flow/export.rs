@@ -3,6 +3,7 @@
 //! between them keeps memory flat.
 
 use std::io::Write;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -12,6 +13,7 @@ use crate::records::SourceItem;
 use crate::sink::archive::spawn_writer;
 use crate::source::live::{ExportSummary, LiveSource};
 use crate::source::SourceError;
+use crate::stop::Stop;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -21,30 +23,52 @@ pub enum ExportError {
     Archive(#[from] archive::Error),
     #[error("the archive writer stopped unexpectedly")]
     WriterGone,
+    /// A stop was requested: the archive was abandoned unfinished.
+    #[error("the export was interrupted")]
+    Interrupted,
 }
 
 /// Records in flight between the scan and the writer.
 const CHANNEL_RECORDS: usize = 4096;
 
-/// Exports what `source` yields into an archive written to `out`.
+/// How long an interrupted export waits for its writer to let go of the
+/// output: a writer blocked on a stream whose reader stalled is left behind.
+const ABANDON_WAIT: Duration = Duration::from_secs(5);
+
+/// Exports what `source` yields into an archive written to `out`. Once
+/// `stop` is requested the scan ends and the archive is abandoned
+/// unfinished ([`ExportError::Interrupted`]; `out` is dropped, so an
+/// [`AtomicFile`](crate::sink::file::AtomicFile) removes its temporary
+/// file).
 pub async fn export<W: Write + Send + 'static>(
     source: &LiveSource,
     writer: WriterOptions,
     out: W,
     progress: &dyn Progress,
+    stop: &Stop,
 ) -> Result<(W, ExportSummary), ExportError> {
     let (tx, rx) = mpsc::channel::<SourceItem>(CHANNEL_RECORDS);
-    let written = spawn_writer(out, source.header().clone(), writer, rx);
-    let scanned = source.run(&tx, progress).await;
+    let written = spawn_writer(out, source.header().clone(), writer, rx, stop.clone());
+    let scanned = tokio::select! {
+        biased;
+        () = stop.requested() => None,
+        scanned = source.run(&tx, progress) => Some(scanned),
+    };
     drop(tx);
-    let written = written.await.map_err(|_| ExportError::WriterGone)?;
     progress.finish();
+    let Some(scanned) = scanned else {
+        let _ = tokio::time::timeout(ABANDON_WAIT, written).await;
+        return Err(ExportError::Interrupted);
+    };
+    let written = written.await.map_err(|_| ExportError::WriterGone)?;
+    let written = written.map(|w| w.ok_or(ExportError::Interrupted));
     match (scanned, written) {
         // The writer stopped first (disk full, broken pipe): its error is
         // the cause, the scan only saw the channel close.
         (Err(SourceError::ConsumerGone), Err(e)) => Err(e.into()),
         (Err(e), _) => Err(e.into()),
         (Ok(_), Err(e)) => Err(e.into()),
-        (Ok(summary), Ok(written)) => Ok((written.out, summary)),
+        (Ok(_), Ok(Err(interrupted))) => Err(interrupted),
+        (Ok(summary), Ok(Ok(written))) => Ok((written.out, summary)),
     }
 }

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use super::file::{AtomicFile, OutputError};
 use crate::format::archive::{self, ArchiveWriter, Checkpoint, Header, Record, WriterOptions};
 use crate::records::{Failure, SourceItem};
+use crate::stop::Stop;
 
 /// What the writer thread wrote.
 #[derive(Debug)]
@@ -28,13 +29,16 @@ pub struct Written<W> {
 
 /// Writes every record that arrives on `items` into an archive on `out`;
 /// each kb_id's end ([`SourceItem::KbDone`]) goes into the index. The
-/// archive is finished (index and end frame) when the channel closes.
+/// archive is finished (index and end frame) when the channel closes,
+/// unless `stop` was requested: then it is abandoned unfinished (`None`),
+/// so that no reader takes an interrupted export for a complete one.
 pub fn spawn_writer<W: Write + Send + 'static>(
     out: W,
     header: Header,
     options: WriterOptions,
     mut items: Receiver<SourceItem>,
-) -> JoinHandle<archive::Result<Written<W>>> {
+    stop: Stop,
+) -> JoinHandle<archive::Result<Option<Written<W>>>> {
     tokio::task::spawn_blocking(move || {
         let mut writer = ArchiveWriter::new(out, &header, options)?;
         let mut damaged = Vec::new();
@@ -45,8 +49,11 @@ pub fn spawn_writer<W: Write + Send + 'static>(
                 SourceItem::Damaged { what, reason } => damaged.push(Failure { what, reason }),
             }
         }
+        if stop.is_requested() {
+            return Ok(None);
+        }
         let (out, _) = writer.finish()?;
-        Ok(Written { out, damaged })
+        Ok(Some(Written { out, damaged }))
     })
 }
 

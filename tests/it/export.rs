@@ -21,6 +21,7 @@ use kbdump::net::redis::RedisConn;
 use kbdump::progress::Progress;
 use kbdump::selection::Selection;
 use kbdump::source::live::{ExportOptions, LiveSource};
+use kbdump::stop::Stop;
 use serde_json::Value as Json;
 
 fn seeded_server(spec: &SeedSpec) -> (RedisServer, Seeded) {
@@ -255,9 +256,15 @@ async fn keys_deleted_during_export_are_counted_not_fatal() {
         selection: Default::default(),
     };
     let source = LiveSource::new(conn, vec![b"node0_kato".to_vec()], header, options);
-    let (bytes, summary) = export(&source, Default::default(), Vec::new(), &progress)
-        .await
-        .unwrap();
+    let (bytes, summary) = export(
+        &source,
+        Default::default(),
+        Vec::new(),
+        &progress,
+        &Stop::never(),
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.vanished, victims.len() as u64);
     assert_eq!(summary.keys, (all.len() - victims.len()) as u64);
     let archive = IndexedArchive::open(std::io::Cursor::new(bytes)).unwrap();

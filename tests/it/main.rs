@@ -26,6 +26,7 @@ mod offline;
 mod output;
 mod restore;
 mod secrets;
+mod signals;
 mod tls;
 
 mod undo;

@@ -50,7 +50,7 @@ impl Drop for TinyDisk {
 }
 
 /// Incompressible bytes, so that the undo's size is predictable.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|_| {
@@ -250,7 +250,7 @@ fn a_replace_that_overwrote_nothing_leaves_no_undo_file() {
 /// Before a replace: every 4th KATO key deleted (so the replace creates
 /// it, keys with a TTL among them), every 3rd changed, some to a value with
 /// an expiry of its own. Returns the deleted keys.
-fn diverge(server: &RedisServer, seeded: &Seeded) -> BTreeSet<Vec<u8>> {
+pub fn diverge(server: &RedisServer, seeded: &Seeded) -> BTreeSet<Vec<u8>> {
     let mut deleted = BTreeSet::new();
     for (i, key) in seeded.kato().iter().enumerate() {
         if i % 4 == 0 || (i % 7 == 0 && seeded.keys[key].ttl_ms.is_some()) {

@@ -35,6 +35,7 @@ use crate::kato::Category;
 use crate::net::redis::RedisIoError;
 pub use crate::plan::{estimated_memory, renamed, Method};
 pub use crate::records::{Failure, SourceItem};
+use crate::stop::Stop;
 pub use run::restore;
 pub use target::Target;
 use target::DEFAULT_MAX_BULK;
@@ -128,6 +129,9 @@ pub struct RestoreSummary {
     /// Parts of the source that could not be read (damaged blocks, bad
     /// rows): their keys are not restored, so they count as failed.
     pub damaged: u64,
+    /// A stop was requested ([`RestoreOptions::stop`]): the source was not
+    /// read to its end.
+    pub interrupted: bool,
 }
 
 impl RestoreSummary {
@@ -175,6 +179,9 @@ pub struct RestoreOptions {
     /// instead of being skipped: set for an undo archive, whose key would
     /// have expired by now had the replace not overwritten it.
     pub expired_means_absent: bool,
+    /// Once requested, no new batch starts; the batches in flight finish
+    /// and the summary says [`RestoreSummary::interrupted`].
+    pub stop: Stop,
 }
 
 impl Default for RestoreOptions {
@@ -192,6 +199,7 @@ impl Default for RestoreOptions {
             memory_budget: None,
             clock: Clock::system(),
             expired_means_absent: false,
+            stop: Stop::never(),
         }
     }
 }

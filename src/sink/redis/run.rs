@@ -70,13 +70,15 @@ impl<'a> Run<'a> {
         self.options.in_flight.max(1)
     }
 
-    /// Reads the source to its end, writing full batches as they form.
+    /// Reads the source to its end, writing full batches as they form;
+    /// a stop request ends it early (the batch being filled is dropped:
+    /// nothing of it was saved or written).
     async fn feed(
         &mut self,
         source: &mut Receiver<SourceItem>,
         progress: &dyn Progress,
     ) -> Result<(), RestoreError> {
-        while let Some(item) = source.recv().await {
+        while let Some(item) = self.next_item(source).await {
             match item {
                 SourceItem::Record(record) => {
                     if let Some(pending) = prepare(record, self.options, &mut self.summary) {
@@ -99,10 +101,29 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Starts writing the current batch, once a slot is free.
+    /// The next item of the source; `None` at its end or once a stop is
+    /// requested.
+    async fn next_item(&mut self, source: &mut Receiver<SourceItem>) -> Option<SourceItem> {
+        let stop = &self.options.stop;
+        let item = tokio::select! {
+            biased;
+            () = stop.requested() => None,
+            item = source.recv() => item,
+        };
+        self.summary.interrupted |= stop.is_requested();
+        item.filter(|_| !self.summary.interrupted)
+    }
+
+    /// Starts writing the current batch, once a slot is free (unless a
+    /// stop was requested meanwhile).
     async fn send_batch(&mut self, progress: &dyn Progress) -> Result<(), RestoreError> {
         while self.running.len() >= self.max_in_flight() {
             self.collect_one(progress).await?;
+        }
+        if self.options.stop.is_requested() {
+            self.summary.interrupted = true;
+            self.batch.clear();
+            return Ok(());
         }
         let work = std::mem::replace(&mut self.batch, Vec::with_capacity(self.options.batch_keys));
         self.payload_bytes += work.iter().map(|p| p.payload.len() as u64).sum::<u64>();
