@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::common::{source_outcome, ArchiveInput};
+use super::common::{open_archive, source_outcome, ArchiveInput};
 use super::options::selection;
 use super::report::{cells_json, print_json};
 use super::{GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
@@ -13,7 +13,6 @@ use crate::cli::DiffArgs;
 use crate::flow::diff::{diff, DiffOptions, DiffReport, Kind};
 use crate::kato::display_bytes;
 use crate::net::redis::RedisConn;
-use crate::source::archive::ArchiveSource;
 
 /// Examples shown per group in the text output.
 const EXAMPLES_PER_GROUP: usize = 5;
@@ -22,9 +21,7 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let input = ArchiveInput::parse(&args.file);
     let selection = selection(&args.select);
     let conn = RedisConn::connect(&args.redis.redis).await?;
-    let (rx, source) = ArchiveSource::open(&input)?
-        .stream(selection.clone())
-        .split();
+    let (rx, source) = open_archive(&input)?.stream(selection.clone()).split();
     let options = DiffOptions {
         selection,
         expiry_tolerance_ms: args.expiry_tolerance_ms,

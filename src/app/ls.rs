@@ -5,14 +5,13 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::common::ArchiveInput;
+use super::common::{visit_archive, ArchiveInput};
 use super::options::selection;
 use super::report::iso_ms;
-use super::GlobalOpts;
+use super::{GlobalOpts, EXIT_ERROR};
 use crate::cli::LsArgs;
 use crate::format::archive::Record;
 use crate::kato::display_bytes;
-use crate::source::archive::ArchiveSource;
 
 pub async fn run(args: LsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file);
@@ -21,11 +20,13 @@ pub async fn run(args: LsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> 
     let print = |r: Record| -> anyhow::Result<()> {
         Ok(writeln!(out, "{}", line(&r, args.long, global.json))?)
     };
-    ArchiveSource::open(&input)?
-        .visit(&selection, print)
-        .map_err(|e| e.context(input.name()))?;
+    let damaged = visit_archive(&input, &selection, print)?;
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if damaged > 0 {
+        ExitCode::from(EXIT_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn line(r: &Record, long: bool, as_json: bool) -> String {

@@ -3,14 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::common::{connect_clickhouse, restore_with_undo, source_outcome, ArchiveInput};
+use super::common::{
+    connect_clickhouse, open_archive, restore_with_undo, source_outcome, ArchiveInput,
+};
 use super::options::{restore_options, selection};
 use super::report::{report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::RestoreArgs;
 use crate::selection::Selection;
 use crate::sink::redis::Target;
-use crate::source::archive::ArchiveSource;
 use crate::source::mirror::MirrorSource;
 use crate::source::Source;
 
@@ -46,13 +47,7 @@ async fn open_source(
         return Ok((Source::Mirror(mirror), ArchiveInput::Stdin));
     }
     let input = ArchiveInput::parse(args.file.as_deref().unwrap_or("-"));
-    let archive = ArchiveSource::open(&input)?;
-    if let Some(cut) = archive.truncation() {
-        eprintln!(
-            "kbdump: warning: {}: {cut}; restoring every intact block in a front-to-back read",
-            input.name()
-        );
-    }
+    let archive = open_archive(&input)?;
     Ok((Source::Archive(archive), input))
 }
 

@@ -19,6 +19,7 @@ mod dump_live;
 mod export;
 mod faults;
 mod harness_selftest;
+mod hostile;
 mod migration;
 mod offline;
 mod restore;
