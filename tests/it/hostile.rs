@@ -44,6 +44,23 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// Every crafted archive of this module, named: the regression corpus of
+/// the fuzz targets too (`fuzz_regressions`).
+pub fn corpus() -> Vec<(String, Vec<u8>)> {
+    let mut all: Vec<(String, Vec<u8>)> = bad_indexes()
+        .into_iter()
+        .map(|(name, bytes)| (name.to_string(), bytes))
+        .collect();
+    all.push(("planted".into(), planted()));
+    all.push(("duplicate key".into(), duplicate_keys()));
+    all.push(("damaged length".into(), damaged_length(3).0));
+    all.push(("damaged length, low byte".into(), damaged_length(0).0));
+    for (name, bytes, _) in bombs() {
+        all.push((name.to_string(), bytes));
+    }
+    all
+}
+
 /// The archives whose index disagrees with the blocks.
 fn bad_indexes() -> Vec<(&'static str, Vec<u8>)> {
     let mut cases = Vec::new();
@@ -212,13 +229,17 @@ fn a_record_outside_its_block_is_damage_everywhere() {
     );
 }
 
-#[test]
-fn duplicate_keys_in_an_archive_are_damage() {
+fn duplicate_keys() -> Vec<u8> {
     let mut a = Crafted::new();
     a.block("kb_a", "emotives", &keys("kb_a", "emotives", 2));
     a.block("kb_a", "emotives", &[rec("kb_a:emotives:p001", b"second")]);
+    a.finish()
+}
+
+#[test]
+fn duplicate_keys_in_an_archive_are_damage() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "dup.kbd", &a.finish());
+    let path = write(dir.path(), "dup.kbd", &duplicate_keys());
     let file = path.to_str().unwrap();
     let out = kbdump(&["verify", file]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
@@ -260,10 +281,8 @@ fn duplicate_keys_in_an_archive_are_damage() {
     );
 }
 
-/// 35 blocks; the length field of the third is damaged. verify names that
-/// block as damaged and checks the 32 after it through the index.
-#[test]
-fn verify_resynchronises_after_a_damaged_length_field() {
+/// 35 blocks; byte `at` of the third block's length field is damaged.
+fn damaged_length(at: usize) -> (Vec<u8>, u64) {
     let mut a = Crafted::new();
     for n in 0..35 {
         a.block(
@@ -274,18 +293,35 @@ fn verify_resynchronises_after_a_damaged_length_field() {
     }
     let damaged = a.entry(2).offset as usize;
     let mut bytes = a.finish();
-    bytes[damaged + 3] ^= 0x5a;
+    bytes[damaged + 1 + at] ^= 0x5a;
+    (bytes, damaged as u64)
+}
+
+/// verify names the block whose length field is damaged as damaged and
+/// checks the 32 blocks after it through the index: whether the length
+/// now runs past the end of the file (a high byte) or lands inside the
+/// blocks that follow (the low byte; the checksum catches it).
+#[test]
+fn verify_resynchronises_after_a_damaged_length_field() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "len.kbd", &bytes);
-    let out = kbdump(&["--json", "verify", path.to_str().unwrap()]);
-    let report = json_with_code(&out, 1);
-    assert_eq!(report["blocks_ok"], 34, "{report:#}");
-    assert_eq!(report["blocks_damaged"], 1, "{report:#}");
-    assert_eq!(report["records_ok"], 68, "{report:#}");
-    let problems = report["problems"].to_string();
-    assert!(problems.contains(&format!("{damaged}")), "{report:#}");
-    assert!(!problems.contains("truncated"), "{report:#}");
-    assert!(problems.contains("damaged"), "{report:#}");
+    for at in [3, 0] {
+        let (bytes, damaged) = damaged_length(at);
+        let path = write(dir.path(), "len.kbd", &bytes);
+        let out = kbdump(&["--json", "verify", path.to_str().unwrap()]);
+        let report = json_with_code(&out, 1);
+        assert_eq!(report["blocks_ok"], 34, "byte {at}: {report:#}");
+        assert_eq!(report["blocks_damaged"], 1, "byte {at}: {report:#}");
+        assert_eq!(report["records_ok"], 68, "byte {at}: {report:#}");
+        let problems = report["problems"].to_string();
+        assert!(!problems.contains("truncated"), "byte {at}: {report:#}");
+        assert!(problems.contains("damaged"), "byte {at}: {report:#}");
+        assert_eq!(report["problems"][0]["offset"], damaged, "{report:#}");
+        // Restore through the index loses that one block only.
+        let target = RedisServer::start();
+        let (code, restored) = restore_json(&path, &target, &[]);
+        assert_eq!(code, Some(2), "{restored:#}");
+        assert_eq!(total(&restored, "restored"), 68, "byte {at}: {restored:#}");
+    }
 }
 
 /// How a bomb is delivered.

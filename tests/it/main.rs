@@ -18,6 +18,7 @@ mod dump_fixtures;
 mod dump_live;
 mod export;
 mod faults;
+mod fuzz_regressions;
 mod harness_selftest;
 mod hostile;
 mod migration;
