@@ -10,10 +10,10 @@
 
 use std::io::Cursor;
 
+use kbdump::flow::verify as offline;
 use kbdump::format::archive::{ArchiveReader, BlockMeta, IndexedArchive, FORMAT_VERSION, MAGIC};
 use kbdump::format::dump;
 use kbdump::kato::Category;
-use kbdump::flow::verify as offline;
 use kbdump::source::archive::ArchiveSource;
 
 /// `payload` with its last 8 bytes replaced by the CRC-64 of the rest.

@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use serde_json::{json, Value as Json};
 
-use super::common::ArchiveInput;
+use super::common::{visit_archive, ArchiveInput};
 use super::options::selection;
-use super::report::{for_people, in_archive, iso_ms, one_line, stdout_error};
+use super::report::{for_people, iso_ms, one_line, stdout_error};
 use super::{GlobalOpts, EXIT_ERROR};
 use crate::cli::CatArgs;
 use crate::flow::verify::undecodable;
@@ -23,7 +23,6 @@ use crate::format::archive::Record;
 use crate::format::dump::{self, Value};
 use crate::kato::{display_bytes, parse_display_bytes};
 use crate::selection::Selection;
-use crate::source::archive::ArchiveSource;
 
 pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file);
@@ -55,24 +54,24 @@ pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
         }
         Ok(())
     };
-    visit(&input, &selection, print)?;
+    let damaged = visit(&input, &selection, print)?;
     out.flush().map_err(stdout_error)?;
     if undecodable > 0 {
         eprintln!("kbdump: {undecodable} key(s) could not be decoded");
+    }
+    if undecodable > 0 || damaged > 0 {
         return Ok(ExitCode::from(EXIT_ERROR));
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The selected records; damaged parts are named on stderr and counted.
 fn visit(
     input: &ArchiveInput,
     selection: &Selection,
     visit: impl FnMut(Record) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    ArchiveSource::open(input)?
-        .visit(selection, visit)
-        .map(drop)
-        .map_err(|e| in_archive(e, &input.name()))
+) -> anyhow::Result<u64> {
+    visit_archive(input, selection, visit)
 }
 
 /// One key as a JSON Lines object.
@@ -171,7 +170,7 @@ fn raw(input: &ArchiveInput, selection: &Selection, key: &[u8]) -> anyhow::Resul
         Ok(())
     });
     let record = match found {
-        Ok(()) => return Err(not_found(input, key)),
+        Ok(_) => return Err(not_found(input, key)),
         Err(e) => match e.downcast::<Found>() {
             Ok(Found(record)) => record,
             Err(e) => return Err(e),

@@ -271,3 +271,43 @@ pub async fn check_write_permissions(
     }
     Ok(())
 }
+
+/// Opens an archive, telling the user on stderr when a file is read front
+/// to back (cut short, or an index that does not match its blocks).
+pub fn open_archive(input: &ArchiveInput) -> anyhow::Result<crate::source::archive::ArchiveSource> {
+    let archive = crate::source::archive::ArchiveSource::open(input)?;
+    if let Some(warning) = archive.warning() {
+        eprintln!("kbdump: warning: {}: {warning}", input.name());
+    }
+    Ok(archive)
+}
+
+/// Reads the selected records of an archive on this thread (`ls`, `cat`):
+/// each record goes to `record`; each damaged part (block, misplaced or
+/// repeated key, index) is named on stderr and the read goes on. Returns
+/// how many damaged parts there were.
+pub fn visit_archive(
+    input: &ArchiveInput,
+    selection: &crate::selection::Selection,
+    mut record: impl FnMut(crate::records::Record) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut damaged = 0u64;
+    open_archive(input)?
+        .visit(selection, |item| match item {
+            SourceItem::Record(r) => record(r),
+            SourceItem::Damaged { what, reason } => {
+                damaged += 1;
+                eprintln!("kbdump: {}: damaged: {what}: {reason}", input.name());
+                Ok(())
+            }
+            SourceItem::KbDone(_) => Ok(()),
+        })
+        .map_err(|e: anyhow::Error| super::report::in_archive(e, &input.name()))?;
+    if damaged > 0 {
+        eprintln!(
+            "kbdump: {}: {damaged} damaged part(s) skipped; `kbdump verify` lists every problem",
+            input.name()
+        );
+    }
+    Ok(damaged)
+}

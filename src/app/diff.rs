@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value as Json};
 
-use super::common::{connect_redis, source_outcome, ArchiveInput};
+use super::common::{connect_redis, open_archive, source_outcome, ArchiveInput};
 use super::options::selection;
 use super::progress::{key_progress, known_total};
 use super::report::{cells_json, for_people, one_line, print_json, print_report};
@@ -14,7 +14,6 @@ use crate::cli::diff::FailOn;
 use crate::cli::DiffArgs;
 use crate::flow::diff::{diff, DiffOptions, DiffReport, KeyDiff, Kind};
 use crate::kato::display_bytes;
-use crate::source::archive::ArchiveSource;
 
 /// Width of a `--values` line, its label included.
 const VALUE_LINE_WIDTH: usize = 100;
@@ -23,7 +22,7 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let input = ArchiveInput::parse(&args.file);
     let selection = selection(&args.select);
     let conn = connect_redis(&args.redis).await?;
-    let archive = ArchiveSource::open(&input)?;
+    let archive = open_archive(&input)?;
     let progress = key_progress(global);
     if let Some(total) = known_total(archive.selected_size(&selection), &selection) {
         progress.total(total);

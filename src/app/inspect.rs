@@ -5,15 +5,15 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::common::ArchiveInput;
+use super::common::{open_archive, ArchiveInput};
 use super::report::{human_bytes, iso_ms, print_json, print_text};
-use super::GlobalOpts;
+use super::{GlobalOpts, EXIT_ERROR};
 use crate::cli::InspectArgs;
 use crate::format::dump;
 use crate::kato::{display_bytes, Category};
 use crate::plan::Method;
 use crate::plan::{gate_report, GateVerdict};
-use crate::source::archive::{ArchiveSource, Overview};
+use crate::source::archive::Overview;
 
 #[derive(Default)]
 struct Cell {
@@ -24,7 +24,7 @@ struct Cell {
 
 pub async fn run(args: InspectArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file);
-    let overview = ArchiveSource::open(&input)?
+    let overview = open_archive(&input)?
         .overview()
         .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))?;
     let cells = tally(&overview);
@@ -33,7 +33,14 @@ pub async fn run(args: InspectArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
     } else {
         print_text(&to_text(&input.name(), &overview, &cells))?;
     }
-    Ok(ExitCode::SUCCESS)
+    for problem in &overview.problems {
+        eprintln!("kbdump: {}: damaged index: {problem}", input.name());
+    }
+    Ok(if overview.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_ERROR)
+    })
 }
 
 fn tally(overview: &Overview) -> BTreeMap<(Vec<u8>, Category), Cell> {

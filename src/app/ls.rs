@@ -5,14 +5,13 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::common::ArchiveInput;
+use super::common::{visit_archive, ArchiveInput};
 use super::options::selection;
-use super::report::{in_archive, iso_ms, stdout_error};
-use super::GlobalOpts;
+use super::report::{iso_ms, stdout_error};
+use super::{GlobalOpts, EXIT_ERROR};
 use crate::cli::LsArgs;
 use crate::format::archive::Record;
 use crate::kato::display_bytes;
-use crate::source::archive::ArchiveSource;
 
 pub async fn run(args: LsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file);
@@ -21,11 +20,13 @@ pub async fn run(args: LsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> 
     let print = |r: Record| -> anyhow::Result<()> {
         writeln!(out, "{}", line(&r, args.long, global.json)).map_err(stdout_error)
     };
-    ArchiveSource::open(&input)?
-        .visit(&selection, print)
-        .map_err(|e| in_archive(e, &input.name()))?;
+    let damaged = visit_archive(&input, &selection, print)?;
     out.flush().map_err(stdout_error)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if damaged > 0 {
+        ExitCode::from(EXIT_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn line(r: &Record, long: bool, as_json: bool) -> String {

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::common::{
-    check_write_permissions, connect_clickhouse, connect_target, redis_endpoint, restore_with_undo,
-    source_outcome, ArchiveInput,
+    check_write_permissions, connect_clickhouse, connect_target, open_archive, redis_endpoint,
+    restore_with_undo, source_outcome, ArchiveInput,
 };
 use super::options::{restore_options, selection};
 use super::progress::known_total;
@@ -14,7 +14,6 @@ use super::GlobalOpts;
 use crate::cli::RestoreArgs;
 use crate::flow::restore::is_undo_archive;
 use crate::selection::Selection;
-use crate::source::archive::ArchiveSource;
 use crate::source::mirror::MirrorSource;
 use crate::source::Source;
 
@@ -64,13 +63,7 @@ async fn open_source(
         return Ok((Source::Mirror(mirror), ArchiveInput::Stdin));
     }
     let input = ArchiveInput::parse(args.file.as_deref().unwrap_or("-"));
-    let archive = ArchiveSource::open(&input)?;
-    if let Some(cut) = archive.truncation() {
-        eprintln!(
-            "kbdump: warning: {}: {cut}; restoring every intact block in a front-to-back read",
-            input.name()
-        );
-    }
+    let archive = open_archive(&input)?;
     Ok((Source::Archive(archive), input))
 }
 

@@ -3,11 +3,11 @@
 //! the index and the end frame.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Seek};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 
 use serde::Serialize;
 
-use crate::format::archive::{self, ArchiveReader, IndexedArchive, Record};
+use crate::format::archive::{self, ArchiveReader, EndInfo, Index, IndexedArchive, KeySet, Record};
 use crate::format::dump;
 use crate::source::archive::{ArchiveInput, OpenError};
 
@@ -110,7 +110,9 @@ pub fn verify(
 }
 
 /// Verifies a stream front to back: every frame checksum, every block's
-/// decompression and records, every payload's own CRC, and the end frame.
+/// decompression and records (each must belong to its block, none may
+/// repeat), every payload's own CRC, the end frame, and the index against
+/// the blocks the stream held.
 pub fn verify_stream<R: Read>(
     input: R,
     payload_check: &dyn Fn(&Record) -> Result<(), String>,
@@ -119,33 +121,47 @@ pub fn verify_stream<R: Read>(
     let mut reader = match ArchiveReader::new(input) {
         Ok(r) => r,
         Err(e) => {
-            report.problem(error_offset(&e), None, e.to_string());
+            report.problem(e.offset(), None, e.to_string());
             return report;
         }
     };
+    let mut keys = KeySet::new();
     loop {
         match reader.next_block() {
-            Ok(Some(block)) => verify_block(&block, &mut report, payload_check),
+            Ok(Some(block)) => verify_block(&block, &mut report, &mut keys, payload_check),
             Ok(None) => {
                 report.complete = true;
                 break;
             }
             Err(e @ archive::Error::Checksum { .. }) => {
                 report.blocks_damaged += 1;
-                report.problem(error_offset(&e), None, e.to_string());
+                report.problem(e.offset(), None, e.to_string());
             }
             Err(e) => {
-                report.problem(error_offset(&e), None, e.to_string());
+                report.problem(e.offset(), None, e.to_string());
                 break;
             }
         }
     }
+    index_problems(&mut report, reader.layout_problems(), &reader);
     report
+}
+
+fn index_problems<R: Read>(
+    report: &mut VerifyReport,
+    problems: Vec<String>,
+    reader: &ArchiveReader<R>,
+) {
+    let at = reader.end_info().map(|e| e.index_offset);
+    for p in problems {
+        report.problem(at, None, format!("index: {p}"));
+    }
 }
 
 fn verify_block(
     block: &archive::Block,
     report: &mut VerifyReport,
+    keys: &mut KeySet,
     payload_check: &dyn Fn(&Record) -> Result<(), String>,
 ) {
     let name = block.describe();
@@ -163,15 +179,29 @@ fn verify_block(
     let mut damaged = false;
     let mut count = 0;
     for record in records {
-        count += 1;
-        match record.map_err(|e| e.to_string()).and_then(|r| {
-            // An absent record has no payload to check.
-            if r.is_absent() {
-                return Ok(());
+        let checked = match record {
+            Ok(r) if !keys.first(&r.key) => {
+                count += 1;
+                Err(archive::duplicate(&r.key))
             }
-            payload_check(&r)
-                .map_err(|m| format!("key {}: {m}", crate::kato::display_bytes(&r.key)))
-        }) {
+            // An absent record has no payload to check.
+            Ok(r) if r.is_absent() => {
+                count += 1;
+                Ok(())
+            }
+            Ok(r) => {
+                count += 1;
+                payload_check(&r)
+                    .map_err(|m| format!("key {}: {m}", crate::kato::display_bytes(&r.key)))
+            }
+            Err(archive::Error::Misplaced { key, why, .. }) => {
+                count += 1;
+                Err(format!("key {key} {why}"))
+            }
+            // The block's stream broke off: what remains is not records.
+            Err(e) => Err(e.to_string()),
+        };
+        match checked {
             Ok(()) => report.records_ok += 1,
             Err(message) => {
                 damaged = true;
@@ -199,51 +229,100 @@ fn verify_block(
 }
 
 /// Verifies a seekable file: the stream pass, then the index and end frame
-/// against what the stream held. When the stream breaks off (a damaged frame
-/// header), the blocks after the break are still checked through the index.
+/// against what the stream held. Where the frame structure is lost (a
+/// damaged length field), the pass resumes at the next frame the index
+/// locates, so every block after the damage is still checked; the damaged
+/// one is named as damaged, not as a truncation. A file without a usable
+/// end is read like a stream (and reported truncated where it ends).
 pub fn verify_file<R: Read + Seek>(
     mut input: R,
     payload_check: &dyn Fn(&Record) -> Result<(), String>,
 ) -> std::io::Result<VerifyReport> {
+    let file_len = input.seek(SeekFrom::End(0))?;
     input.rewind()?;
-    let mut report = verify_stream(&mut input, payload_check);
+    let layout = IndexedArchive::open_unchecked(&mut input)
+        .map(|a| (a.index().clone(), a.end_info()))
+        .map_err(|(e, _)| e);
     input.rewind()?;
-    match IndexedArchive::open(&mut input) {
-        Ok(mut archive) => {
-            if !report.complete {
-                let broke_at = report.problems.last().and_then(|p| p.offset).unwrap_or(0);
-                let later: Vec<_> = archive
-                    .index()
-                    .blocks
-                    .iter()
-                    .filter(|e| e.offset > broke_at)
-                    .cloned()
-                    .collect();
-                for entry in later {
-                    match archive.read_block(&entry) {
-                        Ok(block) => verify_block(&block, &mut report, payload_check),
-                        Err(e) => {
-                            report.blocks_damaged += 1;
-                            report.problem(Some(entry.offset), None, e.to_string());
+    let Ok((index, end)) = layout else {
+        let mut report = verify_stream(BufReader::new(&mut input), payload_check);
+        if let (true, Err(e)) = (report.complete, layout) {
+            report.problem(e.offset(), None, format!("index: {e}"));
+        }
+        return Ok(report);
+    };
+    let mut report = VerifyReport::default();
+    let mut reader = match ArchiveReader::with_len(BufReader::new(&mut input), file_len) {
+        Ok(r) => r,
+        Err(e) => {
+            report.problem(e.offset(), None, e.to_string());
+            return Ok(report);
+        }
+    };
+    let starts = frame_starts(&index, &end);
+    let mut keys = KeySet::new();
+    loop {
+        let at = reader.offset();
+        match reader.next_block() {
+            Ok(Some(block)) => verify_block(&block, &mut report, &mut keys, payload_check),
+            Ok(None) => {
+                report.complete = true;
+                break;
+            }
+            Err(e) => {
+                let failed_at = match &e {
+                    archive::Error::Checksum { offset, .. } => *offset,
+                    _ => reader.offset().max(at),
+                };
+                let lost = !matches!(e, archive::Error::Checksum { .. })
+                    || !starts.contains(&reader.offset());
+                let next = starts.range(failed_at + 1..).next().copied();
+                if index.blocks.iter().any(|b| b.offset == failed_at) {
+                    report.blocks_damaged += 1;
+                }
+                match (lost, next) {
+                    (false, _) => report.problem(Some(failed_at), None, e.to_string()),
+                    (true, Some(next)) => {
+                        report.problem(
+                            Some(failed_at),
+                            None,
+                            format!(
+                                "{e}; the frame at byte {failed_at} is damaged (its length field \
+                                 cannot be trusted); resuming at byte {next}, the next frame \
+                                 the index locates"
+                            ),
+                        );
+                        if let Err(e) = reader.resume_at(next) {
+                            report.problem(Some(next), None, e.to_string());
+                            break;
                         }
+                    }
+                    (true, None) => {
+                        report.problem(Some(failed_at), None, e.to_string());
+                        break;
                     }
                 }
             }
         }
-        Err(e) if report.complete => report.problem(error_offset(&e), None, format!("index: {e}")),
-        Err(_) => {}
+    }
+    let problems = if reader.end_info().is_some() {
+        reader.layout_problems()
+    } else {
+        archive::index_against_blocks(&index, &end, reader.seen_blocks(), false)
+    };
+    let at = Some(end.index_offset);
+    for p in problems {
+        report.problem(at, None, format!("index: {p}"));
     }
     Ok(report)
 }
 
-fn error_offset(e: &archive::Error) -> Option<u64> {
-    match e {
-        archive::Error::Truncated { offset, .. }
-        | archive::Error::Checksum { offset, .. }
-        | archive::Error::Corrupt { offset, .. } => Some(*offset),
-        archive::Error::BadMagic { .. } | archive::Error::UnsupportedVersion { .. } => Some(0),
-        _ => None,
-    }
+/// Where frames start according to the index: every indexed block, the
+/// index frame, the end frame.
+fn frame_starts(index: &Index, end: &EndInfo) -> BTreeSet<u64> {
+    let mut starts: BTreeSet<u64> = index.blocks.iter().map(|e| e.offset).collect();
+    starts.insert(end.index_offset);
+    starts
 }
 
 #[cfg(test)]

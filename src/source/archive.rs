@@ -9,6 +9,7 @@
 //! blocking thread feeding a bounded channel ([`ArchiveSource::stream`]).
 //! Callers never match on file versus stream.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use tokio::sync::mpsc::{channel, Sender};
 use super::{RecordStream, SourceError};
 use crate::format::archive::{
     self, ArchiveReader, Block, BlockMeta, Header, Index, IndexEntry, IndexedArchive, KbWindow,
-    Record,
+    KeySet,
 };
 use crate::kato::display_bytes;
 use crate::records::{SelectedSize, SourceItem};
@@ -98,6 +99,9 @@ pub struct Overview {
     pub header: Header,
     pub blocks: Vec<(u64, BlockMeta)>,
     pub kbs: Vec<KbWindow>,
+    /// How the index and end frame disagree with the blocks, found by a
+    /// front-to-back pass (a stream, or a file whose index is not used).
+    pub problems: Vec<String>,
 }
 
 /// An opened archive, ready to yield records.
@@ -111,20 +115,28 @@ pub trait SeekableInput: Read + Seek + Send {}
 impl<T: Read + Seek + Send> SeekableInput for T {}
 
 enum Body {
-    /// A complete, seekable file: header and index read.
+    /// A complete, seekable file whose index describes its blocks.
     Indexed(IndexedArchive<Box<dyn SeekableInput>>),
-    /// A stream, or a file without a usable end (`cut` says why): read front
-    /// to back, header read.
+    /// A stream, or a file read front to back: `cut` says why when it has
+    /// no usable end (truncated), `fallback` when its index cannot be
+    /// trusted to find the blocks. Header read.
     Sequential {
-        reader: ArchiveReader<Box<dyn Read + Send>>,
+        reader: Box<ArchiveReader<Box<dyn Read + Send>>>,
         cut: Option<archive::Error>,
+        fallback: Option<archive::Error>,
     },
 }
+
+/// Payload bytes allowed in the channel between the reader thread and
+/// the consumer, besides the record count: records can be large.
+const CHANNEL_BYTES: u64 = 64 << 20;
 
 impl ArchiveSource {
     /// Opens an archive: a file through its index, stdin as a stream. A
     /// file whose end is missing (truncated) is opened for a front-to-back
-    /// read; [`Self::truncation`] says so.
+    /// read; [`Self::truncation`] says so. So is a file whose index or end
+    /// frame is damaged or does not describe its blocks: a lying index
+    /// would make a selective read miss blocks; [`Self::warning`] says so.
     pub fn open(input: &ArchiveInput) -> Result<ArchiveSource, OpenError> {
         let name = input.name();
         match input.open_file()? {
@@ -135,26 +147,39 @@ impl ArchiveSource {
     }
 
     /// Opens a seekable input through its index; one without a usable end
-    /// (truncated) is rewound for a front-to-back read.
+    /// (truncated), or whose index cannot be used, is rewound for a
+    /// front-to-back read.
     pub fn seekable(
         name: String,
         input: impl SeekableInput + 'static,
     ) -> archive::Result<ArchiveSource> {
         let input: Box<dyn SeekableInput> = Box::new(input);
-        let body = match IndexedArchive::open_or_keep(input) {
-            Ok(indexed) => Body::Indexed(indexed),
-            Err((cut @ archive::Error::Truncated { .. }, mut input)) => {
-                input.rewind()?;
-                let stream: Box<dyn Read + Send> =
-                    Box::new(BufReader::with_capacity(STREAM_BUFFER, input));
-                Body::Sequential {
-                    reader: ArchiveReader::new(stream)?,
-                    cut: Some(cut),
-                }
+        let (e, mut input) = match IndexedArchive::open_or_keep(input) {
+            Ok(indexed) => {
+                return Ok(ArchiveSource {
+                    name,
+                    body: Body::Indexed(indexed),
+                })
             }
+            Err((e, input)) if e.is_damage() => (e, input),
             Err((e, _)) => return Err(e),
         };
-        Ok(ArchiveSource { name, body })
+        input.rewind()?;
+        let stream: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(STREAM_BUFFER, input));
+        // A damaged preamble or header fails here again, as it should.
+        let reader = ArchiveReader::new(stream)?;
+        let (cut, fallback) = match e {
+            cut @ archive::Error::Truncated { .. } => (Some(cut), None),
+            other => (None, Some(other)),
+        };
+        Ok(ArchiveSource {
+            name,
+            body: Body::Sequential {
+                reader: Box::new(reader),
+                cut,
+                fallback,
+            },
+        })
     }
 
     /// Opens a stream for a front-to-back read (its header is read now).
@@ -164,8 +189,9 @@ impl ArchiveSource {
     ) -> archive::Result<ArchiveSource> {
         let input: Box<dyn Read + Send> = Box::new(input);
         let body = Body::Sequential {
-            reader: ArchiveReader::new(input)?,
+            reader: Box::new(ArchiveReader::new(input)?),
             cut: None,
+            fallback: None,
         };
         Ok(ArchiveSource { name, body })
     }
@@ -190,9 +216,25 @@ impl ArchiveSource {
         }
     }
 
+    /// What a user should be told before the records: why a file is read
+    /// front to back although it is seekable.
+    pub fn warning(&self) -> Option<String> {
+        match &self.body {
+            Body::Sequential { cut: Some(cut), .. } => {
+                Some(format!("{cut}; reading every intact block front to back"))
+            }
+            Body::Sequential {
+                fallback: Some(e), ..
+            } => Some(format!(
+                "{e}; not trusting the index, reading the whole file front to back"
+            )),
+            _ => None,
+        }
+    }
+
     /// The size of the selected blocks, from the index; `None` when there
     /// is no index to read it from before the records (a stream, a cut
-    /// file).
+    /// file, an index not trusted).
     pub fn selected_size(&self, selection: &Selection) -> Option<SelectedSize> {
         let Body::Indexed(archive) = &self.body else {
             return None;
@@ -219,6 +261,7 @@ impl ArchiveSource {
                     .map(|e| (e.offset, e.meta.clone()))
                     .collect(),
                 kbs: archive.index().kbs.clone(),
+                problems: Vec::new(),
             }),
             Body::Sequential { mut reader, .. } => {
                 let mut blocks = Vec::new();
@@ -230,37 +273,37 @@ impl ArchiveSource {
                     header: reader.header().clone(),
                     blocks,
                     kbs,
+                    problems: reader.layout_problems(),
                 })
             }
         }
     }
 
-    /// Calls `visit` for every selected record, on this thread, stopping at
-    /// the first error (of the archive or of `visit`). Offline commands
-    /// (`ls`, `cat`) use it; a cut file is refused here, as its damage
-    /// would otherwise surface only after a partial listing.
+    /// Calls `visit` for every selected record and every damaged part
+    /// ([`SourceItem::Damaged`]: a damaged block, a record outside its
+    /// block, a duplicate key, an index that disagrees with the blocks),
+    /// on this thread, stopping at the first error of `visit`. Offline
+    /// commands (`ls`, `cat`) use it; a cut file is refused here, as its
+    /// damage would otherwise surface only after a partial listing.
     pub fn visit<E: From<archive::Error>>(
         self,
         selection: &Selection,
-        mut visit: impl FnMut(Record) -> Result<(), E>,
+        mut visit: impl FnMut(SourceItem) -> Result<(), E>,
     ) -> Result<Header, E> {
-        match self.body {
-            Body::Sequential { cut: Some(cut), .. } => Err(cut.into()),
-            Body::Indexed(mut archive) => {
-                for entry in selected_entries(archive.index(), selection) {
-                    let block = archive.read_block(&entry)?;
-                    visit_block(&block, selection, &mut visit)?;
-                }
-                Ok(archive.header().clone())
+        if let Body::Sequential { cut: Some(cut), .. } = self.body {
+            return Err(cut.into());
+        }
+        let mut failed = None;
+        let header = read_body(self.body, selection, &mut |item| match visit(item) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
             }
-            Body::Sequential { mut reader, .. } => {
-                while let Some(block) = reader.next_block()? {
-                    if selection.block_selected(&block.meta.kb_id, block.meta.category) {
-                        visit_block(&block, selection, &mut visit)?;
-                    }
-                }
-                Ok(reader.header().clone())
-            }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(header),
         }
     }
 
@@ -268,16 +311,65 @@ impl ArchiveSource {
     /// is reported as [`SourceItem::Damaged`] and the others are still
     /// read; damage that loses the frame structure (a cut file's end, too)
     /// ends the stream with a `Damaged` item, so every intact block before
-    /// it is still yielded.
+    /// it is still yielded. The channel holds at most 4096
+    /// records and about 64 MiB of payload.
     pub fn stream(self, selection: Selection) -> RecordStream<Header> {
         let (tx, rx) = channel(CHANNEL_RECORDS);
         let task = tokio::task::spawn_blocking(move || -> Result<Header, SourceError> {
-            match self.body {
-                Body::Indexed(archive) => Ok(read_indexed(archive, &selection, &tx)),
-                Body::Sequential { reader, .. } => Ok(read_sequential(reader, &selection, &tx)),
-            }
+            let mut sender = BudgetedSender::new(tx);
+            Ok(read_body(self.body, &selection, &mut |item| {
+                sender.send(item)
+            }))
         });
         RecordStream::new(rx, task)
+    }
+}
+
+/// Sends items while keeping the payload bytes waiting in the channel
+/// under [`CHANNEL_BYTES`] (or one record, if larger): the record count
+/// alone would let 4096 large records pile up.
+struct BudgetedSender {
+    tx: Sender<SourceItem>,
+    /// Payload sizes of the items sent and maybe not yet received, oldest
+    /// first.
+    sizes: VecDeque<u64>,
+    bytes: u64,
+}
+
+impl BudgetedSender {
+    fn new(tx: Sender<SourceItem>) -> BudgetedSender {
+        BudgetedSender {
+            tx,
+            sizes: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    /// False when the consumer has gone.
+    fn send(&mut self, item: SourceItem) -> bool {
+        let size = match &item {
+            SourceItem::Record(r) => r.payload.len() as u64 + r.key.len() as u64,
+            _ => 0,
+        };
+        loop {
+            // The channel holds the newest `waiting` items sent.
+            let waiting = self.tx.max_capacity() - self.tx.capacity();
+            while self.sizes.len() > waiting {
+                self.bytes -= self.sizes.pop_front().unwrap_or(0);
+            }
+            if self.sizes.is_empty() || self.bytes + size <= CHANNEL_BYTES {
+                break;
+            }
+            // Wait until at least one more item has been taken.
+            let free = self.tx.capacity() + 1;
+            match futures::executor::block_on(self.tx.reserve_many(free)) {
+                Ok(permits) => drop(permits),
+                Err(_) => return false,
+            }
+        }
+        self.sizes.push_back(size);
+        self.bytes += size;
+        self.tx.blocking_send(item).is_ok()
     }
 }
 
@@ -297,29 +389,28 @@ fn selected_entries(index: &Index, selection: &Selection) -> Vec<IndexEntry> {
     selected_blocks(index, selection).cloned().collect()
 }
 
-fn visit_block<E: From<archive::Error>>(
-    block: &Block,
-    selection: &Selection,
-    visit: &mut impl FnMut(Record) -> Result<(), E>,
-) -> Result<(), E> {
-    for record in block.records()? {
-        let record = record?;
-        if selection.key_selected(&record.key) {
-            visit(record)?;
-        }
+/// Where the items of a read go; false stops the read (the consumer has
+/// gone or failed).
+type Emit<'a> = dyn FnMut(SourceItem) -> bool + 'a;
+
+fn read_body(body: Body, selection: &Selection, emit: &mut Emit<'_>) -> Header {
+    let mut keys = KeySet::new();
+    match body {
+        Body::Indexed(archive) => read_indexed(archive, selection, &mut keys, emit),
+        Body::Sequential { reader, .. } => read_sequential(*reader, selection, &mut keys, emit),
     }
-    Ok(())
 }
 
 fn read_indexed(
     mut archive: IndexedArchive<Box<dyn SeekableInput>>,
     selection: &Selection,
-    tx: &Sender<SourceItem>,
+    keys: &mut KeySet,
+    emit: &mut Emit<'_>,
 ) -> Header {
     for entry in selected_entries(archive.index(), selection) {
         let sent = match archive.read_block(&entry) {
-            Ok(block) => send_block(tx, &block, selection),
-            Err(e) => damaged(tx, describe_entry(&entry), e),
+            Ok(block) => send_block(&block, selection, keys, emit),
+            Err(e) => damaged(emit, describe_entry(&entry), e),
         };
         if !sent {
             break;
@@ -330,28 +421,43 @@ fn read_indexed(
 
 /// Reads front to back. Unselected blocks are skipped without
 /// decompression; a block with a bad checksum is reported and skipped.
+/// At the end, an index or end frame that disagrees with the blocks is
+/// reported too.
 fn read_sequential<R: Read>(
     mut reader: ArchiveReader<R>,
     selection: &Selection,
-    tx: &Sender<SourceItem>,
+    keys: &mut KeySet,
+    emit: &mut Emit<'_>,
 ) -> Header {
     loop {
         match reader.next_block() {
             Ok(Some(block)) => {
                 if selection.block_selected(&block.meta.kb_id, block.meta.category)
-                    && !send_block(tx, &block, selection)
+                    && !send_block(&block, selection, keys, emit)
                 {
                     break;
                 }
             }
-            Ok(None) => break,
+            Ok(None) => {
+                let problems = reader.layout_problems();
+                if !problems.is_empty() {
+                    emit(SourceItem::Damaged {
+                        what: "archive index".into(),
+                        reason: format!(
+                            "{} (every block was still read front to back)",
+                            problems.join("; ")
+                        ),
+                    });
+                }
+                break;
+            }
             Err(e @ archive::Error::Checksum { .. }) => {
-                if !damaged(tx, "archive block".into(), e) {
+                if !damaged(emit, "archive block".into(), e) {
                     break;
                 }
             }
             Err(e) => {
-                damaged(tx, "archive".into(), e);
+                damaged(emit, "archive".into(), e);
                 break;
             }
         }
@@ -364,36 +470,49 @@ fn describe_entry(entry: &IndexEntry) -> String {
         "block at byte {} (kb {}, {})",
         entry.offset,
         display_bytes(&entry.meta.kb_id),
-        entry.meta.category
+        entry.category_name()
     )
 }
 
 /// Sends a block's selected records; false when the consumer has gone.
-fn send_block(tx: &Sender<SourceItem>, block: &Block, selection: &Selection) -> bool {
+/// A record outside its block, or a key already sent, goes as damage.
+fn send_block(
+    block: &Block,
+    selection: &Selection,
+    keys: &mut KeySet,
+    emit: &mut Emit<'_>,
+) -> bool {
     let records = match block.records() {
         Ok(r) => r,
-        Err(e) => return damaged(tx, block.describe(), e),
+        Err(e) => return damaged(emit, block.describe(), e),
     };
     for record in records {
         let item = match record {
             Ok(r) if !selection.key_selected(&r.key) => continue,
+            Ok(r) if !keys.first(&r.key) => SourceItem::Damaged {
+                what: block.describe(),
+                reason: archive::duplicate(&r.key),
+            },
             Ok(r) => SourceItem::Record(r),
+            Err(archive::Error::Misplaced { key, why, .. }) => SourceItem::Damaged {
+                what: block.describe(),
+                reason: format!("key {key} {why}; skipped"),
+            },
             Err(e) => SourceItem::Damaged {
                 what: block.describe(),
                 reason: e.to_string(),
             },
         };
-        if tx.blocking_send(item).is_err() {
+        if !emit(item) {
             return false;
         }
     }
     true
 }
 
-fn damaged(tx: &Sender<SourceItem>, what: String, e: archive::Error) -> bool {
-    tx.blocking_send(SourceItem::Damaged {
+fn damaged(emit: &mut Emit<'_>, what: String, e: archive::Error) -> bool {
+    emit(SourceItem::Damaged {
         what,
         reason: e.to_string(),
     })
-    .is_ok()
 }

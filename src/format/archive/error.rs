@@ -25,6 +25,20 @@ pub enum Error {
     },
     #[error("corrupt archive at byte {offset}: {what}")]
     Corrupt { offset: u64, what: String },
+    /// The index does not describe the blocks the file holds: a reader
+    /// must not use it to find blocks (read front to back instead).
+    #[error("the archive's index at byte {offset} does not match its blocks: {what}")]
+    Index { offset: u64, what: String },
+    /// A record that decodes but does not belong in its block (its key
+    /// classifies to another kb_id or category): damage to that record
+    /// only; the block's other records are still read.
+    #[error("{block}: key {key} {why}; skipped as damage")]
+    Misplaced {
+        offset: u64,
+        block: String,
+        key: String,
+        why: String,
+    },
     #[error("archive writer misuse: {0}")]
     Usage(String),
 }
@@ -39,6 +53,19 @@ impl Error {
         }
     }
 
+    /// The byte offset the error is about, when it has one.
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            Error::Truncated { offset, .. }
+            | Error::Checksum { offset, .. }
+            | Error::Corrupt { offset, .. }
+            | Error::Index { offset, .. }
+            | Error::Misplaced { offset, .. } => Some(*offset),
+            Error::BadMagic { .. } | Error::UnsupportedVersion { .. } => Some(0),
+            Error::Io(_) | Error::Usage(_) => None,
+        }
+    }
+
     /// True for damage to the file (as opposed to an I/O failure or misuse).
     pub fn is_damage(&self) -> bool {
         matches!(
@@ -48,6 +75,8 @@ impl Error {
                 | Error::Truncated { .. }
                 | Error::Checksum { .. }
                 | Error::Corrupt { .. }
+                | Error::Index { .. }
+                | Error::Misplaced { .. }
         )
     }
 }

@@ -20,6 +20,24 @@ pub const END_PAYLOAD_LEN: u32 = 24;
 /// Total size of the end frame plus the end magic.
 pub const END_LEN: u64 = FRAME_HEADER_LEN + END_PAYLOAD_LEN as u64 + 8;
 
+/// The largest record (one key: MessagePack map with key, type, expiry and
+/// DUMP payload) a writer stores. Redis refuses a RESTORE argument above
+/// its default `proto-max-bulk-len` of 512 MiB anyway.
+pub const MAX_RECORD_LEN: u64 = 512 << 20;
+/// The largest block target a writer accepts.
+pub const MAX_BLOCK_TARGET: u64 = 16 << 20;
+/// The largest decompressed block a writer produces: it closes a block
+/// once it reaches the target, so a block is under the target plus one
+/// record.
+pub const MAX_RAW_BLOCK: u64 = MAX_BLOCK_TARGET + MAX_RECORD_LEN;
+/// Payload bounds per frame kind: what a writer can produce. A frame
+/// declaring more is damage, never an allocation. Blocks: the zstd bound
+/// of the largest raw block plus room for the metadata.
+pub const MAX_HEADER_PAYLOAD: u64 = 16 << 20;
+pub const MAX_BLOCK_PAYLOAD: u64 = MAX_RAW_BLOCK + MAX_RAW_BLOCK / 128 + (16 << 20);
+/// About 2.5 million blocks: 600 GB of keys in full blocks.
+pub const MAX_INDEX_PAYLOAD: u64 = 256 << 20;
+
 const CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +68,16 @@ impl FrameKind {
         }
     }
 
+    /// The largest payload a writer puts in a frame of this kind.
+    pub fn max_payload(self) -> u64 {
+        match self {
+            FrameKind::Header => MAX_HEADER_PAYLOAD,
+            FrameKind::Block => MAX_BLOCK_PAYLOAD,
+            FrameKind::Index => MAX_INDEX_PAYLOAD,
+            FrameKind::End => u64::from(END_PAYLOAD_LEN),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             FrameKind::Header => "header frame",
@@ -71,7 +99,16 @@ pub fn frame_crc(kind: u8, payload: &[u8]) -> u32 {
 /// Writes one frame; returns the number of bytes written.
 pub fn write_frame<W: Write>(out: &mut W, kind: FrameKind, payload: &[u8]) -> Result<u64> {
     let len = u32::try_from(payload.len())
-        .map_err(|_| Error::Usage(format!("frame of {} bytes is too large", payload.len())))?;
+        .ok()
+        .filter(|&len| u64::from(len) <= kind.max_payload())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{} of {} bytes is larger than an archive allows ({} bytes)",
+                kind.name(),
+                payload.len(),
+                kind.max_payload()
+            ))
+        })?;
     let crc = frame_crc(kind.byte(), payload);
     out.write_all(&[kind.byte()])?;
     out.write_all(&len.to_le_bytes())?;
@@ -121,8 +158,10 @@ impl RawFrame {
 
 /// Reads one frame at `offset`. `Ok(None)` on a clean end of input exactly at
 /// a frame boundary (the caller decides whether that end was expected).
-/// `limit` bounds the payload length (the remaining file size when known) so
-/// a damaged length field is reported instead of allocated.
+/// The kind byte and the declared length are judged before any payload is
+/// read: an unknown kind, or a length above what a writer produces for
+/// that kind ([`FrameKind::max_payload`]) or above `limit` (the remaining
+/// file size when known), is damage, reported instead of allocated.
 pub fn read_frame<R: Read>(
     input: &mut R,
     offset: u64,
@@ -142,13 +181,31 @@ pub fn read_frame<R: Read>(
     let kind_byte = head[0];
     let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes"));
     let stored_crc = u32::from_le_bytes(head[5..9].try_into().expect("4 bytes"));
+    let kind = FrameKind::from_byte(kind_byte).ok_or_else(|| {
+        Error::corrupt(
+            offset,
+            format!("damaged frame header: unknown frame kind byte 0x{kind_byte:02x}"),
+        )
+    })?;
+    if u64::from(len) > kind.max_payload() {
+        return Err(Error::corrupt(
+            offset,
+            format!(
+                "damaged frame header: the {} declares {len} payload bytes, more than a writer \
+                 puts in one ({})",
+                kind.name(),
+                kind.max_payload()
+            ),
+        ));
+    }
     if let Some(limit) = limit {
         if u64::from(len) > limit.saturating_sub(FRAME_HEADER_LEN) {
             return Err(Error::Corrupt {
                 offset,
                 what: format!(
-                    "frame declares {len} payload bytes but only {} remain in the file \
-                     (damaged frame header, or a truncated archive)",
+                    "damaged frame header: the {} declares {len} payload bytes, but only {} \
+                     remain in the file",
+                    kind.name(),
                     limit.saturating_sub(FRAME_HEADER_LEN)
                 ),
             });

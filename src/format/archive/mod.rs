@@ -8,14 +8,19 @@
 //! the format streamable (export to a pipe, restore from one); the index and
 //! the end frame make a seekable file selectively readable.
 
+mod check;
 mod error;
 mod frame;
 mod reader;
 mod types;
 mod writer;
 
+pub use check::{duplicate, index_against_blocks, misplaced, KeySet, SeenBlock};
 pub use error::{Error, Result};
-pub use frame::{FrameKind, END_MAGIC, FORMAT_VERSION, MAGIC};
+pub use frame::{
+    EndInfo, FrameKind, END_MAGIC, FORMAT_VERSION, MAGIC, MAX_BLOCK_PAYLOAD, MAX_BLOCK_TARGET,
+    MAX_HEADER_PAYLOAD, MAX_INDEX_PAYLOAD, MAX_RAW_BLOCK, MAX_RECORD_LEN,
+};
 pub use reader::{ArchiveReader, Block, BlockRecords, IndexedArchive};
 pub use types::{
     BlockMeta, Header, Index, IndexEntry, KbWindow, Record, SelectionSpec, SourceInfo, ABSENT_TYPE,

@@ -26,7 +26,12 @@ fn record(kb: &[u8], category: Category, i: u32) -> Record {
     payload.extend_from_slice(format!("value-{i}").as_bytes());
     payload.extend_from_slice(&[10, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
     Record {
-        key: [kb, b":", category.name().as_bytes(), b":", &i.to_le_bytes()].concat(),
+        // A key of the category's first variable shape, so that it
+        // classifies to its block (readers check that).
+        key: match category.shapes().iter().find(|s| s.is_prefix()) {
+            Some(shape) => shape.key(kb, &i.to_le_bytes()),
+            None => [kb, b":", category.name().as_bytes(), b":", &i.to_le_bytes()].concat(),
+        },
         kb_id: kb.to_vec(),
         category,
         redis_type: "string".into(),

@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use super::error::{Error, Result};
-use super::frame::{write_frame, EndInfo, FrameKind, END_MAGIC, FORMAT_VERSION, MAGIC};
+use super::frame::{
+    write_frame, EndInfo, FrameKind, END_MAGIC, FORMAT_VERSION, MAGIC, MAX_BLOCK_TARGET,
+    MAX_RECORD_LEN,
+};
 use super::types::{BlockMeta, Header, Index, IndexEntry, KbWindow, Record, RecordWire};
 use crate::kato::Category;
 
@@ -13,7 +16,8 @@ use crate::kato::Category;
 pub struct WriterOptions {
     /// zstd level (1–19).
     pub level: i32,
-    /// A block is closed once its uncompressed records reach this size.
+    /// A block is closed once its uncompressed records reach this size
+    /// (at most [`MAX_BLOCK_TARGET`], so that readers can bound a block).
     pub block_target: usize,
     /// Upper bound for all open (not yet written) blocks together; the
     /// largest is flushed early when exceeded. Keeps memory flat when records
@@ -64,6 +68,19 @@ pub struct ArchiveWriter<W: Write> {
 impl<W: Write> ArchiveWriter<W> {
     /// Writes the magic, format version and header frame.
     pub fn new(mut out: W, header: &Header, options: WriterOptions) -> Result<Self> {
+        if !(1..=19).contains(&options.level) {
+            return Err(Error::Usage(format!(
+                "zstd level {} is outside 1-19 (readers bound the zstd window to what \
+                 these levels use)",
+                options.level
+            )));
+        }
+        if options.block_target as u64 > MAX_BLOCK_TARGET {
+            return Err(Error::Usage(format!(
+                "block target {} is above the {MAX_BLOCK_TARGET} bytes readers accept",
+                options.block_target
+            )));
+        }
         out.write_all(&MAGIC)?;
         out.write_all(&FORMAT_VERSION.to_le_bytes())?;
         let encoded = rmp_serde::to_vec_named(header)
@@ -94,6 +111,16 @@ impl<W: Write> ArchiveWriter<W> {
         let before = block.raw.len();
         rmp_serde::encode::write_named(&mut block.raw, &wire)
             .map_err(|e| Error::Usage(format!("cannot encode record: {e}")))?;
+        let encoded = (block.raw.len() - before) as u64;
+        if encoded > MAX_RECORD_LEN {
+            block.raw.truncate(before);
+            return Err(Error::Usage(format!(
+                "key {} takes {encoded} bytes, more than an archive record may ({MAX_RECORD_LEN}; \
+                 Redis refuses a RESTORE argument that large by default); leave it out with \
+                 --match",
+                crate::kato::display_bytes(&record.key)
+            )));
+        }
         block.records += 1;
         block.payload_bytes += record.payload.len() as u64;
         if let Some(version) = trailer_version(&record.payload) {

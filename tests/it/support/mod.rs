@@ -1,11 +1,12 @@
 //! Shared support for the integration tests: real servers on free loopback
-//! ports ([`redis`], [`clickhouse`]), KATO-like data ([`seed`]) and running
-//! the kbdump binary ([`cli`]).
+//! ports ([`redis`], [`clickhouse`]), KATO-like data ([`seed`]), running
+//! the kbdump binary ([`cli`]) and hand-built hostile archives ([`crafted`]).
 //!
 //! Servers come from `scripts/provision.sh`; run it (or `scripts/test.sh`)
 //! once before `cargo test`.
 
 pub mod cli;
 pub mod clickhouse;
+pub mod crafted;
 pub mod redis;
 pub mod seed;
