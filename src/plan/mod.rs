@@ -4,6 +4,9 @@
 //! Nothing here talks to a server; the Redis sink and the dry run call it.
 
 mod gate;
+pub mod health;
+pub mod metrics;
+pub mod retention;
 
 use serde::Serialize;
 
