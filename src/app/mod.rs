@@ -6,9 +6,12 @@
 //! [`common`] (archive inputs, connections, restore with undo), [`report`]
 //! (printing) and [`progress`] (drawing).
 
+pub mod backup;
+pub mod backups;
 pub mod cat;
 pub mod check;
 pub mod common;
+pub mod completions;
 pub mod copy;
 pub mod diff;
 pub mod export;
@@ -58,5 +61,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rebuild(args) => rebuild::run(args, &global).await,
         Command::Mirror(args) => mirror::run(args, &global).await,
         Command::Check(args) => check::run(args, &global).await,
+        Command::Backup(args) => backup::run(args, &global).await,
+        Command::Backups(args) => backups::run(args, &global).await,
+        Command::Completions(args) => completions::completions(args, &global),
+        Command::Man(args) => completions::man(args, &global),
     }
 }
