@@ -11,6 +11,7 @@
 mod support;
 
 mod architecture;
+mod backups;
 mod clickhouse_errors;
 mod clickhouse_rebuild;
 mod clickhouse_stores;
