@@ -375,11 +375,11 @@ fn a_lock_held_by_a_live_process_refuses_and_a_dead_ones_is_taken_over() {
 fn two_concurrent_backups_one_runs_and_the_other_fails_at_once() {
     let (server, seeded) = seeded();
     let dir = tempfile::tempdir().unwrap();
-    // The server holds every client for two seconds: the first run has its
+    // The server holds every client for four seconds: the first run has its
     // lock and waits on the server while the second starts.
     run::<()>(
         &server,
-        redis::cmd("CLIENT").arg("PAUSE").arg(2000).arg("ALL"),
+        redis::cmd("CLIENT").arg("PAUSE").arg(4000).arg("ALL"),
     );
     let url = server.url();
     let first = Command::new(env!("CARGO_BIN_EXE_kbdump"))

@@ -168,3 +168,69 @@ fn verify_written(path: &Path) -> Result<VerifyReport, BackupError> {
         problem,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::archive::{ArchiveWriter, Header, IndexedArchive, SourceInfo};
+    use crate::format::dump;
+    use crate::kato::Category;
+
+    /// An archive of `keys` string keys of kb `kb1`, written to `path`.
+    fn write_archive(path: &Path, keys: usize) {
+        let header = Header::new(SourceInfo::default(), SelectionSpec::default(), 0);
+        let file = fs::File::create(path).unwrap();
+        let mut writer = ArchiveWriter::new(file, &header, WriterOptions::default()).unwrap();
+        for i in 0..keys {
+            writer
+                .push(&Record {
+                    key: format!("kb1:emotives:p{i}").into_bytes(),
+                    kb_id: b"kb1".to_vec(),
+                    category: Category::Emotives,
+                    redis_type: "string".into(),
+                    expire_at_ms: None,
+                    payload: dump::seal(0, b"\x02{}", 10),
+                })
+                .unwrap();
+        }
+        writer.finish().unwrap();
+    }
+
+    #[test]
+    fn a_written_backup_that_fails_verification_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_target(dir.path(), 1_717_200_000_000);
+        write_archive(&path, 20);
+        assert!(verify_written(&path).unwrap().is_clean());
+        let entry = IndexedArchive::open(fs::File::open(&path).unwrap())
+            .unwrap()
+            .index()
+            .blocks[0]
+            .clone();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[(entry.offset + entry.len / 2) as usize] ^= 0x40;
+        fs::write(&path, bytes).unwrap();
+        let err = verify_written(&path).unwrap_err();
+        assert!(matches!(err, BackupError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("moved aside"), "{err}");
+        assert!(!path.exists());
+        let aside = PathBuf::from(format!("{}.damaged", path.display()));
+        assert!(aside.exists());
+    }
+
+    #[test]
+    fn a_name_in_use_moves_to_the_next_millisecond() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = 1_717_200_000_000;
+        fs::write(file_target(dir.path(), at), b"").unwrap();
+        fs::write(
+            dir.path().join(format!("{}.damaged", backup_name(at + 1))),
+            b"",
+        )
+        .unwrap();
+        let (file, ms) = fresh_file(dir.path(), &Clock::fixed(at)).unwrap();
+        assert_eq!(ms, at + 2);
+        let mode = fs::metadata(file.temp_path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
