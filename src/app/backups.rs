@@ -204,13 +204,14 @@ async fn check_cmd(args: &BackupsCheckArgs, global: &GlobalOpts) -> anyhow::Resu
     };
     let now = Clock::system().now_ms();
     let report = check(&args.dir.dir, server, &limits, now).await?;
-    if let Some(path) = &args.prometheus {
-        write_metrics(path, &report.metrics)?;
-    }
+    // The findings are told even when the metrics cannot be written.
     if global.json {
         print_json(&check_json(&report))?;
     } else {
         print!("{}", check_text(&report, now, global.quiet));
+    }
+    if let Some(path) = &args.prometheus {
+        write_metrics(path, &report.metrics)?;
     }
     Ok(if report.incomplete.is_some() {
         ExitCode::from(EXIT_ERROR)

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::cli::{json_with_code, kbdump, ok, run, stderr, stdout};
+use crate::support::cli::{json_with_code, ok, run, stderr, stdout};
 use crate::support::redis::RedisServer;
 use crate::support::seed::{seed_kato, Category as SeedCategory, SeedSpec, Seeded};
 use kbdump::flow::backups::catalog::{backup_name, parse_name};
@@ -36,6 +36,17 @@ fn seeded() -> (RedisServer, Seeded) {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// Runs kbdump without `REDIS_URL` and `KBDUMP_SCRATCH_URL` from the
+/// environment: `backups check` would check that server too.
+fn kbdump(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env_remove("KBDUMP_SCRATCH_URL")
+        .output()
+        .expect("run kbdump")
 }
 
 /// Unix ms of a UTC date and time.

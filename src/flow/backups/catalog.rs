@@ -150,14 +150,29 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, BackupError> {
             continue;
         };
         if meta.is_file() {
-            entries.push(describe(item.path(), name, named_ms, damaged, meta.len()));
+            entries.push(describe(item.path(), name, named_ms, damaged, meta.len())?);
         }
     }
     entries.sort_by(|a, b| (a.created_ms(), &a.name).cmp(&(b.created_ms(), &b.name)));
     Ok(entries)
 }
 
-fn describe(path: PathBuf, name: String, named_ms: i64, damaged: bool, size: u64) -> Entry {
+/// Reads a backup's header and index. A file this user may not read is an
+/// error (the check cannot judge it), not a damaged backup.
+fn describe(
+    path: PathBuf,
+    name: String,
+    named_ms: i64,
+    damaged: bool,
+    size: u64,
+) -> Result<Entry, BackupError> {
+    if let Err(source) = File::open(&path) {
+        return Err(BackupError::Io {
+            what: "cannot read backup",
+            path,
+            source,
+        });
+    }
     let mut entry = Entry {
         path,
         name,
@@ -192,7 +207,7 @@ fn describe(path: PathBuf, name: String, named_ms: i64, damaged: bool, size: u64
             entry.problem.get_or_insert(problem);
         }
     }
-    entry
+    Ok(entry)
 }
 
 /// What retention did (or would do).
