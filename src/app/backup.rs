@@ -90,5 +90,8 @@ fn to_text(o: &BackupOutcome) -> String {
     for name in &r.deleted {
         out += &format!("  deleted {name}\n");
     }
+    for name in &o.stale_temporaries {
+        out += &format!("deleted {name}, left by a run that did not finish\n");
+    }
     out
 }

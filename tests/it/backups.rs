@@ -371,6 +371,11 @@ fn a_lock_held_by_a_live_process_refuses_and_a_dead_ones_is_taken_over() {
     let dead = child.id();
     child.wait().unwrap();
     fs::write(&lock_path, holder(dead, Some(12345))).unwrap();
+    // It died while writing: its temporary file is left behind.
+    let temp = dir
+        .path()
+        .join(format!(".{}.tmp-{dead}", backup_name(1_700_000_000_000)));
+    fs::write(&temp, b"half an archive").unwrap();
     let out = backup(&server, dir.path(), &["--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -379,6 +384,7 @@ fn a_lock_held_by_a_live_process_refuses_and_a_dead_ones_is_taken_over() {
         stderr(&out)
     );
     assert_eq!(backup_files(dir.path()).len(), 1);
+    assert!(!temp.exists(), "the dead run's temporary file is deleted");
     assert_eq!(fs::read_to_string(&lock_path).unwrap(), "", "released");
 }
 

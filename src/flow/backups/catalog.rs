@@ -266,6 +266,35 @@ fn delete_backup(path: &Path) -> Result<(), BackupError> {
     fs::remove_file(path).map_err(|e| io("cannot delete", e))
 }
 
+/// Deletes the temporary files of backups whose run died before renaming
+/// them into place (`.kbdump-<timestamp>.kbd.tmp-<pid>`). Only called with
+/// the directory's lock held, so no run is writing one. Returns their names.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<String>, BackupError> {
+    let read_dir = |source| BackupError::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut removed = Vec::new();
+    for item in fs::read_dir(dir).map_err(read_dir)? {
+        let item = item.map_err(read_dir)?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        let Some((backup, _pid)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-"))
+        else {
+            continue;
+        };
+        let is_file = item.path().symlink_metadata().is_ok_and(|m| m.is_file());
+        if is_file && parse_name(backup).is_some_and(|(_, damaged)| !damaged) {
+            fs::remove_file(item.path()).map_err(|source| BackupError::Io {
+                what: "cannot delete",
+                path: item.path(),
+                source,
+            })?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
 /// Renames a backup that failed verification to `<name>.damaged`.
 pub fn move_aside(path: &Path) -> Result<PathBuf, BackupError> {
     let mut aside = path.as_os_str().to_owned();
@@ -354,5 +383,27 @@ mod tests {
         ] {
             assert_eq!(parse_name(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn only_temporaries_of_backups_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in [
+            ".kbdump-20240531T031500.123Z.kbd.tmp-4242",
+            ".notes.txt.tmp-1",
+            "kbdump-20240531T031500.123Z.kbd",
+            ".kbdump-tests.json.tmp-7",
+        ] {
+            fs::write(d.join(name), b"x").unwrap();
+        }
+        let removed = remove_stale_temporaries(d).unwrap();
+        assert_eq!(removed, [".kbdump-20240531T031500.123Z.kbd.tmp-4242"]);
+        let mut left: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 3, "{left:?}");
     }
 }

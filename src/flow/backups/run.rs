@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::catalog::{backup_name, move_aside, prune, PruneOutcome};
+use super::catalog::{backup_name, move_aside, prune, remove_stale_temporaries, PruneOutcome};
 use super::lock::{DirLock, Holder};
 use super::BackupError;
 use crate::clock::Clock;
@@ -51,6 +51,8 @@ pub struct BackupOutcome {
     pub retention: PruneOutcome,
     /// The stale lock holder taken over, if any.
     pub took_over: Option<Holder>,
+    /// Temporary files of runs that died, deleted.
+    pub stale_temporaries: Vec<String>,
 }
 
 /// Backs the server at `url` up into `options.dir`. The lock is taken
@@ -67,6 +69,7 @@ pub async fn backup(
     }
     let clock = options.export.clock.clone();
     let lock = DirLock::acquire(dir, "backup", clock.now_ms())?;
+    let stale_temporaries = remove_stale_temporaries(dir)?;
     let conn = RedisConn::connect(url).await?;
     let address = conn.address().to_string();
     let source = LiveSource::open(conn, options.export.clone(), options.spec.clone()).await?;
@@ -100,6 +103,7 @@ pub async fn backup(
         verified,
         retention,
         took_over: lock.took_over.clone(),
+        stale_temporaries,
     })
 }
 
