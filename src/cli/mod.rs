@@ -5,8 +5,10 @@
 //! from a string (such as [`crate::kato::Category`]).
 
 pub mod args;
+pub mod backup;
 pub mod cat;
 pub mod check;
+pub mod completions;
 pub mod copy;
 pub mod diff;
 pub mod export;
@@ -21,8 +23,10 @@ pub mod verify;
 use clap::{Args, Parser, Subcommand};
 
 pub use args::{ClickHouseArgs, ModeArg, RedisArgs, SelectArgs, TlsArgs, WriteArgs};
+pub use backup::{BackupArgs, BackupsArgs, BackupsCommand};
 pub use cat::CatArgs;
 pub use check::CheckArgs;
+pub use completions::{CompletionsArgs, ManArgs};
 pub use copy::CopyArgs;
 pub use diff::DiffArgs;
 pub use export::ExportArgs;
@@ -98,6 +102,14 @@ pub enum Command {
     Mirror(MirrorArgs),
     /// Compare ClickHouse's patterns with Redis; exit 1 on findings.
     Check(CheckArgs),
+    /// Back up into a directory: timestamped, verified, with retention.
+    Backup(BackupArgs),
+    /// The backups in a directory: list, prune, verify, check, test.
+    Backups(BackupsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one per subcommand into a directory.
+    Man(ManArgs),
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! command-line layer calls. Each takes its clock and progress from the
 //! caller.
 
+pub mod backups;
 pub mod check;
 pub mod diff;
 pub mod export;

@@ -2,8 +2,15 @@
 //! (raw, retagged, logical), what a selection costs in server memory, how
 //! `--rename-kb` maps keys, and the per-release gate `inspect` shows.
 //! Nothing here talks to a server; the Redis sink and the dry run call it.
+//!
+//! For backup directories: [`retention`] (which backups to keep),
+//! [`health`] (the alarms of `backups check`) and [`metrics`] (their
+//! Prometheus textfile), each with the instant passed in.
 
 mod gate;
+pub mod health;
+pub mod metrics;
+pub mod retention;
 
 use serde::Serialize;
 

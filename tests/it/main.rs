@@ -12,6 +12,7 @@ mod support;
 
 mod acl;
 mod architecture;
+mod backups;
 mod clickhouse_errors;
 mod clickhouse_rebuild;
 mod clickhouse_stores;
