@@ -107,23 +107,8 @@ pub async fn connect_redis(args: &RedisArgs) -> anyhow::Result<RedisConn> {
 /// The restore target and what it accepts (as `Target::connect` learns it
 /// for a bare URL).
 pub async fn connect_target(endpoint: &Endpoint) -> anyhow::Result<Target> {
-    let mut conn = RedisConn::open(endpoint).await?;
-    let info = conn.server_info().await?;
-    let kind = conn.server_kind(&info).await?;
-    let max_bulk = conn
-        .config_number("proto-max-bulk-len")
-        .await
-        .unwrap_or(DEFAULT_MAX_BULK);
-    Ok(Target {
-        conn,
-        info,
-        kind,
-        max_bulk,
-    })
+    Ok(Target::learn(RedisConn::open(endpoint).await?).await?)
 }
-
-/// Redis' default `proto-max-bulk-len`, assumed when CONFIG is disabled.
-const DEFAULT_MAX_BULK: u64 = 512 << 20;
 
 /// The checked connection and its multiplexed connection for rebuild's
 /// pipelines (both share one socket and the long response timeout that

@@ -20,7 +20,12 @@ pub(super) const DEFAULT_MAX_BULK: u64 = 512 << 20;
 
 impl Target {
     pub async fn connect(url: &str) -> Result<Target, RedisIoError> {
-        let mut conn = RedisConn::connect(url).await?;
+        Target::learn(RedisConn::connect(url).await?).await
+    }
+
+    /// Learns what an open connection's server accepts (INFO, the RESTORE
+    /// gate, `proto-max-bulk-len`).
+    pub async fn learn(mut conn: RedisConn) -> Result<Target, RedisIoError> {
         let info = conn.server_info().await?;
         let kind = conn.server_kind(&info).await?;
         let max_bulk = conn
