@@ -20,7 +20,7 @@ use crate::source::Source;
 pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let selection = selection(&args.select);
     let target = connect_target(&redis_endpoint(&args.redis)?).await?;
-    let (source, input) = open_source(&args, &selection).await?;
+    let (source, input) = open_source(&args, &selection, global).await?;
     if !args.write.force && !args.write.dry_run {
         // Without an index (a pipe, a cut file) the selection's size is
         // unknown: the running memory budget still applies.
@@ -56,13 +56,15 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
 async fn open_source(
     args: &RestoreArgs,
     selection: &Selection,
+    global: &GlobalOpts,
 ) -> anyhow::Result<(Source, ArchiveInput)> {
     if let Some(url) = &args.from_clickhouse {
         let ch = connect_clickhouse(url, args.clickhouse_password_file.as_deref()).await?;
         let mirror = MirrorSource::open(ch, selection.clone()).await?;
-        return Ok((Source::Mirror(mirror), ArchiveInput::Stdin));
+        return Ok((Source::Mirror(mirror), ArchiveInput::stdin()));
     }
-    let input = ArchiveInput::parse(args.file.as_deref().unwrap_or("-"));
+    let input =
+        ArchiveInput::parse(args.file.as_deref().unwrap_or("-")).with_keys(global.keys.clone());
     let archive = open_archive(&input)?;
     Ok((Source::Archive(archive), input))
 }
@@ -74,8 +76,8 @@ fn undo_path(args: &RestoreArgs, input: &ArchiveInput) -> PathBuf {
         return path.clone();
     }
     let stamp = undo_stamp();
-    match input {
-        ArchiveInput::Path(p) => PathBuf::from(format!("{}.undo-{stamp}.kbd", p.display())),
-        ArchiveInput::Stdin => PathBuf::from(format!("restore.undo-{stamp}.kbd")),
+    match input.file_path() {
+        Some(p) => PathBuf::from(format!("{}.undo-{stamp}.kbd", p.display())),
+        None => PathBuf::from(format!("restore.undo-{stamp}.kbd")),
     }
 }

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::args::{RedisArgs, SelectArgs};
+use super::args::{EncryptArgs, RedisArgs, SelectArgs};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -10,6 +10,7 @@ Examples:
   kbdump export --kb 'node*' --category emotives --category metadata -o precious.kbd
   kbdump export -o all.kbd                      # every kb_id found on the server
   kbdump export --kb node0_kato -o - | ssh backup 'cat > node0.kbd'
+  kbdump export --encrypt-to age1… -o offsite.kbd   # age-encrypted; read with --identity
 
 A SCAN export is not a point-in-time snapshot: each key is read at some moment
 inside its kb_id's SCAN window, which the archive records.";
@@ -34,4 +35,6 @@ pub struct ExportArgs {
     /// SCAN COUNT hint: keys the server looks at per SCAN call (1-100000).
     #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub scan_count: usize,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
 }
