@@ -168,7 +168,8 @@ fn temp_key(key: &[u8]) -> Vec<u8> {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tag = hash_tag(key);
     [
-        b"__kbdump_tmp:{".as_slice(),
+        crate::kato::TEMP_KEY_PREFIX,
+        b"{",
         tag,
         format!("}}:{}:{n}", std::process::id()).as_bytes(),
     ]
