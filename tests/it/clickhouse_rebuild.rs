@@ -321,6 +321,22 @@ async fn kb_globs_select_kb_ids_for_rebuild_and_check() {
     ]);
     assert_eq!(kb_ids_of(&json), ["node0_kato", "node1_kato"]);
     assert_eq!(json["findings"], 0, "{json}");
+    // mirror takes its kb_ids from Redis, by the same rule.
+    let (code, _, stderr) = json_outcome(&[
+        "mirror",
+        "--clickhouse",
+        &url,
+        "--redis",
+        &r,
+        "--kb",
+        "node9_kato",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--kb node9_kato matches no kb_id in Redis at")
+            && stderr.contains("did you mean node0_kato"),
+        "{stderr}"
+    );
 }
 
 fn ev(events: &[&[&str]]) -> Vec<Vec<String>> {
