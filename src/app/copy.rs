@@ -40,9 +40,9 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
         ..ExportOptions::default()
     };
     // A `--kb` that names nothing fails here, before anything is written.
-    let source = LiveSource::open(from, options, selection_spec(&args.select)).await?;
+    let mut source = LiveSource::open(from, options, selection_spec(&args.select)).await?;
     let total = source.estimated_total();
-    let left_out = source.left_out();
+    let left_out = source.take_left_out();
     let (items, task) = source.stream().split();
     let options = write;
     let undo = args
@@ -55,6 +55,10 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
         return report_interrupted(&summary, &options, &target, undo.as_ref(), global, "copy");
     }
     task.finish().await.context("reading the source")?;
+    let left_out = match left_out {
+        Some(task) => Some(task.await.context("counting the source")??),
+        None => None,
+    };
     report_restore_selection(
         &summary,
         &options,

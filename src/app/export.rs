@@ -27,10 +27,11 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
     let to_stdout = matches!(output, Output::Stdout);
     let stop = global.interrupts.stop();
     // A signal while connecting drops the output (and its temporary file).
-    let source = tokio::select! {
+    let mut source = tokio::select! {
         source = open_source(&args) => source?,
         () = stop.requested() => return Ok(interrupted(global, &output)),
     };
+    let left_out = source.take_left_out();
     let writer = WriterOptions {
         level: args.level,
         ..Default::default()
@@ -45,7 +46,10 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
     let info = source.server_info().cloned().unwrap_or_default();
     let done = Done {
         summary,
-        left_out: source.left_out().unwrap_or_default(),
+        left_out: match left_out {
+            Some(task) => task.await.context("counting the db")??,
+            None => LeftOut::default(),
+        },
         written,
     };
     report(&args, source.conn(), &info, &done, to_stdout, global)?;

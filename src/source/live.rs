@@ -17,6 +17,7 @@ use std::sync::Arc;
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde::Serialize;
 use tokio::sync::mpsc::{self, Sender};
+use tokio::task::JoinHandle;
 
 use super::{RecordStream, SourceError};
 use crate::clock::Clock;
@@ -84,6 +85,10 @@ pub struct ExportSummary {
     pub duplicates: u64,
 }
 
+/// What a selection leaves out of the db, counted while the source is read
+/// when the census is not needed before (see [`LiveSource::open`]).
+pub type LeftOutTask = JoinHandle<Result<LeftOut, RedisIoError>>;
+
 /// A live server, opened for a selection: the concrete kb_ids to read,
 /// whether keys outside kb_ids are read, the census it was checked
 /// against, and the provenance header of what it yields.
@@ -92,7 +97,9 @@ pub struct LiveSource {
     kb_ids: Vec<Vec<u8>>,
     /// Keys outside any kb_id (KATO's global keys, foreign keys) are read.
     outside: bool,
+    /// Every kb_id of the db, when counted before the read.
     census: Option<KeyspaceCensus>,
+    left_out: Option<LeftOutTask>,
     header: Header,
     options: ExportOptions,
     progress: Arc<dyn Progress>,
@@ -102,27 +109,51 @@ pub struct LiveSource {
 }
 
 impl LiveSource {
-    /// Learns the server (INFO), counts every key of its db by group (one
-    /// SCAN of the key names), checks that every `--kb` names a kb_id
+    /// Learns the server (INFO), checks that every `--kb` names a kb_id
     /// there ([`Selection::check_kbs`]) and resolves the selection. `spec`
     /// is the selection as the user gave it, for the header.
+    ///
+    /// Every key of the db is counted by group (one SCAN of the key names):
+    /// before the read when the selection needs the kb_ids (globs, every
+    /// kb_id, keys outside kb_ids); for kb_ids named literally, whose
+    /// existence a short probe settles, while the source is read
+    /// ([`Self::take_left_out`]), so that the count costs no wall time.
     pub async fn open(
         mut conn: RedisConn,
         options: ExportOptions,
         spec: SelectionSpec,
     ) -> Result<LiveSource, LiveOpenError> {
         let info = conn.server_info().await?;
-        let (census, kb_ids) = census_and_kbs(&mut conn, &options.selection).await?;
-        let estimate = census_total(&census, &options.selection);
+        let selection = &options.selection;
+        let outside = reads_outside(selection);
+        let named = match selection.literal_kbs().filter(|_| !outside) {
+            Some(literal) => existing_kbs(&conn, literal, selection.allow_empty).await?,
+            None => None,
+        };
+        let (census, kb_ids, left_out) = match named {
+            Some(kb_ids) => (None, kb_ids, count_later(&conn, selection)),
+            None => {
+                let (census, kb_ids) = census_and_kbs(&mut conn, selection).await?;
+                let left_out = selection.left_out(&census);
+                (
+                    Some(census),
+                    kb_ids,
+                    tokio::spawn(async move { Ok(left_out) }),
+                )
+            }
+        };
+        // A census is the estimate of the read's size; kb_ids probed by
+        // name have none.
+        let estimate = census.as_ref().and_then(|c| census_total(c, selection));
         let header = Header::new(
             conn.source_info(&info, "redis-server"),
             spec,
             options.clock.now_ms(),
         );
-        let outside = reads_outside(&options.selection);
         let mut source = LiveSource::new(conn, kb_ids, header, options);
         source.outside = outside;
-        source.census = Some(census);
+        source.census = census;
+        source.left_out = Some(left_out);
         source.info = Some(info);
         source.estimate = estimate;
         Ok(source)
@@ -141,6 +172,7 @@ impl LiveSource {
             kb_ids,
             outside: false,
             census: None,
+            left_out: None,
             header,
             options,
             progress: Arc::new(NoProgress),
@@ -149,17 +181,10 @@ impl LiveSource {
         }
     }
 
-    /// Every key of the db by group, counted when the source was opened
-    /// ([`Self::open`]).
-    pub fn census(&self) -> Option<&KeyspaceCensus> {
-        self.census.as_ref()
-    }
-
-    /// What the selection leaves out of the db, by group (from the census).
-    pub fn left_out(&self) -> Option<LeftOut> {
-        self.census
-            .as_ref()
-            .map(|c| self.options.selection.left_out(c))
+    /// What the selection leaves out of the db, by group, from the census
+    /// of [`Self::open`] (which may still be counting: await the task).
+    pub fn take_left_out(&mut self) -> Option<LeftOutTask> {
+        self.left_out.take()
     }
 
     /// Reports the scan to `progress` when streamed ([`Self::stream`]).
@@ -584,6 +609,57 @@ async fn emit_batch(
     summary.payload_bytes += bytes;
     progress.advance(keys, bytes);
     Ok(())
+}
+
+/// The kb_ids named literally that exist, sorted, when all do (or
+/// `allow_empty`); `None` when one does not: then only a census can say
+/// which kb_ids there are, for the error. A kb_id exists when some key is
+/// attributed to it ([`kb_has_keys`]).
+async fn existing_kbs(
+    conn: &RedisConn,
+    mut literal: Vec<Vec<u8>>,
+    allow_empty: bool,
+) -> Result<Option<Vec<Vec<u8>>>, RedisIoError> {
+    literal.sort();
+    literal.dedup();
+    let mut found = Vec::with_capacity(literal.len());
+    for kb in literal {
+        if kb_has_keys(conn, &kb).await? {
+            found.push(kb);
+        } else if !allow_empty {
+            return Ok(None);
+        }
+    }
+    Ok(Some(found))
+}
+
+/// Whether some key belongs to kb_id `kb` (named literally, so it needs no
+/// marker): its STM stream, or a key under `{kb}:` that no longer kb_id
+/// owns. Stops at the first one.
+async fn kb_has_keys(conn: &RedisConn, kb: &[u8]) -> Result<bool, RedisIoError> {
+    if !conn
+        .clone()
+        .existing(&[keys::stm_events(kb)])
+        .await?
+        .is_empty()
+    {
+        return Ok(true);
+    }
+    let mut attributor = Attributor::knowing([kb]).wanting([kb]);
+    let mut scan = conn.scan(kb_scan_pattern(kb), 1000);
+    while let Some(page) = scan.next_page().await? {
+        if page.into_iter().any(|key| attributor.push(key).is_some()) {
+            return Ok(true);
+        }
+    }
+    Ok(!attributor.finish().attributed.is_empty())
+}
+
+/// Counts the db on a task of its own, for what `selection` leaves out.
+fn count_later(conn: &RedisConn, selection: &Selection) -> LeftOutTask {
+    let (mut conn, selection) = (conn.clone(), selection.clone());
+    let trusted = selection.literal_kbs().unwrap_or_default();
+    tokio::spawn(async move { Ok(selection.left_out(&conn.census(&trusted).await?)) })
 }
 
 /// Every key of the db by group, and the kb_ids the selection takes

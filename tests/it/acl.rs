@@ -219,6 +219,13 @@ fn the_documented_minimal_acl_is_enough() {
         &kbdump(&["export", "-q", "--redis", &url, "-o", path(&archive)]),
         "export",
     );
+    // A kb_id named literally is probed (its STM stream with EXISTS).
+    let one = dir.path().join("one.kbd");
+    let args = ["export", "-q", "--redis", &url, "--kb", "node0_kato"];
+    assert_ok(
+        &kbdump(&[&args[..], &["-o", path(&one)]].concat()),
+        "export --kb",
+    );
 
     // Missing mode into an empty server, then again (everything kept).
     let target = RedisServer::start();
