@@ -29,7 +29,7 @@ pub async fn run(args: BackupArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
             ..WriterOptions::default()
         },
         policy,
-        allow_empty: args.allow_empty,
+        allow_empty: args.select.allow_empty,
     };
     let progress = key_progress(global);
     let outcome = backup(&args.redis.redis, &options, progress.as_ref()).await?;

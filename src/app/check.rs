@@ -17,7 +17,7 @@ pub async fn run(args: CheckArgs, global: &GlobalOpts) -> anyhow::Result<ExitCod
     )
     .await?;
     let conn = connect_redis(&args.redis).await?;
-    let kb_ids = resolve_clickhouse_kbs(&ch, &args.kbs).await?;
+    let kb_ids = resolve_clickhouse_kbs(&ch, &args.kbs, args.allow_empty).await?;
     let reports = if kb_ids.is_empty() {
         Vec::new()
     } else {

@@ -5,18 +5,22 @@ use std::path::Path;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::options::globs;
 use super::progress::key_progress;
 use super::GlobalOpts;
 use crate::cli::{RedisArgs, TlsArgs};
 use crate::flow;
+use crate::kato::attribute::KeyspaceCensus;
 use crate::net::clickhouse::{Ch, ChTarget};
 use crate::net::redis::{redact_url, Endpoint, Password, RedisConn, TlsFiles};
 use crate::progress::Total;
 use crate::records::SourceItem;
+use crate::selection::Selection;
 use crate::sink::archive::UndoSummary;
 use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
+use crate::source::archive::ArchiveSource;
 use crate::source::{SourceError, SourceTask};
 
 pub use crate::source::archive::ArchiveInput;
@@ -28,6 +32,77 @@ pub async fn source_outcome<T>(task: SourceTask<T>, input: &ArchiveInput) -> any
         SourceError::Archive(e) => anyhow::anyhow!("{}: {e}", input.name()),
         other => other.into(),
     })
+}
+
+/// What an archive holds by group, from its index, after checking that
+/// every `--kb` names one of its kb_ids ([`Selection::check_kbs`]). `None`
+/// for a stream or a cut file, which have no index to check up front:
+/// [`watch_kbs`] and [`check_read_kbs`] check what was read instead.
+pub fn check_archive(
+    source: &ArchiveSource,
+    input: &ArchiveInput,
+    selection: &Selection,
+) -> anyhow::Result<Option<KeyspaceCensus>> {
+    let Some(cells) = source.indexed_cells() else {
+        return Ok(None);
+    };
+    let census = KeyspaceCensus::from_cells(cells.iter().map(|(kb, c, n)| (&kb[..], *c, *n)));
+    selection.check_kbs(&census.kb_ids(), &format!("archive {}", input.name()))?;
+    Ok(Some(census))
+}
+
+fn read_place(input: &ArchiveInput) -> String {
+    format!(
+        "the records read from {} (read front to back without an index; `kbdump inspect` on the file lists its kb_ids)",
+        input.name()
+    )
+}
+
+/// The task that notes the kb_ids of a stream's records (see [`watch_kbs`]).
+pub type KbWatcher = JoinHandle<Vec<Vec<u8>>>;
+
+/// Passes a stream's records on, noting their kb_ids, when `--kb` has to
+/// be checked after the read (an archive without an index). `None` when
+/// there is nothing to check.
+pub fn watch_kbs(
+    items: mpsc::Receiver<SourceItem>,
+    selection: &Selection,
+    indexed: bool,
+) -> (mpsc::Receiver<SourceItem>, Option<KbWatcher>) {
+    if indexed || selection.kbs.is_empty() || selection.allow_empty {
+        return (items, None);
+    }
+    let (tx, rx) = mpsc::channel(1024);
+    let watcher = tokio::spawn(async move {
+        let mut items = items;
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(item) = items.recv().await {
+            if let SourceItem::Record(r) = &item {
+                if !seen.contains(&r.kb_id) {
+                    seen.insert(r.kb_id.clone());
+                }
+            }
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+        seen.into_iter().collect()
+    });
+    (rx, Some(watcher))
+}
+
+/// The check of [`check_archive`] for an archive read without an index:
+/// against the kb_ids of the records read.
+pub async fn check_read_kbs(
+    watcher: Option<KbWatcher>,
+    input: &ArchiveInput,
+    selection: &Selection,
+) -> anyhow::Result<()> {
+    let Some(watcher) = watcher else {
+        return Ok(());
+    };
+    let seen = watcher.await?;
+    Ok(selection.check_kbs(&seen, &read_place(input))?)
 }
 
 /// A ClickHouse client for the URL, after checking the server answers.
@@ -187,18 +262,32 @@ fn warn_if_readable_by_others(file: &Path, flag: &str) {
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_file: &Path, _flag: &str) {}
 
-/// The kb_ids `--kb` names in ClickHouse (see [`Ch::resolve_kbs`]); warns
-/// on stderr when globs were given and none matches.
-pub async fn resolve_clickhouse_kbs(ch: &Ch, kbs: &[String]) -> anyhow::Result<Vec<String>> {
+/// The kb_ids `--kb` names in ClickHouse (see [`Ch::resolve_kbs`]), after
+/// checking that each names a kb_id of `patterns_data`
+/// ([`Selection::check_kbs`]).
+pub async fn resolve_clickhouse_kbs(
+    ch: &Ch,
+    kbs: &[String],
+    allow_empty: bool,
+) -> anyhow::Result<Vec<String>> {
     let ids = ch.resolve_kbs(&globs(kbs)).await?;
-    if ids.is_empty() && !kbs.is_empty() {
-        eprintln!(
-            "kbdump: warning: no kb_id in {} matches --kb {}",
-            ch.target(),
-            kbs.join(" --kb ")
-        );
+    if kbs.is_empty() {
+        return Ok(ids);
     }
-    Ok(ids)
+    let existing: Vec<Vec<u8>> = ch
+        .kb_ids()
+        .await?
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+    let selection = super::options::kb_selection(kbs, allow_empty);
+    let place = format!("ClickHouse {} (patterns_data)", ch.target());
+    selection.check_kbs(&existing, &place)?;
+    // A literal kb_id is taken as given; keep only those that exist.
+    Ok(ids
+        .into_iter()
+        .filter(|id| existing.iter().any(|e| e == id.as_bytes()))
+        .collect())
 }
 
 /// Runs the Redis sink with its undo archive (see
@@ -269,17 +358,27 @@ pub fn open_archive(input: &ArchiveInput) -> anyhow::Result<crate::source::archi
 
 /// Reads the selected records of an archive on this thread (`ls`, `cat`):
 /// each record goes to `record`; each damaged part (block, misplaced or
-/// repeated key, index) is named on stderr and the read goes on. Returns
-/// how many damaged parts there were.
+/// repeated key, index) is named on stderr and the read goes on. Every
+/// `--kb` must name one of the archive's kb_ids ([`check_archive`]): up
+/// front through the index, or, for a stream, against the records read.
+/// Returns how many damaged parts there were.
 pub fn visit_archive(
     input: &ArchiveInput,
-    selection: &crate::selection::Selection,
+    selection: &Selection,
     mut record: impl FnMut(crate::records::Record) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
+    let source = open_archive(input)?;
+    let indexed = check_archive(&source, input, selection)?.is_some();
+    let mut seen = std::collections::BTreeSet::new();
     let mut damaged = 0u64;
-    open_archive(input)?
+    source
         .visit(selection, |item| match item {
-            SourceItem::Record(r) => record(r),
+            SourceItem::Record(r) => {
+                if !indexed && !seen.contains(&r.kb_id) {
+                    seen.insert(r.kb_id.clone());
+                }
+                record(r)
+            }
             SourceItem::Damaged { what, reason } => {
                 damaged += 1;
                 eprintln!("kbdump: {}: damaged: {what}: {reason}", input.name());
@@ -293,6 +392,10 @@ pub fn visit_archive(
             "kbdump: {}: {damaged} damaged part(s) skipped; `kbdump verify` lists every problem",
             input.name()
         );
+    }
+    if !indexed && !selection.kbs.is_empty() {
+        let seen: Vec<Vec<u8>> = seen.into_iter().collect();
+        selection.check_kbs(&seen, &read_place(input))?;
     }
     Ok(damaged)
 }

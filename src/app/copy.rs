@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::common::{check_write_permissions, connect_target, endpoint, restore_with_undo};
 use super::options::{restore_options, selection, selection_spec};
-use super::report::{report_interrupted, report_restore, restore_exit_code, undo_stamp};
+use super::report::{report_interrupted, report_restore_selection, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::CopyArgs;
 use crate::net::redis::RedisConn;
@@ -39,8 +39,10 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
         selection: selection(&args.select),
         ..ExportOptions::default()
     };
-    let source = LiveSource::open(from, options, selection_spec(&args.select)).await?;
+    // A `--kb` that names nothing fails here, before anything is written.
+    let mut source = LiveSource::open(from, options, selection_spec(&args.select)).await?;
     let total = source.estimated_total();
+    let left_out = source.take_left_out();
     let (items, task) = source.stream().split();
     let options = write;
     let undo = args
@@ -53,6 +55,17 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
         return report_interrupted(&summary, &options, &target, undo.as_ref(), global, "copy");
     }
     task.finish().await.context("reading the source")?;
-    report_restore(&summary, &options, &target, undo.as_ref(), global)?;
+    let left_out = match left_out {
+        Some(task) => Some(task.await.context("counting the source")??),
+        None => None,
+    };
+    report_restore_selection(
+        &summary,
+        &options,
+        &target,
+        undo.as_ref(),
+        left_out.as_ref(),
+        global,
+    )?;
     Ok(restore_exit_code(&summary))
 }

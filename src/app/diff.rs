@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value as Json};
 
-use super::common::{connect_redis, open_archive, source_outcome, ArchiveInput};
+use super::common::{
+    check_archive, check_read_kbs, connect_redis, open_archive, source_outcome, watch_kbs,
+    ArchiveInput,
+};
 use super::options::selection;
 use super::progress::{key_progress, known_total};
 use super::report::{cells_json, for_people, one_line, print_json, print_report};
@@ -13,7 +16,7 @@ use super::{GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
 use crate::cli::diff::FailOn;
 use crate::cli::DiffArgs;
 use crate::flow::diff::{diff, DiffOptions, DiffReport, KeyDiff, Kind};
-use crate::kato::display_bytes;
+use crate::kato::{display_bytes, place_label};
 
 /// Width of a `--values` line, its label included.
 const VALUE_LINE_WIDTH: usize = 100;
@@ -23,11 +26,13 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let selection = selection(&args.select);
     let conn = connect_redis(&args.redis).await?;
     let archive = open_archive(&input)?;
+    let indexed = check_archive(&archive, &input, &selection)?.is_some();
     let progress = key_progress(global);
     if let Some(total) = known_total(archive.selected_size(&selection), &selection) {
         progress.total(total);
     }
     let (rx, source) = archive.stream(selection.clone()).split();
+    let (rx, watcher) = watch_kbs(rx, &selection, indexed);
     let options = DiffOptions {
         selection,
         expiry_tolerance_ms: args.expiry_tolerance_ms,
@@ -36,6 +41,7 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     };
     let report = diff(&conn, rx, &options, progress.as_ref()).await?;
     source_outcome(source, &input).await?;
+    check_read_kbs(watcher, &input, &options.selection).await?;
     let fail_on = fail_kinds(&args.fail_on);
     let shown = Shown {
         server: conn.address(),
@@ -121,7 +127,7 @@ fn to_text(report: &DiffReport, shown: &Shown) -> String {
     for ((kb, cat), c) in &report.tallies {
         out += &format!(
             "{:<24} {:<12} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-            display_bytes(kb),
+            place_label(kb, *cat),
             cat,
             c.same,
             c.missing,
@@ -133,7 +139,11 @@ fn to_text(report: &DiffReport, shown: &Shown) -> String {
     let mut groups: BTreeMap<(String, String, Kind), Vec<&KeyDiff>> = BTreeMap::new();
     for k in &report.keys {
         groups
-            .entry((display_bytes(&k.kb_id), k.category.to_string(), k.kind))
+            .entry((
+                place_label(&k.kb_id, k.category),
+                k.category.to_string(),
+                k.kind,
+            ))
             .or_default()
             .push(k);
     }

@@ -15,8 +15,9 @@ use crate::cli::ExportArgs;
 use crate::flow::export::{export, ExportError};
 use crate::format::archive::WriterOptions;
 use crate::format::encryption::{MaybeSealed, Recipients};
-use crate::kato::display_bytes;
+use crate::kato::{display_bytes, place_label, Group};
 use crate::net::redis::RedisConn;
+use crate::selection::LeftOut;
 use crate::sink::file::Output;
 use crate::source::live::{ExportOptions, ExportSummary, LiveSource};
 use crate::stop::Stop;
@@ -28,16 +29,11 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
     let to_stdout = matches!(output, Output::Stdout);
     let stop = global.interrupts.stop();
     // A signal while connecting drops the output (and its temporary file).
-    let source = tokio::select! {
+    let mut source = tokio::select! {
         source = open_source(&args) => source?,
         () = stop.requested() => return Ok(interrupted(global, &output)),
     };
-    if source.kb_ids().is_empty() {
-        eprintln!(
-            "kbdump: warning: no kb_id on {} matches the selection; the archive will be empty",
-            source.conn().address()
-        );
-    }
+    let left_out = source.take_left_out();
     let writer = WriterOptions {
         level: args.level,
         ..Default::default()
@@ -53,8 +49,15 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         written => written?,
     };
     let info = source.server_info().cloned().unwrap_or_default();
-    let conn = source.conn();
-    report(&args, conn, &info, &summary, written, to_stdout, global)?;
+    let done = Done {
+        summary,
+        left_out: match left_out {
+            Some(task) => task.await.context("counting the db")??,
+            None => LeftOut::default(),
+        },
+        written,
+    };
+    report(&args, source.conn(), &info, &done, to_stdout, global)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -66,6 +69,7 @@ async fn open_source(args: &ExportArgs) -> anyhow::Result<LiveSource> {
         ..Default::default()
     };
     let spec = selection_spec(&args.select);
+    // A `--kb` that names nothing fails here, before the archive exists.
     Ok(LiveSource::open(conn, options, spec).await?)
 }
 
@@ -192,16 +196,22 @@ fn stream_outcome<T>(result: anyhow::Result<T>, name: &str) -> anyhow::Result<T>
     })
 }
 
+/// What an export did, for its report.
+struct Done {
+    summary: ExportSummary,
+    left_out: LeftOut,
+    written: u64,
+}
+
 fn report(
     args: &ExportArgs,
     conn: &RedisConn,
     info: &crate::net::redis::ServerInfo,
-    summary: &ExportSummary,
-    written: u64,
+    done: &Done,
     to_stdout: bool,
     global: &GlobalOpts,
 ) -> anyhow::Result<()> {
-    let value = summary_json(args, conn, info, summary, written);
+    let value = summary_json(args, conn, info, done);
     if global.json {
         if to_stdout {
             eprintln!("{}", serde_json::to_string_pretty(&value)?);
@@ -210,7 +220,7 @@ fn report(
         }
         return Ok(());
     }
-    let text = summary_text(args, conn, info, summary, written);
+    let text = summary_text(args, conn, info, done);
     if global.quiet {
         Ok(())
     } else if to_stdout {
@@ -221,13 +231,41 @@ fn report(
     }
 }
 
+/// Keys exported per group, from the tallies.
+fn group_keys(summary: &ExportSummary, group: Group) -> u64 {
+    let tallies = summary.tallies.iter();
+    tallies
+        .filter(|((kb, c), _)| Group::of(kb, *c) == group)
+        .map(|(_, t)| t.keys)
+        .sum()
+}
+
+fn groups_json(summary: &ExportSummary) -> serde_json::Value {
+    let kb_ids = summary
+        .windows
+        .iter()
+        .filter(|w| !w.kb_id.is_empty())
+        .count();
+    let kato: serde_json::Map<_, _> = summary
+        .tallies
+        .iter()
+        .filter(|((kb, c), _)| Group::of(kb, *c) == Group::Kato)
+        .map(|((_, c), t)| (c.to_string(), json!(t.keys)))
+        .collect();
+    json!({
+        "kb": {"kb_ids": kb_ids, "keys": group_keys(summary, Group::Kb)},
+        "kato": {"keys": group_keys(summary, Group::Kato), "categories": kato},
+        "foreign": {"keys": group_keys(summary, Group::Foreign)},
+    })
+}
+
 fn summary_json(
     args: &ExportArgs,
     conn: &RedisConn,
     info: &crate::net::redis::ServerInfo,
-    summary: &ExportSummary,
-    written: u64,
+    done: &Done,
 ) -> serde_json::Value {
+    let (summary, written) = (&done.summary, done.written);
     let kbs: Vec<_> = summary
         .windows
         .iter()
@@ -240,6 +278,8 @@ fn summary_json(
                 .collect();
             json!({
                 "kb_id": display_bytes(&w.kb_id),
+                // The window of the keys outside kb_ids has an empty kb_id.
+                "outside_kb_ids": w.kb_id.is_empty(),
                 "keys": w.keys,
                 "vanished": w.vanished,
                 "duplicates": w.duplicates,
@@ -258,6 +298,8 @@ fn summary_json(
         "vanished": summary.vanished,
         "duplicates": summary.duplicates,
         "kbs": kbs,
+        "groups": groups_json(summary),
+        "left_out": done.left_out,
     })
 }
 
@@ -265,9 +307,9 @@ fn summary_text(
     args: &ExportArgs,
     conn: &RedisConn,
     info: &crate::net::redis::ServerInfo,
-    summary: &ExportSummary,
-    written: u64,
+    done: &Done,
 ) -> String {
+    let (summary, written) = (&done.summary, done.written);
     let mut out = format!(
         "exported {} keys ({} of payload) from {} ({} {}) to {}{}\n",
         summary.keys,
@@ -293,7 +335,7 @@ fn summary_text(
     for ((kb, cat), t) in &summary.tallies {
         out.push_str(&format!(
             "{:<24} {:<12} {:>10} {:>12}\n",
-            display_bytes(kb),
+            place_label(kb, *cat),
             cat,
             t.keys,
             t.bytes
@@ -304,6 +346,27 @@ fn summary_text(
             "{} keys vanished between SCAN and DUMP (deleted, expired or evicted); {} repeated SCAN results dropped\n",
             summary.vanished, summary.duplicates
         ));
+    }
+    out += &format!(
+        "groups: {} keys of {} kb_ids, {} KATO global keys, {} foreign keys\n",
+        group_keys(summary, Group::Kb),
+        summary
+            .windows
+            .iter()
+            .filter(|w| !w.kb_id.is_empty())
+            .count(),
+        group_keys(summary, Group::Kato),
+        group_keys(summary, Group::Foreign)
+    );
+    let narrowed = !args.select.matches.is_empty();
+    match (done.left_out.describe(), narrowed) {
+        (Some(line), false) => out += &format!("{line}\n"),
+        (Some(line), true) => out += &format!("{line}; and the keys --match skips\n"),
+        (None, true) => out += "left out: the keys --match skips\n",
+        (None, false) => out += "left out: nothing (every key of the db is in the archive)\n",
+    }
+    if let Some(line) = done.left_out.describe_temporary() {
+        out += &format!("{line}\n");
     }
     out
 }

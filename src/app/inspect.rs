@@ -10,7 +10,7 @@ use super::report::{human_bytes, iso_ms, print_json, print_text};
 use super::{GlobalOpts, EXIT_ERROR};
 use crate::cli::InspectArgs;
 use crate::format::dump;
-use crate::kato::{display_bytes, Category};
+use crate::kato::{display_bytes, place_label, Category, Group};
 use crate::plan::Method;
 use crate::plan::{gate_report, GateVerdict};
 use crate::source::archive::Overview;
@@ -69,7 +69,8 @@ fn to_json(overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category), Cell>) -> 
     let contents: Vec<_> = cells
         .iter()
         .map(|((kb, cat), c)| {
-            json!({"kb_id": display_bytes(kb), "category": cat.to_string(), "keys": c.keys,
+            json!({"kb_id": display_bytes(kb), "group": Group::of(kb, *cat).name(),
+                   "category": cat.to_string(), "keys": c.keys,
                    "bytes": c.bytes, "blocks": c.blocks, "recoverability": cat.recoverability().describe()})
         })
         .collect();
@@ -88,6 +89,8 @@ fn to_json(overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category), Cell>) -> 
                    "version": h.source.version, "rdb_version": h.source.rdb_version, "mode": h.source.mode, "db": h.source.db},
         "selection": {
             "kbs": h.selection.kbs.iter().map(|k| display_bytes(k)).collect::<Vec<_>>(),
+            "global": h.selection.global,
+            "foreign": h.selection.foreign,
             "categories": h.selection.categories.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             "matches": h.selection.matches.iter().map(|k| display_bytes(k)).collect::<Vec<_>>(),
         },
@@ -127,9 +130,16 @@ fn to_text(name: &str, overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category)
             v.join(", ")
         }
     };
+    let mut groups: Vec<String> = h.selection.kbs.iter().map(|k| display_bytes(k)).collect();
+    if h.selection.global {
+        groups.push("KATO global keys".into());
+    }
+    if h.selection.foreign {
+        groups.push("foreign keys".into());
+    }
     out += &format!(
         "selection kbs: {}; categories: {}; keys: {}\n",
-        list(h.selection.kbs.iter().map(|k| display_bytes(k)).collect()),
+        list(groups),
         list(
             h.selection
                 .categories
@@ -155,7 +165,7 @@ fn to_text(name: &str, overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category)
     for ((kb, cat), c) in cells {
         out += &format!(
             "{:<24} {:<12} {:>10} {:>12}  {}\n",
-            display_bytes(kb),
+            place_label(kb, *cat),
             cat,
             c.keys,
             human_bytes(c.bytes),
@@ -174,7 +184,7 @@ fn to_text(name: &str, overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category)
         for w in &overview.kbs {
             out += &format!(
                 "  {:<24} {} .. {}  ({} keys, {} vanished, {} duplicates dropped)\n",
-                display_bytes(&w.kb_id),
+                window_label(&w.kb_id),
                 iso_ms(w.scan_started_ms),
                 iso_ms(w.scan_finished_ms),
                 w.keys,
@@ -231,5 +241,14 @@ fn gate_line(v: &GateVerdict, versions: &BTreeSet<u16>) -> String {
                 .collect();
             said.join("; ")
         }
+    }
+}
+
+/// A SCAN window's kb_id; the window of the keys outside kb_ids has none.
+fn window_label(kb_id: &[u8]) -> String {
+    if kb_id.is_empty() {
+        "(outside kb_ids)".to_string()
+    } else {
+        display_bytes(kb_id)
     }
 }

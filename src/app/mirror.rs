@@ -5,14 +5,13 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::common::{connect_clickhouse, connect_redis};
-use super::options::globs;
+use super::options::kb_selection;
 use super::progress::key_progress;
 use super::report::{print_json, print_report};
 use super::GlobalOpts;
 use crate::cli::MirrorArgs;
 use crate::clock::Clock;
 use crate::net::mirror::prune;
-use crate::selection::Selection;
 use crate::sink::mirror::mirror;
 use crate::source::live::resolve_kbs;
 
@@ -23,10 +22,7 @@ pub async fn run(args: MirrorArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
     )
     .await?;
     let mut conn = connect_redis(&args.redis).await?;
-    let selection = Selection {
-        kbs: globs(&args.kbs),
-        ..Selection::default()
-    };
+    let selection = kb_selection(&args.kbs, args.allow_empty);
     let kb_ids = resolve_kbs(&mut conn, &selection).await?;
     let progress = key_progress(global);
     let summary = mirror(&conn, &ch, &kb_ids, &Clock::system(), progress.as_ref()).await?;

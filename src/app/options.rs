@@ -10,12 +10,25 @@ use crate::selection::Selection;
 use crate::sink::redis::{Mode, RestoreOptions, Target};
 use crate::stop::Stop;
 
-/// `--kb`, `--category`, `--match` as a selection.
+/// `--kb`, `--global`, `--foreign`, `--category`, `--match` as a
+/// selection.
 pub fn selection(args: &SelectArgs) -> Selection {
     Selection {
         kbs: globs(&args.kbs),
+        kato: args.global,
+        foreign: args.foreign,
         categories: args.categories.clone(),
         matches: globs(&args.matches),
+        allow_empty: args.allow_empty,
+    }
+}
+
+/// A selection of kb_ids only (`mirror`, `rebuild`, `check`).
+pub fn kb_selection(kbs: &[String], allow_empty: bool) -> Selection {
+    Selection {
+        kbs: globs(kbs),
+        allow_empty,
+        ..Selection::default()
     }
 }
 
@@ -23,6 +36,8 @@ pub fn selection(args: &SelectArgs) -> Selection {
 pub fn selection_spec(args: &SelectArgs) -> SelectionSpec {
     SelectionSpec {
         kbs: args.kbs.iter().map(|k| parse_display_bytes(k)).collect(),
+        global: args.global,
+        foreign: args.foreign,
         categories: args.categories.clone(),
         matches: args
             .matches

@@ -23,7 +23,7 @@ pub async fn run(args: RebuildArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
         only_missing: args.only_missing,
         ..RebuildOptions::default()
     };
-    let kb_ids = resolve_clickhouse_kbs(&ch, &args.kbs).await?;
+    let kb_ids = resolve_clickhouse_kbs(&ch, &args.kbs, args.allow_empty).await?;
     let progress = key_progress(global);
     let summaries = if kb_ids.is_empty() {
         Vec::new()

@@ -11,7 +11,8 @@ use serde_json::{json, Value as Json};
 
 use super::{GlobalOpts, EXIT_ERROR};
 use crate::clock::system_now_ms as now_ms;
-use crate::kato::{display_bytes, Category};
+use crate::kato::{display_bytes, place_label, Category, Group};
+use crate::selection::LeftOut;
 use crate::sink::archive::UndoSummary;
 use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
 
@@ -25,6 +26,7 @@ pub fn cells_json<T: serde::Serialize>(
         .map(|((kb, cat), counts)| {
             let mut v = serde_json::to_value(counts).unwrap_or_default();
             v["kb_id"] = json!(display_bytes(kb));
+            v["group"] = json!(Group::of(kb, *cat).name());
             v["category"] = json!(cat.to_string());
             v
         })
@@ -211,11 +213,7 @@ pub fn report_restore(
     undo: Option<&UndoSummary>,
     global: &GlobalOpts,
 ) -> anyhow::Result<()> {
-    if global.json {
-        return print_json(&summary_json(summary, options, target, undo));
-    }
-    let text = summary_text(summary, options, target, undo);
-    print_report(global, !summary.has_failures(), &text)
+    report_restore_selection(summary, options, target, undo, None, global)
 }
 
 /// The end of a restore (or copy) that a signal stopped: its JSON report
@@ -247,6 +245,37 @@ pub fn report_interrupted(
         }
     };
     Ok(global.interrupts.report(&line))
+}
+
+/// [`report_restore`], also saying what the selection left out of the
+/// source (`left_out` in JSON, a line of text), when that is known.
+pub fn report_restore_selection(
+    summary: &RestoreSummary,
+    options: &RestoreOptions,
+    target: &Target,
+    undo: Option<&UndoSummary>,
+    left_out: Option<&LeftOut>,
+    global: &GlobalOpts,
+) -> anyhow::Result<()> {
+    if global.json {
+        let mut value = summary_json(summary, options, target, undo);
+        if left_out.is_some() {
+            value["left_out"] = json!(left_out);
+        }
+        return print_json(&value);
+    }
+    let mut text = summary_text(summary, options, target, undo);
+    for line in [
+        left_out.and_then(LeftOut::describe),
+        left_out.and_then(LeftOut::describe_temporary),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        text += &line;
+        text.push('\n');
+    }
+    print_report(global, !summary.has_failures(), &text)
 }
 
 fn summary_json(
@@ -310,7 +339,7 @@ fn summary_text(
     for ((kb, cat), c) in &summary.tallies {
         out += &format!(
             "{:<24} {:<12} {:>9} {:>9} {:>9} {:>7}   {:>7} {:>9} {:>8}\n",
-            display_bytes(kb),
+            place_label(kb, *cat),
             cat,
             c.restored,
             c.kept,

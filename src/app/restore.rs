@@ -4,15 +4,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::common::{
-    check_write_permissions, connect_clickhouse, connect_target, open_archive, redis_endpoint,
-    restore_with_undo, source_outcome, ArchiveInput,
+    check_archive, check_read_kbs, check_write_permissions, connect_clickhouse, connect_target,
+    open_archive, redis_endpoint, restore_with_undo, source_outcome, watch_kbs, ArchiveInput,
 };
 use super::options::{restore_options, selection};
 use super::progress::known_total;
-use super::report::{report_interrupted, report_restore, restore_exit_code, undo_stamp};
+use super::report::{report_interrupted, report_restore_selection, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::RestoreArgs;
 use crate::flow::restore::is_undo_archive;
+use crate::kato::attribute::KeyspaceCensus;
+use crate::net::mirror::mirrored_kb_ids;
 use crate::selection::Selection;
 use crate::source::mirror::MirrorSource;
 use crate::source::Source;
@@ -20,7 +22,9 @@ use crate::source::Source;
 pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let selection = selection(&args.select);
     let target = connect_target(&redis_endpoint(&args.redis)?).await?;
-    let (source, input) = open_source(&args, &selection, global).await?;
+    // A `--kb` that names nothing in an indexed archive fails here, before
+    // any write.
+    let (source, input, census) = open_source(&args, &selection, global).await?;
     if !args.write.force && !args.write.dry_run {
         // Without an index (a pipe, a cut file) the selection's size is
         // unknown: the running memory budget still applies.
@@ -31,7 +35,9 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
     let total = known_total(source.selected_size(&selection), &selection);
     let mut options = restore_options(&args.write, &target, global.interrupts.stop());
     options.expired_means_absent = source.header().is_some_and(is_undo_archive);
-    let (items, task) = source.stream(selection).split();
+    let checked_up_front = census.is_some() || args.from_clickhouse.is_some();
+    let (items, task) = source.stream(selection.clone()).split();
+    let (items, watcher) = watch_kbs(items, &selection, checked_up_front);
     check_write_permissions(&target, &options).await?;
     let undo = undo_path(&args, &input);
     let (summary, undo) = restore_with_undo(&target, items, &options, &undo, total, global).await?;
@@ -47,26 +53,41 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
         );
     }
     source_outcome(task, &input).await?;
-    report_restore(&summary, &options, &target, undo.as_ref(), global)?;
+    let left_out = census.map(|c| selection.left_out(&c));
+    report_restore_selection(
+        &summary,
+        &options,
+        &target,
+        undo.as_ref(),
+        left_out.as_ref(),
+        global,
+    )?;
+    check_read_kbs(watcher, &input, &selection).await?;
     Ok(restore_exit_code(&summary))
 }
 
 /// The archive (a file, stdin) or the ClickHouse mirror the records come
-/// from, and the input to name in messages.
+/// from, the input to name in messages, and what an indexed archive holds
+/// by group (its `--kb`s checked against it).
 async fn open_source(
     args: &RestoreArgs,
     selection: &Selection,
     global: &GlobalOpts,
-) -> anyhow::Result<(Source, ArchiveInput)> {
+) -> anyhow::Result<(Source, ArchiveInput, Option<KeyspaceCensus>)> {
     if let Some(url) = &args.from_clickhouse {
         let ch = connect_clickhouse(url, args.clickhouse_password_file.as_deref()).await?;
+        if !selection.kbs.is_empty() {
+            let place = format!("the ClickHouse mirror at {}", ch.target());
+            selection.check_kbs(&mirrored_kb_ids(&ch).await?, &place)?;
+        }
         let mirror = MirrorSource::open(ch, selection.clone()).await?;
-        return Ok((Source::Mirror(mirror), ArchiveInput::stdin()));
+        return Ok((Source::Mirror(mirror), ArchiveInput::stdin(), None));
     }
     let input =
         ArchiveInput::parse(args.file.as_deref().unwrap_or("-")).with_keys(global.keys.clone());
     let archive = open_archive(&input)?;
-    Ok((Source::Archive(archive), input))
+    let census = check_archive(&archive, &input, selection)?;
+    Ok((Source::Archive(archive), input, census))
 }
 
 /// The default undo path: beside the input archive, or in the current

@@ -53,19 +53,37 @@ pub struct TlsArgs {
     pub tls_insecure: bool,
 }
 
-/// `--kb`, `--category`, `--match`.
+/// Which keys: groups (`--kb`, `--global`, `--foreign`), `--category`,
+/// `--match`. Without `--kb`, `--global` or `--foreign`, every key of the
+/// db is selected.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SelectArgs {
-    /// kb_id or glob (repeatable; default: all). Non-UTF-8 bytes as \xNN.
+    /// kb_id or glob (repeatable). Without --kb, --global or --foreign:
+    /// every key of the db (all kb_ids, KATO's global keys, foreign keys).
+    /// A --kb that matches no kb_id is an error. Non-UTF-8 bytes as \xNN.
     #[arg(long = "kb", value_name = "ID|GLOB", value_parser = kb_value)]
     pub kbs: Vec<String>,
+    /// KATO's global keys (sessions, global short-term memory, caches);
+    /// with --kb, in addition to its kb_ids.
+    #[arg(long = "global")]
+    pub global: bool,
+    /// Keys that are not KATO's (other applications' on the same db); with
+    /// --kb, in addition to its kb_ids.
+    #[arg(long = "foreign")]
+    pub foreign: bool,
     /// Category (repeatable): frequency, emotives, metadata, affinity,
-    /// symbols, globals, metrics, predictions, other.
+    /// symbols, globals, metrics, predictions, stm, sessions, caches,
+    /// other, foreign.
     #[arg(long = "category", value_name = "C", value_parser = category_value)]
     pub categories: Vec<Category>,
     /// Key glob, Redis syntax (repeatable; a key matching any is selected).
     #[arg(long = "match", value_name = "GLOB", value_parser = match_value)]
     pub matches: Vec<String>,
+    /// Accept a --kb that matches no kb_id (for scripts that mean it)
+    /// instead of failing; for `backup`, also write a backup that holds no
+    /// key.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 /// What happens to keys that already exist on the target.
@@ -101,7 +119,7 @@ pub struct WriteArgs {
 /// A `--kb` value: a kb_id or glob, never empty (an empty kb_id would
 /// silently select nothing, or everything a script did not mean).
 pub fn kb_value(s: &str) -> Result<String, String> {
-    non_empty(s, "an empty --kb names no kb_id; give a kb_id or a glob such as 'node*', or leave --kb out to select every kb_id")
+    non_empty(s, "an empty --kb names no kb_id; give a kb_id or a glob such as 'node*', or leave --kb out to select every key of the db")
 }
 
 fn match_value(s: &str) -> Result<String, String> {

@@ -50,9 +50,6 @@ pub struct BackupArgs {
     pub dir: DirArg,
     #[command(flatten)]
     pub retention: RetentionArgs,
-    /// Write the backup even when the selection matches no key.
-    #[arg(long)]
-    pub allow_empty: bool,
     /// zstd compression level (1-19).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,

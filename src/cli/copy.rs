@@ -15,9 +15,14 @@ Export and restore joined by a bounded channel: constant memory, no file.
 Across server versions keys are retagged or re-created with commands where
 the target refuses the source's DUMP payloads.
 
+With no selector, every key of the db is copied: kb_ids (with their
+stm:events streams), KATO's sessions, global STM and caches, and foreign keys.
+A --kb that matches no kb_id is an error before anything is written.
+
 Examples:
-  kbdump copy --from redis://old:6379 --to redis://new:6379
+  kbdump copy --from redis://old:6379 --to redis://new:6379      # everything
   kbdump copy --from redis://prod:6379 --to redis://127.0.0.1:6380 --kb node0_kato
+  kbdump copy --from redis://a:6379 --to redis://b:6379 --kb node0_kato --global
   kbdump copy --from redis://a:6379 --to redis://a:6379 --kb node0_kato --rename-kb node0_kato=node0_copy";
 
 #[derive(Debug, Clone, Args)]

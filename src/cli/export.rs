@@ -6,11 +6,16 @@ use super::args::{EncryptArgs, RedisArgs, SelectArgs};
 
 const EXAMPLES: &str = "\
 Examples:
-  kbdump export --kb node0_kato -o node0.kbd
+  kbdump export -o all.kbd                      # every key of the db: kb_ids, KATO's global keys, foreign keys
+  kbdump export --kb node0_kato -o node0.kbd    # one kb_id (its stm:events stream included)
+  kbdump export --kb node0_kato --global -o node0-and-sessions.kbd
+  kbdump export --global -o kato-global.kbd     # KATO's sessions, global STM and caches only
   kbdump export --kb 'node*' --category emotives --category metadata -o precious.kbd
-  kbdump export -o all.kbd                      # every kb_id found on the server
   kbdump export --kb node0_kato -o - | ssh backup 'cat > node0.kbd'
   kbdump export --encrypt-to age1… -o offsite.kbd   # age-encrypted; read with --identity
+
+A --kb that matches no kb_id on the server is an error (exit 2, no archive),
+unless --allow-empty. The summary says what the selection left out.
 
 A SCAN export is not a point-in-time snapshot: each key is read at some moment
 inside its kb_id's SCAN window, which the archive records.";

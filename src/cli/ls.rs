@@ -6,7 +6,7 @@ use super::args::SelectArgs;
 
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Examples:\n  kbdump ls node0.kbd --category emotives\n  kbdump ls node0.kbd --long --match '*:metadata:3f7*'\n  kbdump ls --json all.kbd --kb 'node*'   # JSON Lines, one key per line"
+    after_help = "Examples:\n  kbdump ls node0.kbd --category emotives\n  kbdump ls node0.kbd --long --match '*:metadata:3f7*'\n  kbdump ls --json all.kbd --kb 'node*'   # JSON Lines, one key per line\n  kbdump ls all.kbd --global              # KATO's global keys (sessions, STM, caches)\n  kbdump ls all.kbd --foreign             # keys that are not KATO's"
 )]
 pub struct LsArgs {
     /// Archive file, or `-` for stdin.

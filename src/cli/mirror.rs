@@ -25,9 +25,14 @@ pub struct MirrorArgs {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub clickhouse: ClickHouseArgs,
-    /// kb_id or glob (repeatable; default: every kb_id on the Redis server).
+    /// kb_id or glob (repeatable; a --kb that matches no kb_id
+    /// is an error; default: every kb_id on the Redis server).
     #[arg(long = "kb", value_name = "ID|GLOB", value_parser = super::args::kb_value)]
     pub kbs: Vec<String>,
+    /// Accept a --kb that matches no kb_id (for scripts that mean it)
+    /// instead of failing.
+    #[arg(long)]
+    pub allow_empty: bool,
     /// After mirroring, delete the mirrored kb_ids' rows of keys that are
     /// no longer in Redis (and superseded versions): makes the run a sync.
     #[arg(long)]

@@ -88,15 +88,15 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Export kb_ids from a live server into a .kbd archive (or stdout).
+    /// Export a live server's keys (all, or by kb_id and group) into a .kbd archive (or stdout).
     Export(ExportArgs),
     /// Put archived keys back into a live server (by default only missing ones).
     Restore(RestoreArgs),
     /// Compare an archive with a live server: missing, extra, changed keys.
     Diff(DiffArgs),
-    /// Copy kb_ids from one server to another, across versions.
+    /// Copy keys (all, or by kb_id and group) from one server to another, across versions.
     Copy(CopyArgs),
-    /// List the kb_ids on a server with per-category key counts.
+    /// List a server's kb_ids with per-category key counts, KATO's global keys and foreign keys.
     Kbs(KbsArgs),
     /// Summarise an archive: header, source, per kb_id x category counts.
     Inspect(InspectArgs),

@@ -26,10 +26,15 @@ pub struct RebuildArgs {
     pub clickhouse: ClickHouseArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// kb_id or glob to rebuild (repeatable; default: every kb_id in
+    /// kb_id or glob to rebuild (repeatable; a --kb that matches no kb_id
+    /// is an error; default: every kb_id in
     /// ClickHouse).
     #[arg(long = "kb", value_name = "ID|GLOB", value_parser = super::args::kb_value)]
     pub kbs: Vec<String>,
+    /// Accept a --kb that matches no kb_id (for scripts that mean it)
+    /// instead of failing.
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Count what would be written; write nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -15,7 +15,8 @@ By default only keys that are missing on the server are written; existing
 keys are never touched. Keys whose archived expiry has passed are skipped.
 
 Examples:
-  kbdump restore node0.kbd --kb node0_kato --category emotives   # put back lost emotives
+  kbdump restore all.kbd --kb node0_kato --category emotives     # put back lost emotives
+  kbdump restore all.kbd --global --category sessions            # put back KATO's sessions
   kbdump restore node0.kbd --dry-run                             # what would happen
   kbdump restore node0.kbd --rename-kb node0_kato=node9_kato     # clone a knowledge base
   kbdump restore node0.kbd --mode replace --undo before.kbd      # overwrite, keep an undo

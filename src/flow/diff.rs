@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::fingerprint::KeyFingerprints;
 use crate::format::archive::Record;
 use crate::format::dump;
-use crate::kato::attribute::{Attributed, Attributor};
+use crate::kato::attribute::{Attributed, Attributor, Wanted};
 use crate::kato::{self, keys, Category};
 use crate::net::redis::{Dumped, RedisConn, RedisIoError};
 use crate::progress::Progress;
@@ -204,6 +204,7 @@ pub async fn diff(
     let mut kept = Kept::new(options.values_per_group);
     let mut archived = KeyFingerprints::default();
     let mut kb_ids = BTreeSet::new();
+    let mut groups_read = BTreeSet::new();
     let mut batch = Vec::with_capacity(options.batch_keys);
     let mut conn = conn.clone();
     while let Some(item) = source.recv().await {
@@ -211,6 +212,7 @@ pub async fn diff(
             SourceItem::Record(record) => {
                 archived.insert(&record.key);
                 kb_ids.insert(record.kb_id.clone());
+                groups_read.insert(kato::Group::of(&record.kb_id, record.category));
                 batch.push(record);
                 if batch.len() >= options.batch_keys {
                     let full = std::mem::take(&mut batch);
@@ -224,9 +226,19 @@ pub async fn diff(
     }
     compare_batch(&mut conn, batch, options, &mut report, &mut kept, progress).await?;
     progress.stage("extra keys");
+    // Keys outside kb_ids (KATO's global keys, foreign keys) have an empty
+    // kb_id; their extras are looked for over the whole keyspace.
+    let outside = kb_ids.remove(&Vec::new());
     let kb_ids: Vec<Vec<u8>> = kb_ids.into_iter().collect();
     for kb_id in &kb_ids {
         find_extra(&conn, kb_id, &kb_ids, &archived, options, &mut report).await?;
+    }
+    if outside {
+        let groups = (
+            groups_read.contains(&kato::Group::Kato),
+            groups_read.contains(&kato::Group::Foreign),
+        );
+        find_extra_outside(&conn, groups, &archived, options, &mut report).await?;
     }
     report.keys.sort_by(|a, b| {
         (&a.kb_id, a.category, a.kind, &a.key).cmp(&(&b.kb_id, b.category, b.kind, &b.key))
@@ -503,6 +515,53 @@ async fn find_extra(
     }
     for a in attributor.finish().attributed {
         extra(a, report);
+    }
+    // The kb's STM stream does not start with its kb_id.
+    let stm = keys::stm_events(kb_id);
+    for key in conn.clone().existing(&[stm]).await? {
+        let a = Attributed {
+            key,
+            kb_id: kb_id.to_vec(),
+            category: Category::Stm,
+        };
+        extra(a, report);
+    }
+    Ok(())
+}
+
+/// Extra keys of the groups outside kb_ids that the archive holds
+/// (`(kato, foreign)`): a census first lists every kb_id, so the pass over
+/// the whole keyspace holds no key.
+async fn find_extra_outside(
+    conn: &RedisConn,
+    (kato, foreign): (bool, bool),
+    archived: &KeyFingerprints,
+    options: &DiffOptions,
+    report: &mut DiffReport,
+) -> Result<(), RedisIoError> {
+    let census = conn.clone().census(&[]).await?;
+    let wanted = Wanted {
+        kbs: Some(BTreeSet::new()),
+        kato,
+        foreign,
+    };
+    let mut attributor = Attributor::knowing(census.kb_ids()).want(wanted).complete();
+    let mut seen = KeyFingerprints::default();
+    let mut scan = conn.scan(b"*".to_vec(), 1000);
+    while let Some(page) = scan.next_page().await? {
+        for a in page.into_iter().filter_map(|key| attributor.push(key)) {
+            let selected = options.selection.selects(&a.kb_id, a.category, &a.key);
+            if !selected || archived.contains(&a.key) || !seen.insert(&a.key) {
+                continue;
+            }
+            report.note(
+                &a.kb_id,
+                a.category,
+                a.key,
+                Kind::Extra,
+                "not in the archive".into(),
+            );
+        }
     }
     Ok(())
 }

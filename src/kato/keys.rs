@@ -6,7 +6,7 @@
 //! glob metacharacters.
 
 pub use super::catalogue::shapes::*;
-pub use super::catalogue::Shape;
+pub use super::catalogue::{Outer, Shape};
 
 use super::catalogue::Category;
 use crate::pattern::escape;
@@ -72,6 +72,28 @@ pub fn symbols_pmf(kb: &[u8]) -> Vec<u8> {
     SYMBOLS_PMF.key(kb, b"")
 }
 
+/// `stm:events:{kb}`, the kb's short-term memory stream.
+pub fn stm_events(kb: &[u8]) -> Vec<u8> {
+    [STM_EVENTS.text().as_bytes(), kb].concat()
+}
+
+/// The SCAN MATCH pattern for the STM streams of the kb_ids that `glob` (a
+/// `--kb` glob, not escaped) matches: `stm:events:{glob}`.
+pub fn stm_glob_scan_pattern(glob: &[u8]) -> Vec<u8> {
+    [&escape(STM_EVENTS.text().as_bytes())[..], glob].concat()
+}
+
+/// The same key in kb_id `to` for a key of kb_id `from` (`--rename-kb`):
+/// `{from}:…` becomes `{to}:…` and `stm:events:{from}` becomes
+/// `stm:events:{to}`. `None` when the key does not name `from` where the
+/// catalogue's shapes put a kb_id.
+pub fn rekeyed(key: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
+    if key.starts_with(from) && key.get(from.len()) == Some(&b':') {
+        return Some([to, &key[from.len()..]].concat());
+    }
+    (key == stm_events(from)).then(|| stm_events(to))
+}
+
 /// The SCAN MATCH pattern for every key of one kb_id: `{kb}:*`, escaped.
 pub fn kb_scan_pattern(kb: &[u8]) -> Vec<u8> {
     let mut pattern = escape(kb);
@@ -134,6 +156,24 @@ mod tests {
                 assert_eq!((c.kb_id, c.category), (&b"kb:1"[..], entry.category));
             }
         }
+    }
+
+    #[test]
+    fn keys_are_rekeyed_where_they_name_their_kb_id() {
+        assert_eq!(
+            rekeyed(b"a:emotives:x", b"a", b"b"),
+            Some(b"b:emotives:x".to_vec())
+        );
+        assert_eq!(
+            rekeyed(b"stm:events:a", b"a", b"b"),
+            Some(b"stm:events:b".to_vec())
+        );
+        assert_eq!(rekeyed(b"stm:events:ab", b"a", b"b"), None);
+        assert_eq!(rekeyed(b"ab:emotives:x", b"a", b"b"), None);
+        assert_eq!(stm_glob_scan_pattern(b"node*"), b"stm:events:node*");
+        let key = stm_events(b"kb:1");
+        let c = classify(&key).unwrap();
+        assert_eq!((c.kb_id, c.category), (&b"kb:1"[..], Category::Stm));
     }
 
     #[test]

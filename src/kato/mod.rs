@@ -4,11 +4,19 @@
 //! Pure: works on key bytes only. Keys are bytes, never assumed to be text,
 //! because KATO symbols may hold any byte.
 //!
-//! A key is `{kb_id}:{rest}`. Since a kb_id may itself contain `:`, the kb_id
-//! is taken to end just before the *first* category marker found in the key
-//! (`:frequency:`, `:emotives:`, …). A key with no marker belongs to the
-//! longest known kb_id that prefixes it (when the caller knows some), else to
-//! the text before its first `:`, with category [`Category::Other`].
+//! KATO's keys outside the `{kb_id}:` prefix are recognised first, by their
+//! fixed text ([`outside`]): `stm:events:{kb_id}` belongs to that kb_id
+//! (category [`Category::Stm`]); sessions, the global STM and caches, and
+//! anything else under `kato:`, are KATO's global keys, never a kb_id; keys
+//! under [`TEMP_KEY_PREFIX`] are kbdump's own.
+//!
+//! Any other key is `{kb_id}:{rest}`. Since a kb_id may itself contain `:`,
+//! the kb_id is taken to end just before the *first* category marker found
+//! in the key (`:frequency:`, `:emotives:`, …). A key with no marker belongs
+//! to the longest known kb_id that prefixes it (when the caller knows some),
+//! else to the text before its first `:`, with category [`Category::Other`];
+//! whether that text really is a kb_id, or the key is foreign, is decided
+//! over a whole pass ([`attribute`]).
 //!
 //! - [`catalogue`](CATALOGUE): the categories, one row each (name,
 //!   recoverability, key shapes);
@@ -154,8 +162,41 @@ pub struct Classified<'a> {
     pub category: Category,
 }
 
+/// Where a key that KATO or kbdump names by its fixed text belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outside<'a> {
+    /// A kb_id's key that does not start with it (`stm:events:{kb_id}`).
+    Kb(Classified<'a>),
+    /// One of KATO's global keys, of this category.
+    Kato(Category),
+    /// kbdump's own temporary key ([`TEMP_KEY_PREFIX`]).
+    Temporary,
+}
+
+/// Recognises KATO's keys outside the `{kb_id}:` prefix and kbdump's
+/// temporary keys; `None` for every other key. The longest matching shape
+/// wins (`kato:session:` before `kato:`).
+pub fn outside(key: &[u8]) -> Option<Outside<'_>> {
+    if key.starts_with(TEMP_KEY_PREFIX) {
+        return Some(Outside::Temporary);
+    }
+    let (len, shape, category) = CATALOGUE
+        .iter()
+        .flat_map(|e| e.outer.iter().map(move |o| (o, e.category)))
+        .filter_map(|(o, c)| o.matched_len(key).map(|n| (n, *o, c)))
+        .max_by_key(|(n, _, _)| *n)?;
+    Some(match shape {
+        Outer::KbSuffix(_) if key.len() > len => Outside::Kb(Classified {
+            kb_id: &key[len..],
+            category,
+        }),
+        _ => Outside::Kato(category),
+    })
+}
+
 /// Classifies a key without knowledge of which kb_ids exist.
-/// Returns `None` for keys that have no `kb_id:` prefix at all.
+/// Returns `None` for keys that belong to no kb_id by their shape: no
+/// `kb_id:` prefix at all, KATO's global keys, kbdump's temporary keys.
 pub fn classify(key: &[u8]) -> Option<Classified<'_>> {
     classify_with(key, &[])
 }
@@ -164,6 +205,11 @@ pub fn classify(key: &[u8]) -> Option<Classified<'_>> {
 /// the longest known kb_id that prefixes them (so `a:b:x` goes to kb `a:b`
 /// when `a:b` is known).
 pub fn classify_with<'a>(key: &'a [u8], known_kbs: &[Vec<u8>]) -> Option<Classified<'a>> {
+    match outside(key) {
+        Some(Outside::Kb(found)) => return Some(found),
+        Some(Outside::Kato(_) | Outside::Temporary) => return None,
+        None => {}
+    }
     if let Some(found) = classify_by_marker(key) {
         return Some(found);
     }
@@ -200,6 +246,16 @@ fn longest_known_prefix(key: &[u8], known_kbs: &[Vec<u8>]) -> Option<usize> {
         .filter(|kb| key.len() > kb.len() && key.starts_with(kb) && key[kb.len()] == b':')
         .map(Vec::len)
         .max()
+}
+
+/// The kb_id column of a report: the kb_id, or `(kato)` / `(foreign)` for
+/// keys outside any kb_id (whose kb_id is empty).
+pub fn place_label(kb_id: &[u8], category: Category) -> String {
+    match Group::of(kb_id, category) {
+        Group::Kb => display_bytes(kb_id),
+        Group::Kato => "(kato)".to_string(),
+        Group::Foreign => "(foreign)".to_string(),
+    }
 }
 
 /// Renders bytes for humans: UTF-8 as is, other bytes as `\xNN`, and a
@@ -308,6 +364,59 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    #[test]
+    fn kato_keys_outside_a_kb_are_never_a_kb_id() {
+        let stm = classify(b"stm:events:node0_kato").unwrap();
+        assert_eq!(
+            (stm.kb_id, stm.category),
+            (&b"node0_kato"[..], Category::Stm)
+        );
+        let colon = classify(b"stm:events:kb:1:frequency:x").unwrap();
+        assert_eq!(colon.kb_id, b"kb:1:frequency:x");
+        let global = [
+            (&b"stm:global"[..], Category::Stm),
+            (b"stm:events:", Category::Stm),
+            (
+                b"kato:session:session-3f2a-1700000000000",
+                Category::Sessions,
+            ),
+            (b"kato:session:_active_index", Category::Sessions),
+            (
+                b"kato:session:node:n:1:emotives:x:active",
+                Category::Sessions,
+            ),
+            (
+                b"kato:metrics:normalized_entropy:0cc175b9",
+                Category::Caches,
+            ),
+            (b"kato:metrics:frequency:0cc175b9", Category::Caches),
+            (b"kato:metrics:_index", Category::Caches),
+            (b"patterns:top:session-1:10", Category::Caches),
+            (b"patterns:name:3f78", Category::Caches),
+            (b"patterns:name:3f78:session-1", Category::Caches),
+            (b"symbols:probabilities", Category::Caches),
+            (b"symbols:probabilities:session-1", Category::Caches),
+            (b"kato:something:new", Category::Other),
+        ];
+        for (key, category) in global {
+            assert_eq!(outside(key), Some(Outside::Kato(category)), "{key:?}");
+            assert_eq!(classify(key), None, "{key:?}");
+        }
+        for key in [&b"__kbdump_tmp:{kb:emotives:p}:12:0"[..], b"__kbdump_tmp:x"] {
+            assert_eq!(outside(key), Some(Outside::Temporary));
+            assert_eq!(classify(key), None);
+        }
+        // Shapes that only look alike stay with kb_ids or with nobody.
+        assert_eq!(outside(b"stm:globalx"), None);
+        assert_eq!(outside(b"symbols:probabilitiesx"), None);
+        assert_eq!(outside(b"patterns:other"), None);
+        assert_eq!(outside(b"katox:frequency:p"), None);
+        assert_eq!(
+            cat(b"stm:frequency:p"),
+            Some((b"stm".to_vec(), Category::Frequency))
+        );
     }
 
     #[test]

@@ -68,6 +68,11 @@ impl MirrorScope {
     /// `--category`. `None` when the selection cannot match any row.
     pub async fn resolve(ch: &Ch, selection: &Selection) -> Result<Option<Self>, ChError> {
         ch.require_table(MIRROR_TABLE, MIRROR_HINT).await?;
+        // The mirror holds kb_ids' keys only (`--global`, `--foreign`
+        // without `--kb` select none of them).
+        if !selection.group_selected(crate::kato::Group::Kb) {
+            return Ok(None);
+        }
         let categories: Vec<Category> = MIRRORED
             .into_iter()
             .filter(|c| selection.category_selected(*c))
@@ -139,7 +144,7 @@ impl MirrorScope {
 }
 
 /// The distinct kb_ids in the mirror table, as bytes.
-async fn mirrored_kb_ids(ch: &Ch) -> Result<Vec<Vec<u8>>, ChError> {
+pub async fn mirrored_kb_ids(ch: &Ch) -> Result<Vec<Vec<u8>>, ChError> {
     #[derive(Row, Deserialize)]
     struct KbRow {
         #[serde(with = "serde_bytes")]

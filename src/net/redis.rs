@@ -15,7 +15,7 @@ use redis::{
 use crate::format::archive::SourceInfo;
 use crate::format::dump::{Product, ServerKind};
 use crate::kato::attribute::Census;
-pub use crate::kato::attribute::KbCensus;
+pub use crate::kato::attribute::KeyspaceCensus;
 
 /// A server-side failure, naming the server (never its credentials).
 ///
@@ -567,17 +567,42 @@ impl RedisConn {
         }
     }
 
-    /// Every kb_id on the server with its per-category key counts (a full
-    /// SCAN; `pattern` narrows it, e.g. `node*:*`).
-    pub async fn discover_kbs(&mut self, pattern: &[u8]) -> Result<KbCensus> {
-        let mut census = Census::new();
-        let mut scan = self.scan(pattern, 1000);
+    /// Every key of the db counted by group: kb_ids with their per-category
+    /// key counts, KATO's global keys, foreign keys, kbdump's temporary
+    /// keys (one SCAN of every key name; nothing is read or held).
+    /// `trusted` are kb_ids taken as such without a marker (named
+    /// literally by the user).
+    pub async fn census(&mut self, trusted: &[Vec<u8>]) -> Result<KeyspaceCensus> {
+        let mut census = Census::knowing(trusted);
+        let mut scan = self.scan(b"*".to_vec(), CENSUS_SCAN_COUNT);
         while let Some(keys) = scan.next_page().await? {
             keys.into_iter().for_each(|key| census.add(key));
         }
         Ok(census.finish())
     }
+
+    /// The keys of `keys` that exist (one pipelined EXISTS each).
+    pub async fn existing(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("EXISTS").arg(key);
+        }
+        let replies = self.pipeline(&pipe, "EXISTS").await?;
+        Ok(keys
+            .iter()
+            .zip(replies)
+            .filter(|(_, r)| *r == Value::Int(1))
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
 }
+
+/// SCAN COUNT of a census: only key names come back, so larger pages
+/// mean fewer round trips at no cost in memory worth counting.
+const CENSUS_SCAN_COUNT: usize = 10_000;
 
 /// A SCAN in progress: pages of keys until the cursor returns to 0. A key
 /// may come twice (SCAN repeats keys while the server rehashes).

@@ -42,11 +42,14 @@ pub fn estimated_memory(payload_bytes: u64, keys: u64) -> u64 {
         .saturating_add(keys.saturating_mul(KEY_OVERHEAD))
 }
 
-/// Applies `--rename-kb FROM=TO` to a record's kb_id and key.
+/// Applies `--rename-kb FROM=TO` to a record's kb_id and key (the key
+/// shapes that name a kb_id are the catalogue's: `kato::keys::rekeyed`).
 pub fn renamed(kb_id: &[u8], key: &[u8], renames: &[(Vec<u8>, Vec<u8>)]) -> (Vec<u8>, Vec<u8>) {
     for (from, to) in renames {
-        if kb_id == from.as_slice() && key.starts_with(from) && key.get(from.len()) == Some(&b':') {
-            return (to.clone(), [to.as_slice(), &key[from.len()..]].concat());
+        if kb_id == from.as_slice() {
+            if let Some(key) = crate::kato::keys::rekeyed(key, from, to) {
+                return (to.clone(), key);
+            }
         }
     }
     (kb_id.to_vec(), key.to_vec())

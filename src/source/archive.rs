@@ -324,6 +324,21 @@ impl ArchiveSource {
         Some(size)
     }
 
+    /// Records per block, as `(kb_id, category, records)`, from the index
+    /// (for the `--kb` check and what a selection leaves out); `None`
+    /// without an index (a stream, a cut file).
+    pub fn indexed_cells(&self) -> Option<Vec<(Vec<u8>, crate::kato::Category, u64)>> {
+        let Body::Indexed(archive) = &self.body else {
+            return None;
+        };
+        let blocks = archive.index().blocks.iter();
+        Some(
+            blocks
+                .map(|e| (e.meta.kb_id.clone(), e.meta.category, e.meta.records))
+                .collect(),
+        )
+    }
+
     /// What the archive holds: from the index of a file; for a stream,
     /// every block frame is read and checked, none is decompressed.
     pub fn overview(self) -> archive::Result<Overview> {

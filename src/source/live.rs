@@ -1,6 +1,11 @@
-//! A live server as a record source: SCAN the selected kb_ids, DUMP + PTTL
-//! each key in pipelined batches, and yield the records in SCAN order with
-//! the end of each kb_id ([`SourceItem::KbDone`]).
+//! A live server as a record source: count every key of the db by group
+//! (a census), check the selection against it, SCAN the selected groups,
+//! DUMP + PTTL each key in pipelined batches, and yield the records in SCAN
+//! order with the end of each kb_id ([`SourceItem::KbDone`]).
+//!
+//! Keys outside any kb_id (KATO's global keys, foreign keys) are records
+//! with an empty kb_id, and their SCAN window is the one with an empty
+//! kb_id. kbdump's own temporary keys are never read.
 //!
 //! A SCAN read is not a point-in-time snapshot: each key is read at some
 //! instant between the start and the end of its kb_id's SCAN, and the
@@ -12,18 +17,29 @@ use std::sync::Arc;
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde::Serialize;
 use tokio::sync::mpsc::{self, Sender};
+use tokio::task::JoinHandle;
 
 use super::{RecordStream, SourceError};
 use crate::clock::Clock;
 use crate::fingerprint::KeyFingerprints;
 use crate::format::archive::{Header, KbWindow, Record, SelectionSpec};
 use crate::format::dump::payload_type_name;
-use crate::kato::attribute::{Attributed, Attributor, KbCensus};
-use crate::kato::{self, Category};
-use crate::net::redis::{Dumped, RedisConn, RedisIoError, ServerInfo};
+use crate::kato::attribute::{Attributed, Attributor, KeyspaceCensus};
+use crate::kato::{self, keys, Category};
+use crate::net::redis::{Dumped, RedisConn, RedisIoError, Scan, ServerInfo};
+use crate::pattern::Glob;
 use crate::progress::{NoProgress, Progress, Total};
 use crate::records::SourceItem;
-use crate::selection::{kb_scan_pattern, Selection};
+use crate::selection::{kb_scan_pattern, LeftOut, Selection, UnmatchedKbs};
+
+/// Why a live server cannot be read for a selection.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveOpenError {
+    #[error(transparent)]
+    Redis(#[from] RedisIoError),
+    #[error(transparent)]
+    Selection(#[from] UnmatchedKbs),
+}
 
 /// How a live server is read.
 #[derive(Debug, Clone)]
@@ -69,11 +85,21 @@ pub struct ExportSummary {
     pub duplicates: u64,
 }
 
-/// A live server, opened for a selection: the concrete kb_ids to read and
-/// the provenance header of what it yields.
+/// What a selection leaves out of the db, counted while the source is read
+/// when the census is not needed before (see [`LiveSource::open`]).
+pub type LeftOutTask = JoinHandle<Result<LeftOut, RedisIoError>>;
+
+/// A live server, opened for a selection: the concrete kb_ids to read,
+/// whether keys outside kb_ids are read, the census it was checked
+/// against, and the provenance header of what it yields.
 pub struct LiveSource {
     conn: RedisConn,
     kb_ids: Vec<Vec<u8>>,
+    /// Keys outside any kb_id (KATO's global keys, foreign keys) are read.
+    outside: bool,
+    /// Every kb_id of the db, when counted before the read.
+    census: Option<KeyspaceCensus>,
+    left_out: Option<LeftOutTask>,
     header: Header,
     options: ExportOptions,
     progress: Arc<dyn Progress>,
@@ -83,28 +109,58 @@ pub struct LiveSource {
 }
 
 impl LiveSource {
-    /// Learns the server (INFO) and resolves the selection's kb_ids (a
-    /// discovery SCAN unless every `--kb` is literal). `spec` is the
-    /// selection as the user gave it, for the header.
+    /// Learns the server (INFO), checks that every `--kb` names a kb_id
+    /// there ([`Selection::check_kbs`]) and resolves the selection. `spec`
+    /// is the selection as the user gave it, for the header.
+    ///
+    /// Every key of the db is counted by group (one SCAN of the key names):
+    /// before the read when the selection needs the kb_ids (globs, every
+    /// kb_id, keys outside kb_ids); for kb_ids named literally, whose
+    /// existence a short probe settles, while the source is read
+    /// ([`Self::take_left_out`]), so that the count costs no wall time.
     pub async fn open(
         mut conn: RedisConn,
         options: ExportOptions,
         spec: SelectionSpec,
-    ) -> Result<LiveSource, RedisIoError> {
+    ) -> Result<LiveSource, LiveOpenError> {
         let info = conn.server_info().await?;
-        let (kb_ids, estimate) = discover(&mut conn, &options.selection).await?;
+        let selection = &options.selection;
+        let outside = reads_outside(selection);
+        let named = match selection.literal_kbs().filter(|_| !outside) {
+            Some(literal) => existing_kbs(&conn, literal, selection.allow_empty).await?,
+            None => None,
+        };
+        let (census, kb_ids, left_out) = match named {
+            Some(kb_ids) => (None, kb_ids, count_later(&conn, selection)),
+            None => {
+                let (census, kb_ids) = census_and_kbs(&mut conn, selection).await?;
+                let left_out = selection.left_out(&census);
+                (
+                    Some(census),
+                    kb_ids,
+                    tokio::spawn(async move { Ok(left_out) }),
+                )
+            }
+        };
+        // A census is the estimate of the read's size; kb_ids probed by
+        // name have none.
+        let estimate = census.as_ref().and_then(|c| census_total(c, selection));
         let header = Header::new(
             conn.source_info(&info, "redis-server"),
             spec,
             options.clock.now_ms(),
         );
         let mut source = LiveSource::new(conn, kb_ids, header, options);
+        source.outside = outside;
+        source.census = census;
+        source.left_out = Some(left_out);
         source.info = Some(info);
         source.estimate = estimate;
         Ok(source)
     }
 
-    /// A source over known kb_ids with a given header.
+    /// A source over known kb_ids (and no key outside them) with a given
+    /// header.
     pub fn new(
         conn: RedisConn,
         kb_ids: Vec<Vec<u8>>,
@@ -114,12 +170,21 @@ impl LiveSource {
         LiveSource {
             conn,
             kb_ids,
+            outside: false,
+            census: None,
+            left_out: None,
             header,
             options,
             progress: Arc::new(NoProgress),
             info: None,
             estimate: None,
         }
+    }
+
+    /// What the selection leaves out of the db, by group, from the census
+    /// of [`Self::open`] (which may still be counting: await the task).
+    pub fn take_left_out(&mut self) -> Option<LeftOutTask> {
+        self.left_out.take()
     }
 
     /// Reports the scan to `progress` when streamed ([`Self::stream`]).
@@ -162,9 +227,19 @@ impl LiveSource {
             progress.total(total);
         }
         let mut summary = ExportSummary::default();
+        let known = match &self.census {
+            Some(census) => census.kb_ids(),
+            None => self.kb_ids.clone(),
+        };
+        let scope = Scope {
+            kb_ids: &self.kb_ids,
+            outside: self.outside,
+            known: &known,
+            complete: self.census.is_some(),
+        };
         scan_all(
             &self.conn,
-            &self.kb_ids,
+            &scope,
             &self.options,
             tx,
             &mut summary,
@@ -188,29 +263,35 @@ impl LiveSource {
 /// Records in flight between the scanner and the consumer.
 const CHANNEL_RECORDS: usize = 4096;
 
-/// Scans and dumps the kb_ids, sending every record and the end of each
+/// What a read covers: the kb_ids, whether keys outside any kb_id are read,
+/// and the kb_ids known on the server for attribution (`complete` when a
+/// census just listed all of them, so no key needs holding).
+struct Scope<'a> {
+    kb_ids: &'a [Vec<u8>],
+    outside: bool,
+    known: &'a [Vec<u8>],
+    complete: bool,
+}
+
+/// Scans and dumps the scope, sending every record and the end of each
 /// kb_id to `tx` (an archive writer, or a restore for `copy`).
 ///
 /// Every SCAN walks the whole keyspace whatever its MATCH, so several kb_ids
 /// are read in one pass when the selection allows it (all kb_ids, or one
-/// glob): keys are routed to their kb_id as they come. kb_ids named one by
-/// one get a pass each, filtered by the server.
-pub async fn scan_all(
+/// glob, or keys outside kb_ids too): keys are routed to their kb_id as
+/// they come. kb_ids named one by one get a pass each, filtered by the
+/// server.
+async fn scan_all(
     conn: &RedisConn,
-    kb_ids: &[Vec<u8>],
+    scope: &Scope<'_>,
     options: &ExportOptions,
     tx: &Sender<SourceItem>,
     summary: &mut ExportSummary,
     progress: &dyn Progress,
 ) -> Result<(), SourceError> {
-    for (pattern, pass_kbs) in plan_passes(kb_ids, &options.selection) {
-        progress.stage(&pass_label(&pass_kbs));
-        let pass = Pass {
-            pattern,
-            kbs: &pass_kbs,
-            all_kbs: kb_ids,
-        };
-        let windows = export_pass(conn, &pass, options, tx, summary, progress).await?;
+    for pass in plan_passes(scope.kb_ids, scope.outside, &options.selection) {
+        progress.stage(&pass_label(&pass.windows));
+        let windows = export_pass(conn, &pass, scope, options, tx, summary, progress).await?;
         for window in windows.into_values() {
             summary.vanished += window.vanished;
             summary.duplicates += window.duplicates;
@@ -221,27 +302,76 @@ pub async fn scan_all(
     Ok(())
 }
 
-/// The SCAN passes for a set of kb_ids: `(MATCH pattern, kb_ids it feeds)`.
-fn plan_passes(kb_ids: &[Vec<u8>], selection: &Selection) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
-    let shared_pattern = match selection.kbs.as_slice() {
+/// Whether a selection takes any key outside kb_ids (a category of KATO's
+/// global keys, or foreign keys).
+pub fn reads_outside(selection: &Selection) -> bool {
+    Category::of_global()
+        .chain([Category::Foreign])
+        .any(|c| selection.block_selected(b"", c))
+}
+
+/// One SCAN pass: its MATCH patterns, keys read without a SCAN (exact
+/// keys that KATO names after a kb_id), and the windows it feeds (kb_ids;
+/// an empty one for the keys outside kb_ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pass {
+    patterns: Vec<Vec<u8>>,
+    exact: Vec<Vec<u8>>,
+    windows: Vec<Vec<u8>>,
+}
+
+/// The SCAN passes for a scope.
+fn plan_passes(kb_ids: &[Vec<u8>], outside: bool, selection: &Selection) -> Vec<Pass> {
+    let stm = selection.category_selected(Category::Stm);
+    if outside {
+        let mut windows = kb_ids.to_vec();
+        windows.push(Vec::new());
+        return vec![Pass {
+            patterns: vec![b"*".to_vec()],
+            exact: Vec::new(),
+            windows,
+        }];
+    }
+    let shared = match selection.kbs.as_slice() {
         _ if kb_ids.len() < 2 => None,
-        [] => Some(b"*".to_vec()),
-        [glob] if !glob.is_literal() => Some([glob.as_bytes(), b":*"].concat()),
+        [] => Some(vec![b"*".to_vec()]),
+        [glob] if !glob.is_literal() => Some(glob_patterns(glob, stm)),
         _ => None,
     };
-    match shared_pattern {
-        Some(pattern) => vec![(pattern, kb_ids.to_vec())],
+    match shared {
+        Some(patterns) => vec![Pass {
+            patterns,
+            exact: Vec::new(),
+            windows: kb_ids.to_vec(),
+        }],
         None => kb_ids
             .iter()
-            .map(|kb| (kb_scan_pattern(kb), vec![kb.clone()]))
+            .map(|kb| Pass {
+                patterns: vec![kb_scan_pattern(kb)],
+                exact: if stm {
+                    vec![keys::stm_events(kb)]
+                } else {
+                    Vec::new()
+                },
+                windows: vec![kb.clone()],
+            })
             .collect(),
     }
 }
 
-fn pass_label(kbs: &[Vec<u8>]) -> String {
-    match kbs {
+/// `{glob}:*`, and `stm:events:{glob}` for the kb_ids' STM streams.
+fn glob_patterns(glob: &Glob, stm: bool) -> Vec<Vec<u8>> {
+    let mut patterns = vec![keys::kb_glob_scan_pattern(glob.as_bytes())];
+    if stm {
+        patterns.push(keys::stm_glob_scan_pattern(glob.as_bytes()));
+    }
+    patterns
+}
+
+fn pass_label(windows: &[Vec<u8>]) -> String {
+    match windows {
         [one] => kato::display_bytes(one),
-        many => format!("{} kb_ids", many.len()),
+        many => format!("{} kb_ids", many.iter().filter(|w| !w.is_empty()).count()),
     }
 }
 
@@ -251,20 +381,13 @@ async fn send(tx: &Sender<SourceItem>, message: SourceItem) -> Result<(), Source
         .map_err(|_| SourceError::ConsumerGone)
 }
 
-/// One SCAN pass: its pattern, the kb_ids it exports, and every kb_id of
-/// the export (to attribute keys of kb_ids that prefix one another).
-struct Pass<'a> {
-    pattern: Vec<u8>,
-    kbs: &'a [Vec<u8>],
-    all_kbs: &'a [Vec<u8>],
-}
-
 /// A selected key on its way to DUMP.
 type Selected = (Vec<u8>, Vec<u8>, Category);
 
 async fn export_pass(
     conn: &RedisConn,
-    pass: &Pass<'_>,
+    pass: &Pass,
+    scope: &Scope<'_>,
     options: &ExportOptions,
     tx: &Sender<SourceItem>,
     summary: &mut ExportSummary,
@@ -273,7 +396,7 @@ async fn export_pass(
     let now_ms = || options.clock.now_ms();
     let started = now_ms();
     let mut windows: BTreeMap<Vec<u8>, KbWindow> = pass
-        .kbs
+        .windows
         .iter()
         .map(|kb| {
             let window = KbWindow {
@@ -285,13 +408,37 @@ async fn export_pass(
         })
         .collect();
     let mut seen = KeyFingerprints::default();
-    let mut attributor = Attributor::knowing(pass.all_kbs).wanting(pass.kbs);
+    let kbs: Vec<Vec<u8>> = pass
+        .windows
+        .iter()
+        .filter(|w| !w.is_empty())
+        .cloned()
+        .collect();
+    let mut wanted = options.selection.wanted(&kbs);
+    let outside = pass.windows.iter().any(Vec::is_empty);
+    wanted.kato &= outside;
+    wanted.foreign &= outside;
+    let mut attributor = Attributor::knowing(scope.known).want(wanted);
+    if scope.complete {
+        attributor = attributor.complete();
+    }
     let mut in_flight = FuturesOrdered::new();
-    let mut scan = conn.scan(pass.pattern.clone(), options.scan_count);
+    let mut patterns = pass.patterns.iter();
+    let mut scan = conn.scan(
+        patterns.next().cloned().unwrap_or_default(),
+        options.scan_count,
+    );
+    // Exact keys come last, as a page of their own, when they exist (one
+    // that vanishes before its DUMP is then counted as vanished).
+    let mut exact = Some(&pass.exact).filter(|e| !e.is_empty());
     loop {
-        while !scan.is_done() && in_flight.len() < options.pipelines_in_flight {
-            let Some(keys) = scan.next_page().await? else {
-                break;
+        while in_flight.len() < options.pipelines_in_flight {
+            let keys = match next_page(conn, &mut scan, &mut patterns, options).await? {
+                Some(keys) => keys,
+                None => match exact.take() {
+                    Some(keys) => conn.clone().existing(keys).await?,
+                    None => break,
+                },
             };
             let batch = select_keys(
                 keys,
@@ -342,6 +489,25 @@ async fn export_pass(
         .values_mut()
         .for_each(|w| w.scan_finished_ms = finished);
     Ok(windows)
+}
+
+/// The next page of the pass: of its current SCAN, or of the next
+/// pattern's once that one is complete.
+async fn next_page(
+    conn: &RedisConn,
+    scan: &mut Scan,
+    patterns: &mut std::slice::Iter<'_, Vec<u8>>,
+    options: &ExportOptions,
+) -> Result<Option<Vec<Vec<u8>>>, RedisIoError> {
+    loop {
+        if let Some(page) = scan.next_page().await? {
+            return Ok(Some(page));
+        }
+        match patterns.next() {
+            Some(pattern) => *scan = conn.scan(pattern.clone(), options.scan_count),
+            None => return Ok(None),
+        }
+    }
 }
 
 /// Filters a SCAN page down to new, selected keys of the pass's kb_ids.
@@ -445,52 +611,100 @@ async fn emit_batch(
     Ok(())
 }
 
-/// The concrete kb_ids a selection names on this server: literal ids as
-/// given, globs (or nothing = all) resolved by a discovery SCAN.
+/// The kb_ids named literally that exist, sorted, when all do (or
+/// `allow_empty`); `None` when one does not: then only a census can say
+/// which kb_ids there are, for the error. A kb_id exists when some key is
+/// attributed to it ([`kb_has_keys`]).
+async fn existing_kbs(
+    conn: &RedisConn,
+    mut literal: Vec<Vec<u8>>,
+    allow_empty: bool,
+) -> Result<Option<Vec<Vec<u8>>>, RedisIoError> {
+    literal.sort();
+    literal.dedup();
+    let mut found = Vec::with_capacity(literal.len());
+    for kb in literal {
+        if kb_has_keys(conn, &kb).await? {
+            found.push(kb);
+        } else if !allow_empty {
+            return Ok(None);
+        }
+    }
+    Ok(Some(found))
+}
+
+/// Whether some key belongs to kb_id `kb` (named literally, so it needs no
+/// marker): its STM stream, or a key under `{kb}:` that no longer kb_id
+/// owns. Stops at the first one.
+async fn kb_has_keys(conn: &RedisConn, kb: &[u8]) -> Result<bool, RedisIoError> {
+    if !conn
+        .clone()
+        .existing(&[keys::stm_events(kb)])
+        .await?
+        .is_empty()
+    {
+        return Ok(true);
+    }
+    let mut attributor = Attributor::knowing([kb]).wanting([kb]);
+    let mut scan = conn.scan(kb_scan_pattern(kb), 1000);
+    while let Some(page) = scan.next_page().await? {
+        if page.into_iter().any(|key| attributor.push(key).is_some()) {
+            return Ok(true);
+        }
+    }
+    Ok(!attributor.finish().attributed.is_empty())
+}
+
+/// Counts the db on a task of its own, for what `selection` leaves out.
+fn count_later(conn: &RedisConn, selection: &Selection) -> LeftOutTask {
+    let (mut conn, selection) = (conn.clone(), selection.clone());
+    let trusted = selection.literal_kbs().unwrap_or_default();
+    tokio::spawn(async move { Ok(selection.left_out(&conn.census(&trusted).await?)) })
+}
+
+/// Every key of the db by group, and the kb_ids the selection takes
+/// there, after checking that every `--kb` names one
+/// ([`Selection::check_kbs`]). kb_ids named literally count as kb_ids
+/// without a marker, as they always have.
+pub async fn census_and_kbs(
+    conn: &mut RedisConn,
+    selection: &Selection,
+) -> Result<(KeyspaceCensus, Vec<Vec<u8>>), LiveOpenError> {
+    let literal: Vec<Vec<u8>> = selection
+        .kbs
+        .iter()
+        .filter(|g| g.is_literal())
+        .map(|g| g.as_bytes().to_vec())
+        .collect();
+    let census = conn.census(&literal).await?;
+    let place = format!("Redis at {} (db {})", conn.address(), conn.db());
+    let existing = census.kb_ids();
+    selection.check_kbs(&existing, &place)?;
+    let kb_ids = selection.selected_kbs(&existing);
+    Ok((census, kb_ids))
+}
+
+/// The concrete kb_ids a selection names on this server (see
+/// [`census_and_kbs`]).
 pub async fn resolve_kbs(
     conn: &mut RedisConn,
     selection: &Selection,
-) -> Result<Vec<Vec<u8>>, RedisIoError> {
-    Ok(discover(conn, selection).await?.0)
-}
-
-/// [`resolve_kbs`], and the census's count of the selected keys when a
-/// discovery SCAN ran.
-async fn discover(
-    conn: &mut RedisConn,
-    selection: &Selection,
-) -> Result<(Vec<Vec<u8>>, Option<Total>), RedisIoError> {
-    if let Some(literal) = selection.literal_kbs() {
-        return Ok((literal, None));
-    }
-    let pattern: Vec<u8> = match selection.kbs.as_slice() {
-        [only] => [only.as_bytes(), b":*"].concat(),
-        _ => b"*".to_vec(),
-    };
-    let census = conn.discover_kbs(&pattern).await?;
-    let total = census_total(&census, selection);
-    let kb_ids = census
-        .kbs
-        .into_keys()
-        .filter(|kb| selection.kb_selected(kb))
-        .collect();
-    Ok((kb_ids, total))
+) -> Result<Vec<Vec<u8>>, LiveOpenError> {
+    Ok(census_and_kbs(conn, selection).await?.1)
 }
 
 /// The selected keys a census counted: an estimate of a read's size (keys
 /// come and go while it runs), and none with `--match`, which a census by
-/// kb_id and category cannot apply.
-fn census_total(census: &KbCensus, selection: &Selection) -> Option<Total> {
+/// group and category cannot apply. kbdump's temporary keys are never read.
+fn census_total(census: &KeyspaceCensus, selection: &Selection) -> Option<Total> {
     if !selection.matches.is_empty() {
         return None;
     }
     let keys = census
-        .kbs
-        .iter()
-        .filter(|(kb, _)| selection.kb_selected(kb))
-        .flat_map(|(_, categories)| categories.iter())
-        .filter(|(category, _)| selection.category_selected(**category))
-        .map(|(_, keys)| keys)
+        .cells()
+        .into_iter()
+        .filter(|(kb, c, _)| selection.block_selected(kb, *c))
+        .map(|(_, _, n)| n)
         .sum();
     Some(Total {
         keys,
@@ -502,27 +716,21 @@ fn census_total(census: &KbCensus, selection: &Selection) -> Option<Total> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pattern::Glob;
 
     fn kbs(names: &[&str]) -> Vec<Vec<u8>> {
         names.iter().map(|n| n.as_bytes().to_vec()).collect()
     }
 
-    #[test]
-    fn all_kbs_or_one_glob_share_one_pass() {
-        let all = kbs(&["a", "b", "c"]);
-        let passes = plan_passes(&all, &Selection::default());
-        assert_eq!(passes, vec![(b"*".to_vec(), all.clone())]);
-        let glob = Selection {
-            kbs: vec![Glob::new("node*")],
+    fn naming(globs: &[&str]) -> Selection {
+        Selection {
+            kbs: globs.iter().map(|g| Glob::new(*g)).collect(),
             ..Selection::default()
-        };
-        assert_eq!(plan_passes(&all, &glob), vec![(b"node*:*".to_vec(), all)]);
+        }
     }
 
     #[test]
     fn the_census_counts_the_selected_kbs_and_categories_only() {
-        let mut census = KbCensus::default();
+        let mut census = KeyspaceCensus::default();
         census.kbs.insert(
             b"a".to_vec(),
             [(Category::Emotives, 3), (Category::Frequency, 5)].into(),
@@ -530,15 +738,22 @@ mod tests {
         census
             .kbs
             .insert(b"b".to_vec(), [(Category::Emotives, 7)].into());
-        census.unclassified = 100;
+        census.kato.insert(Category::Sessions, 2);
+        census.foreign = 100;
+        census.temporary = 1000;
         let keys = |s: &Selection| census_total(&census, s).map(|t| t.keys);
-        assert_eq!(keys(&Selection::default()), Some(15));
+        assert_eq!(keys(&Selection::default()), Some(117));
         let emotives_of_a = Selection {
             kbs: vec![Glob::new("a*")],
             categories: vec![Category::Emotives],
             ..Selection::default()
         };
         assert_eq!(keys(&emotives_of_a), Some(3));
+        let global = Selection {
+            kato: true,
+            ..Selection::default()
+        };
+        assert_eq!(keys(&global), Some(2));
         let matching = Selection {
             matches: vec![Glob::new("*:emotives:1*")],
             ..Selection::default()
@@ -548,14 +763,68 @@ mod tests {
     }
 
     #[test]
-    fn named_kbs_get_a_filtered_pass_each() {
-        let named = Selection {
-            kbs: vec![Glob::new("a*b"), Glob::new("c")],
+    fn everything_is_one_pass_over_the_whole_keyspace() {
+        let all = kbs(&["a", "b"]);
+        let selection = Selection::default();
+        assert!(reads_outside(&selection));
+        let passes = plan_passes(&all, true, &selection);
+        let mut windows = all.clone();
+        windows.push(Vec::new());
+        assert_eq!(
+            passes,
+            vec![Pass {
+                patterns: vec![b"*".to_vec()],
+                exact: vec![],
+                windows
+            }]
+        );
+        let global = Selection {
+            kato: true,
+            ..naming(&["a"])
+        };
+        assert!(reads_outside(&global));
+        assert_eq!(plan_passes(&kbs(&["a"]), true, &global).len(), 1);
+    }
+
+    #[test]
+    fn all_kbs_or_one_glob_share_one_pass() {
+        let all = kbs(&["a", "b", "c"]);
+        let emotives = Selection {
+            categories: vec![Category::Emotives],
             ..Selection::default()
         };
-        let passes = plan_passes(&kbs(&["a*b", "c"]), &named);
-        let patterns: Vec<_> = passes.iter().map(|(p, _)| p.clone()).collect();
-        assert_eq!(patterns, vec![b"a\\*b:*".to_vec(), b"c:*".to_vec()]);
-        assert_eq!(plan_passes(&kbs(&["x"]), &Selection::default()).len(), 1);
+        assert!(!reads_outside(&emotives));
+        let passes = plan_passes(&all, false, &emotives);
+        assert_eq!(passes[0].patterns, vec![b"*".to_vec()]);
+        assert_eq!(passes[0].windows, all);
+        let glob = naming(&["node*"]);
+        assert!(!reads_outside(&glob));
+        let passes = plan_passes(&all, false, &glob);
+        assert_eq!(passes.len(), 1);
+        assert_eq!(
+            passes[0].patterns,
+            vec![b"node*:*".to_vec(), b"stm:events:node*".to_vec()]
+        );
+    }
+
+    #[test]
+    fn named_kbs_get_a_filtered_pass_each_with_their_stm_stream() {
+        let named = naming(&["a*b", "c"]);
+        let passes = plan_passes(&kbs(&["a*b", "c"]), false, &named);
+        let patterns: Vec<_> = passes.iter().map(|p| p.patterns.clone()).collect();
+        assert_eq!(
+            patterns,
+            vec![vec![b"a\\*b:*".to_vec()], vec![b"c:*".to_vec()]]
+        );
+        assert_eq!(passes[1].exact, vec![b"stm:events:c".to_vec()]);
+        let one = naming(&["x"]);
+        assert_eq!(plan_passes(&kbs(&["x"]), false, &one).len(), 1);
+        let no_stm = Selection {
+            categories: vec![Category::Frequency],
+            ..naming(&["c"])
+        };
+        assert!(plan_passes(&kbs(&["c"]), false, &no_stm)[0]
+            .exact
+            .is_empty());
     }
 }

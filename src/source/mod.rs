@@ -120,7 +120,8 @@ pub enum SourceEnd {
 pub enum Source {
     Archive(archive::ArchiveSource),
     Mirror(mirror::MirrorSource),
-    Live(live::LiveSource),
+    // Boxed: a live source carries its census and the counting task.
+    Live(Box<live::LiveSource>),
 }
 
 impl Source {
@@ -148,7 +149,7 @@ impl Source {
         match self {
             Source::Archive(a) => a.stream(selection).map(SourceEnd::Archive),
             Source::Mirror(m) => m.stream().map(SourceEnd::Mirror),
-            Source::Live(l) => l.stream().map(SourceEnd::Live),
+            Source::Live(l) => (*l).stream().map(SourceEnd::Live),
         }
     }
 }

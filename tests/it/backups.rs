@@ -195,10 +195,7 @@ fn backup_writes_a_private_verified_archive_silently_and_list_reads_it() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["status"], "good");
     assert_eq!(rows[0]["method"], "scan");
-    assert_eq!(
-        rows[0]["keys"].as_u64().unwrap(),
-        seeded.kato().len() as u64
-    );
+    assert_eq!(rows[0]["keys"].as_u64().unwrap(), seeded.all().len() as u64);
     assert_eq!(
         rows[0]["kb_ids"].as_array().unwrap().len(),
         seeded.kb_ids().len()
@@ -207,7 +204,7 @@ fn backup_writes_a_private_verified_archive_silently_and_list_reads_it() {
     let report = json_with_code(&backup(&server, dir.path(), &["--json"]), 0);
     assert_eq!(
         report["verified"]["records_ok"].as_u64().unwrap(),
-        seeded.kato().len() as u64
+        seeded.all().len() as u64
     );
     assert_eq!(report["retention"]["deleted"].as_array().unwrap().len(), 0);
     assert_eq!(backup_files(dir.path()).len(), 2);
@@ -220,7 +217,11 @@ fn a_selection_that_matches_nothing_fails_and_writes_nothing_unless_allowed() {
     for selector in [&["--kb", "node0_kat0"][..], &["--kb", "nosuch*"][..]] {
         let out = backup(&server, dir.path(), selector);
         assert_eq!(out.status.code(), Some(2), "{selector:?}: {}", stdout(&out));
-        assert!(stderr(&out).contains("matched no key"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("matches no kb_id"),
+            "{}",
+            stderr(&out)
+        );
         assert!(stderr(&out).contains("--allow-empty"), "{}", stderr(&out));
     }
     assert_eq!(
@@ -432,10 +433,7 @@ fn two_concurrent_backups_one_runs_and_the_other_fails_at_once() {
     let files = backup_files(dir.path());
     assert_eq!(files.len(), 1);
     let rows = list_json(dir.path());
-    assert_eq!(
-        rows[0]["keys"].as_u64().unwrap(),
-        seeded.kato().len() as u64
-    );
+    assert_eq!(rows[0]["keys"].as_u64().unwrap(), seeded.all().len() as u64);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::support::cli::json_outcome;
 use crate::support::clickhouse::{self as chs, snapshot, SeedRow, Val};
 use crate::support::redis::RedisServer;
 use kbdump::flow::rebuild::{rebuild, RebuildOptions};
@@ -267,12 +268,36 @@ async fn kb_globs_select_kb_ids_for_rebuild_and_check() {
     // A literal id needs no discovery; an escaped glob character is literal.
     let (json, _) = rebuild("x\\*y");
     assert_eq!(kb_ids_of(&json), ["x*y"]);
-    let (json, stderr) = rebuild("nomatch*");
-    assert!(kb_ids_of(&json).is_empty());
-    assert!(
-        stderr.contains("no kb_id") && stderr.contains("nomatch*"),
-        "{stderr}"
-    );
+    // A glob or a literal that matches no kb_id of ClickHouse is an error
+    // that names it, the kb_ids there and the nearest one; nothing is
+    // written. `--allow-empty` makes it an empty selection.
+    for (kb, near) in [("nomatch*", None), ("node9_kato", Some("node0_kato"))] {
+        for command in ["rebuild", "check"] {
+            let (code, _, stderr) =
+                json_outcome(&[command, "--clickhouse", &url, "--redis", &r, "--kb", kb]);
+            assert_eq!(code, Some(2), "{command} --kb {kb}: {stderr}");
+            assert!(
+                stderr.contains(&format!("--kb {kb} matches no kb_id in ClickHouse"))
+                    && stderr.contains("node0_kato, node1_kato, other, x*y"),
+                "{stderr}"
+            );
+            if let Some(near) = near {
+                assert!(stderr.contains(&format!("did you mean {near}")), "{stderr}");
+            }
+        }
+        let (json, _) = kbdump_json(&[
+            "rebuild",
+            "--dry-run",
+            "--clickhouse",
+            &url,
+            "--redis",
+            &r,
+            "--kb",
+            kb,
+            "--allow-empty",
+        ]);
+        assert!(kb_ids_of(&json).is_empty());
+    }
     assert!(snapshot(&mut chs::conn(&redis).await).await.is_empty());
 
     // check: the same selection, on the kb_ids rebuilt for real.
@@ -296,6 +321,22 @@ async fn kb_globs_select_kb_ids_for_rebuild_and_check() {
     ]);
     assert_eq!(kb_ids_of(&json), ["node0_kato", "node1_kato"]);
     assert_eq!(json["findings"], 0, "{json}");
+    // mirror takes its kb_ids from Redis, by the same rule.
+    let (code, _, stderr) = json_outcome(&[
+        "mirror",
+        "--clickhouse",
+        &url,
+        "--redis",
+        &r,
+        "--kb",
+        "node9_kato",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--kb node9_kato matches no kb_id in Redis at")
+            && stderr.contains("did you mean node0_kato"),
+        "{stderr}"
+    );
 }
 
 fn ev(events: &[&[&str]]) -> Vec<Vec<String>> {

@@ -110,8 +110,11 @@ fn export_of_one_kb_holds_exactly_its_keys() {
     }
 }
 
+/// With no selector, an export takes every key of the db: every kb_id
+/// (awkward ids too), KATO's global keys and foreign keys, each where it
+/// belongs. (`--kb '*'` still takes the kb_ids' keys and nothing else.)
 #[test]
-fn every_kb_including_awkward_ids_is_exported_when_none_is_named() {
+fn every_key_including_awkward_kb_ids_is_exported_when_none_is_named() {
     let (server, seeded) = seeded_server(&SeedSpec::small());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("all.kbd");
@@ -123,16 +126,34 @@ fn every_kb_including_awkward_ids_is_exported_when_none_is_named() {
         out.to_str().unwrap(),
     ]);
     let records = read_archive(&out);
-    assert_eq!(
-        keys_of(&records),
-        seeded.kato(),
-        "all KATO keys and nothing else"
-    );
-    assert!(seeded.unrelated().iter().all(|k| !records.contains_key(k)));
+    assert_eq!(keys_of(&records), seeded.all(), "every key of the db");
     assert_records_match_server(&server, &records);
     for (key, record) in &records {
-        assert_eq!(Some(&record.kb_id), seeded.keys[key].kb_id.as_ref());
+        let seeded_key = &seeded.keys[key];
+        let kb = seeded_key.kb_id.clone().unwrap_or_default();
+        assert_eq!(record.kb_id, kb, "kb_id of {}", display_bytes(key));
+        assert_eq!(
+            Some(record.category.name()),
+            seeded_key.category.map(category_name),
+            "category of {}",
+            display_bytes(key)
+        );
     }
+    let kb_only = dir.path().join("kbs.kbd");
+    ok(&[
+        "export",
+        "--redis",
+        &server.url(),
+        "--kb",
+        "*",
+        "-o",
+        kb_only.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        keys_of(&read_archive(&kb_only)),
+        seeded.kato(),
+        "all kb_ids' keys and nothing else"
+    );
 }
 
 #[test]
@@ -322,7 +343,7 @@ fn inspect_and_ls_match_the_server() {
     let path = file.to_str().unwrap();
 
     let inspect: Json = serde_json::from_slice(&ok(&["inspect", "--json", path]).stdout).unwrap();
-    assert_eq!(inspect["keys"], seeded.kato().len());
+    assert_eq!(inspect["keys"], seeded.all().len());
     assert_eq!(inspect["source"]["version"], server.version());
     let mut counted: BTreeMap<(String, String), u64> = BTreeMap::new();
     for cell in inspect["contents"].as_array().unwrap() {
@@ -332,13 +353,12 @@ fn inspect_and_ls_match_the_server() {
         );
         counted.insert(key, cell["keys"].as_u64().unwrap());
     }
+    // Keys outside kb_ids are cells with an empty kb_id.
     let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
     for k in seeded.keys.values() {
-        if let (Some(kb), Some(cat)) = (&k.kb_id, k.category) {
-            *expected
-                .entry((display_bytes(kb), cat.name().to_string()))
-                .or_default() += 1;
-        }
+        let kb = k.kb_id.as_deref().map(display_bytes).unwrap_or_default();
+        let cat = k.category.expect("every seeded key has a category");
+        *expected.entry((kb, cat.name().to_string())).or_default() += 1;
     }
     assert_eq!(counted, expected);
     let text = String::from_utf8(ok(&["inspect", path]).stdout).unwrap();

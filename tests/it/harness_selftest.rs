@@ -164,7 +164,7 @@ fn seeder_writes_every_category_of_every_kb() {
     let spec = SeedSpec::default();
     assert_eq!(seeded.kb_ids(), spec.kb_ids.iter().cloned().collect());
     for kb in &spec.kb_ids {
-        for cat in Category::ALL {
+        for cat in Category::KB {
             assert!(
                 !seeded.of(kb, cat).is_empty(),
                 "no {} keys for {}",
@@ -173,7 +173,15 @@ fn seeder_writes_every_category_of_every_kb() {
             );
         }
     }
-    assert!(!seeded.unrelated().is_empty());
+    for cat in Category::GLOBAL {
+        let global = seeded.select(|k| k.kb_id.is_none() && k.category == Some(cat));
+        assert!(!global.is_empty(), "no global {} keys", cat.name());
+    }
+    assert!(!seeded.foreign().is_empty());
+    assert_eq!(
+        seeded.unrelated().len(),
+        seeded.kato_global().len() + seeded.foreign().len()
+    );
     let snap = snapshot(&mut server.client());
     for (key, meta) in &seeded.keys {
         let got = &snap[key];
@@ -193,8 +201,10 @@ fn seeded_keys_carry_their_kb_prefix_and_awkward_bytes() {
     let (_server, seeded) = seeded_server();
     for key in seeded.kato() {
         let kb = seeded.keys[&key].kb_id.clone().unwrap();
+        // KATO's STM stream names its kb_id at the end.
+        let stm = [&b"stm:events:"[..], &kb].concat();
         assert!(
-            key.starts_with(&kb) && key[kb.len()] == b':',
+            (key.starts_with(&kb) && key[kb.len()] == b':') || key == stm,
             "{}",
             show_key(&key)
         );
@@ -317,4 +327,48 @@ fn copy_all<'a>(
             .query(to)
             .unwrap();
     }
+}
+
+/// Snapshots compare consumer groups down to their pending entries: an
+/// XACK, which changes neither entries nor last-delivered-id, is a
+/// difference.
+#[test]
+fn snapshots_see_stream_groups_and_pending_entries() {
+    let (server, _) = seeded_server();
+    let mut conn = server.client();
+    let before = snapshot(&mut conn);
+    let key = b"stm:events:node0_kato".to_vec();
+    let Value::Stream { entries, groups } = &before[&key].value else {
+        panic!("not a stream: {:?}", before[&key]);
+    };
+    assert_eq!(entries.len(), 4);
+    assert_eq!(groups.len(), 1);
+    let group = &groups[0];
+    assert_eq!(group.name, b"stm_group_node0_kato");
+    assert_eq!(
+        group.consumers,
+        [b"worker-1".to_vec(), b"worker-2".to_vec()]
+    );
+    let pending: Vec<(&str, &[u8], i64, i64)> = group
+        .pending
+        .iter()
+        .map(|(id, c, t, n)| (id.as_str(), &c[..], *t, *n))
+        .collect();
+    let since = crate::support::seed::PENDING_SINCE_MS;
+    assert_eq!(
+        pending,
+        [
+            ("1700000000000-0", &b"worker-1"[..], since + 3, 3),
+            ("1700000000001-0", b"worker-1", since + 1, 1),
+            ("1700000000002-0", b"worker-2", since + 2, 2),
+        ]
+    );
+    let _: i64 = redis::cmd("XACK")
+        .arg(&key)
+        .arg("stm_group_node0_kato")
+        .arg("1700000000001-0")
+        .query(&mut conn)
+        .unwrap();
+    let diff = snapshot_diff(&before, &snapshot(&mut conn), 5_000);
+    assert_eq!(diff.len(), 1, "{diff:?}");
 }

@@ -25,6 +25,7 @@ mod faults;
 mod fuzz_regressions;
 mod harness_selftest;
 mod hostile;
+mod keyspace;
 mod migration;
 mod offline;
 mod output;
@@ -32,5 +33,4 @@ mod restore;
 mod secrets;
 mod signals;
 mod tls;
-
 mod undo;

@@ -186,6 +186,7 @@ mod archive_fixtures {
                 kbs: vec![b"node0_kato".to_vec(), b"node2_kato".to_vec()],
                 categories: vec![],
                 matches: vec![],
+                ..SelectionSpec::default()
             },
         }
     }

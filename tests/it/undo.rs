@@ -291,7 +291,7 @@ fn undo_of_a_replace_deletes_the_keys_it_created_and_puts_back_the_rest() {
         &["--mode", "replace", "--undo", undo_arg],
     );
     assert_eq!(report["undo_archive"], undo_arg, "{report:#}");
-    assert_eq!(report["saved_for_undo"], seeded.kato().len(), "{report:#}");
+    assert_eq!(report["saved_for_undo"], seeded.all().len(), "{report:#}");
     assert_eq!(report["undo_absent"], deleted.len(), "{report:#}");
     let replaced = snap(&server);
     assert_ne!(replaced.len(), before.len());

@@ -117,8 +117,11 @@ impl Entry {
         self.cells.values().map(|c| c.keys).sum()
     }
 
+    /// The kb_ids backed up (keys outside kb_ids, with an empty kb_id in
+    /// the archive, are not a kb_id).
     pub fn kb_ids(&self) -> Vec<Vec<u8>> {
-        let mut kbs: Vec<Vec<u8>> = self.cells.keys().map(|(kb, _)| kb.clone()).collect();
+        let cells = self.cells.keys().filter(|(kb, _)| !kb.is_empty());
+        let mut kbs: Vec<Vec<u8>> = cells.map(|(kb, _)| kb.clone()).collect();
         kbs.dedup();
         kbs
     }

@@ -140,7 +140,15 @@ fn backup_facts(entry: &Entry) -> BackupFacts {
 async fn server_facts(dir: &Path, mut conn: RedisConn) -> Result<ServerFacts, BackupError> {
     let info: String = conn.query(redis::cmd("INFO"), "INFO").await?;
     let health = ServerHealth::from_info(&info);
-    let census = conn.discover_kbs(b"*").await?.kbs;
+    // Keys outside kb_ids count under the empty kb_id, as in the backups.
+    let mut census = Cells::new();
+    for (kb, category, keys) in conn.census(&[]).await?.cells() {
+        *census
+            .entry(kb.to_vec())
+            .or_default()
+            .entry(category)
+            .or_default() += keys;
+    }
     let state_path = dir.join(STATE_FILE);
     let mut state: CheckState = read_record(&state_path).unwrap_or_default();
     let address = conn.address().to_string();

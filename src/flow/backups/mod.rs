@@ -48,6 +48,8 @@ pub enum BackupError {
     #[error(transparent)]
     Redis(#[from] RedisIoError),
     #[error(transparent)]
+    Live(#[from] crate::source::live::LiveOpenError),
+    #[error(transparent)]
     Export(#[from] crate::flow::export::ExportError),
     // Boxed: the restore error is large, and every result of this module
     // carries the enum.

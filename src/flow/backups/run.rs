@@ -73,7 +73,9 @@ pub async fn backup(
     let conn = RedisConn::connect(url).await?;
     let address = conn.address().to_string();
     let source = LiveSource::open(conn, options.export.clone(), options.spec.clone()).await?;
-    if source.kb_ids().is_empty() && !options.allow_empty {
+    // The census counted nothing selected: refuse before creating a file.
+    let counted_none = source.estimated_total().is_some_and(|t| t.keys == 0);
+    if counted_none && !options.allow_empty {
         return Err(empty(&address, &options.spec));
     }
     let (file, created_ms) = fresh_file(dir, &clock)?;

@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 
 use super::frame::{EndInfo, FRAME_HEADER_LEN};
 use super::types::{BlockMeta, Index, IndexEntry};
-use crate::kato::{classify_with, display_bytes, Category};
+use crate::kato::{classify, classify_with, display_bytes, outside, Category, Outside};
 
 /// Problems listed one by one before the rest are only counted.
 const MAX_LISTED: usize = 20;
@@ -242,6 +242,9 @@ pub fn index_tiles(index: &Index, end: &EndInfo, blocks_start: u64) -> Result<()
 /// is `other` (which also holds categories this build does not know), to
 /// that category.
 pub fn misplaced(kb_id: &[u8], category: Category, key: &[u8]) -> Option<String> {
+    if kb_id.is_empty() {
+        return misplaced_outside(category, key);
+    }
     let known = [kb_id.to_vec()];
     match classify_with(key, &known) {
         None => Some("belongs to no kb_id".to_string()),
@@ -255,6 +258,32 @@ pub fn misplaced(kb_id: &[u8], category: Category, key: &[u8]) -> Option<String>
         )),
         Some(_) => None,
     }
+}
+
+/// [`misplaced`] for a block outside kb_ids (empty kb_id): the key must
+/// be one of KATO's global keys of the block's category, or, in a
+/// `foreign` block, a key that no category marker gives to a kb_id.
+fn misplaced_outside(category: Category, key: &[u8]) -> Option<String> {
+    let found = match outside(key) {
+        Some(Outside::Temporary) => return Some("is a kbdump temporary key".to_string()),
+        Some(Outside::Kb(c)) => return Some(of_a_kb(c.kb_id)),
+        Some(Outside::Kato(c)) => c,
+        None => match classify(key) {
+            Some(c) if c.category != Category::Other => return Some(of_a_kb(c.kb_id)),
+            _ => Category::Foreign,
+        },
+    };
+    if category != Category::Other && found != category {
+        return Some(format!("is a {found} key, not of this block's category"));
+    }
+    None
+}
+
+fn of_a_kb(kb_id: &[u8]) -> String {
+    format!(
+        "is a key of kb {}, not of a block outside kb_ids",
+        display_bytes(kb_id)
+    )
 }
 
 /// The keys read so far, to find a key stored twice. Keeps a 128-bit
@@ -345,6 +374,18 @@ mod tests {
         assert_eq!(misplaced(b"kb", Category::Other, b"kb:metadata:p"), None);
         assert_eq!(misplaced(b"a:b", Category::Other, b"a:b:x"), None);
         assert!(misplaced(b"kb", Category::Other, b"nocolon").is_some());
+    }
+
+    #[test]
+    fn records_outside_kb_ids_must_be_of_their_group() {
+        assert_eq!(misplaced(b"", Category::Stm, b"stm:global"), None);
+        assert_eq!(misplaced(b"", Category::Foreign, b"nocolon"), None);
+        assert_eq!(misplaced(b"", Category::Foreign, b"user:42"), None);
+        assert!(misplaced(b"", Category::Foreign, b"stm:global").is_some());
+        assert!(misplaced(b"", Category::Stm, b"nocolon").is_some());
+        assert!(misplaced(b"", Category::Foreign, b"kb:emotives:p").is_some());
+        assert!(misplaced(b"", Category::Stm, b"stm:events:kb").is_some());
+        assert!(misplaced(b"", Category::Foreign, b"__kbdump_tmp:{k}:1:0").is_some());
     }
 
     #[test]

@@ -52,9 +52,17 @@ pub struct SourceInfo {
 /// The selection the archive was made with, as the user gave it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SelectionSpec {
-    /// kb_ids or globs; empty means all discovered kb_ids.
+    /// kb_ids or globs. With `kbs` empty and neither `global` nor
+    /// `foreign`, every key of the db was selected (in archives written
+    /// before the groups existed: every kb_id found).
     #[serde(with = "serde_bytes_vec")]
     pub kbs: Vec<Vec<u8>>,
+    /// `--global`: KATO's global keys. Written only when set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub global: bool,
+    /// `--foreign`: keys that are not KATO's. Written only when set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub foreign: bool,
     pub categories: Vec<Category>,
     #[serde(with = "serde_bytes_vec")]
     pub matches: Vec<Vec<u8>>,

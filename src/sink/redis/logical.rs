@@ -39,11 +39,22 @@ pub(super) async fn restore_logical(
             value.redis_type().name()
         )));
     }
-    let outcome = match first_error(
+    // XCLAIM's error replies quote its key and group, which the client
+    // cannot read when they are not UTF-8 (it drops the connection): the
+    // claims go out only once everything they need was created.
+    let (claims, commands): (Vec<_>, Vec<_>) = commands
+        .into_iter()
+        .partition(|c| c[0].eq_ignore_ascii_case(b"XCLAIM"));
+    let mut failure = first_error(
         &conn
             .pipeline(&build(&temp, &commands), "logical restore")
             .await?,
-    ) {
+    );
+    if failure.is_none() && !claims.is_empty() {
+        let claimed = conn.pipeline(&plain(&claims), "logical restore").await?;
+        failure = first_error(&claimed);
+    }
+    let outcome = match failure {
         Some(reason) => Outcome::Failed(format!("re-creating with commands failed: {reason}")),
         None => move_into_place(conn, &temp, pending, options).await?,
     };
@@ -67,16 +78,30 @@ fn build(temp: &[u8], commands: &[Vec<Vec<u8>>]) -> redis::Pipeline {
     pipe.ignore_errors();
     pipe.cmd("DEL").arg(temp);
     for (i, command) in commands.iter().enumerate() {
-        let mut cmd = redis::cmd(&String::from_utf8_lossy(&command[0]));
-        for arg in &command[1..] {
-            cmd.arg(arg);
-        }
-        pipe.add_command(cmd);
+        pipe.add_command(to_cmd(command));
         if i == 0 {
             pipe.cmd("PEXPIRE").arg(temp).arg(TEMP_KEY_TTL_MS);
         }
     }
     pipe
+}
+
+/// The commands as one pipeline that returns every reply.
+fn plain(commands: &[Vec<Vec<u8>>]) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for command in commands {
+        pipe.add_command(to_cmd(command));
+    }
+    pipe
+}
+
+fn to_cmd(command: &[Vec<u8>]) -> redis::Cmd {
+    let mut cmd = redis::cmd(&String::from_utf8_lossy(&command[0]));
+    for arg in &command[1..] {
+        cmd.arg(arg);
+    }
+    cmd
 }
 
 fn first_error(replies: &[Reply]) -> Option<String> {
@@ -143,7 +168,8 @@ fn temp_key(key: &[u8]) -> Vec<u8> {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tag = hash_tag(key);
     [
-        b"__kbdump_tmp:{".as_slice(),
+        crate::kato::TEMP_KEY_PREFIX,
+        b"{",
         tag,
         format!("}}:{}:{n}", std::process::id()).as_bytes(),
     ]

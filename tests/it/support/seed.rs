@@ -5,7 +5,11 @@
 //! `kato-keys.md` (docs/shared), derived values consistent with the patterns
 //! it made up (so rebuild tests can compare), awkward keys (glob
 //! metacharacters, `:`, spaces, NUL and non-UTF-8 bytes), TTLs, an empty
-//! value, collections too large for listpack encoding, and unrelated keys
+//! value, collections too large for listpack encoding; the keys KATO
+//! writes outside the `{kb}:` prefix, as its Python client writes them (a
+//! short-term memory stream per kb_id with its consumer group and pending
+//! entries, the global STM stream, sessions with TTLs and their index, node
+//! liveness, the metrics, pattern and probability caches); and foreign keys
 //! that belong to no kb_id. [`Seeded`] records every key it wrote.
 //!
 //! [`snapshot`] reads every key of a server with ordinary commands (never
@@ -63,11 +67,16 @@ pub enum Category {
     Globals,
     Metrics,
     Predictions,
+    Stm,
+    Sessions,
+    Caches,
     Other,
+    Foreign,
 }
 
 impl Category {
-    pub const ALL: [Category; 9] = [
+    /// The categories every seeded kb_id has.
+    pub const KB: [Category; 10] = [
         Category::Frequency,
         Category::Emotives,
         Category::Metadata,
@@ -76,8 +85,11 @@ impl Category {
         Category::Globals,
         Category::Metrics,
         Category::Predictions,
+        Category::Stm,
         Category::Other,
     ];
+    /// The categories of the KATO keys seeded outside any kb_id.
+    pub const GLOBAL: [Category; 3] = [Category::Stm, Category::Sessions, Category::Caches];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -89,7 +101,11 @@ impl Category {
             Category::Globals => "globals",
             Category::Metrics => "metrics",
             Category::Predictions => "predictions",
+            Category::Stm => "stm",
+            Category::Sessions => "sessions",
+            Category::Caches => "caches",
             Category::Other => "other",
+            Category::Foreign => "foreign",
         }
     }
 }
@@ -106,8 +122,11 @@ pub struct SeedSpec {
     pub large: bool,
     /// Some keys get a TTL (predictions always do).
     pub ttls: bool,
-    /// Keys that belong to no kb_id are written too.
+    /// Foreign keys (that belong to no kb_id) are written too.
     pub unrelated: bool,
+    /// KATO's keys outside the `{kb}:` prefix are written too: a
+    /// `stm:events:{kb}` stream per kb_id and the global keys.
+    pub kato_outside: bool,
     pub seed: u64,
 }
 
@@ -120,6 +139,7 @@ impl Default for SeedSpec {
             large: true,
             ttls: true,
             unrelated: true,
+            kato_outside: true,
             seed: 0x6b62_6475_6d70,
         }
     }
@@ -144,6 +164,8 @@ impl SeedSpec {
 pub struct SeededKey {
     /// `None` for keys that belong to no kb_id.
     pub kb_id: Option<Vec<u8>>,
+    /// kbdump's category; KATO's global keys have theirs, foreign keys
+    /// [`Category::Foreign`].
     pub category: Option<Category>,
     /// The Redis type: `string`, `hash`, `set`, `list`, `zset`, `stream`.
     pub kind: &'static str,
@@ -188,9 +210,19 @@ impl Seeded {
         self.select(|k| k.kb_id.is_some())
     }
 
-    /// Keys of no kb_id: no selection may include them.
+    /// Keys of no kb_id: KATO's global keys and foreign keys.
     pub fn unrelated(&self) -> BTreeSet<Vec<u8>> {
         self.select(|k| k.kb_id.is_none())
+    }
+
+    /// KATO's keys outside any kb_id (sessions, global STM, caches).
+    pub fn kato_global(&self) -> BTreeSet<Vec<u8>> {
+        self.select(|k| k.kb_id.is_none() && k.category != Some(Category::Foreign))
+    }
+
+    /// Keys that are not KATO's.
+    pub fn foreign(&self) -> BTreeSet<Vec<u8>> {
+        self.select(|k| k.kb_id.is_none() && k.category == Some(Category::Foreign))
     }
 
     pub fn of_kb(&self, kb_id: &[u8]) -> BTreeSet<Vec<u8>> {
@@ -225,6 +257,9 @@ pub fn seed_kato(conn: &mut Connection, spec: &SeedSpec) -> Seeded {
     if spec.unrelated {
         seed_unrelated(&mut w, spec.ttls);
     }
+    if spec.kato_outside {
+        seed_kato_global(&mut w);
+    }
     w.finish()
 }
 
@@ -250,6 +285,9 @@ fn seed_kb(w: &mut Writer, rng: &mut Rng, kb: &[u8], large: bool, spec: &SeedSpe
     write_globals(w, kb, &patterns, &stats);
     write_predictions(w, rng, kb, &patterns);
     write_other(w, kb, spec.ttls);
+    if spec.kato_outside {
+        write_stm(w, kb);
+    }
     w.seeded.patterns.extend(patterns);
 }
 
@@ -593,6 +631,146 @@ fn write_stream(w: &mut Writer, kb: &[u8]) {
     });
 }
 
+/// Delivery time given to the seeded pending entries (XCLAIM ... TIME), so
+/// that two seeded servers are equal.
+pub const PENDING_SINCE_MS: i64 = 1_700_000_000_000;
+
+/// `stm:events:{kb}` as KATO's `redis_streams.py` leaves it: events added
+/// with XADD, consumer group `stm_group_{kb}` created with XGROUP CREATE,
+/// entries read with XREADGROUP and not yet acknowledged (pending, with
+/// fixed delivery times and counts), no TTL.
+fn write_stm(w: &mut Writer, kb: &[u8]) {
+    let key = [&b"stm:events:"[..], kb].concat();
+    let group = [&b"stm_group_"[..], kb].concat();
+    w.cmd(kb, Category::Stm, "stream", &key, None, |pipe| {
+        for (i, event) in ["observe", "observe", "learn", "predict"]
+            .iter()
+            .enumerate()
+        {
+            pipe.cmd("XADD")
+                .arg(&key)
+                .arg(format!("{}-0", 1_700_000_000_000u64 + i as u64))
+                .arg("event")
+                .arg(event)
+                .arg("payload")
+                .arg(format!("{{\"strings\": [\"s{i}\"]}}"));
+        }
+        pipe.cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&key)
+            .arg(&group)
+            .arg("0");
+        for (consumer, count) in [("worker-1", 2), ("worker-2", 1)] {
+            pipe.cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&group)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(count)
+                .arg("STREAMS")
+                .arg(&key)
+                .arg(">");
+        }
+        for (consumer, id, retries) in [
+            ("worker-1", "1700000000000-0", 3),
+            ("worker-1", "1700000000001-0", 1),
+            ("worker-2", "1700000000002-0", 2),
+        ] {
+            pipe.cmd("XCLAIM")
+                .arg(&key)
+                .arg(&group)
+                .arg(consumer)
+                .arg(0)
+                .arg(id)
+                .arg("TIME")
+                .arg(PENDING_SINCE_MS + retries)
+                .arg("RETRYCOUNT")
+                .arg(retries)
+                .arg("JUSTID");
+        }
+    });
+}
+
+/// KATO's global keys, none under a kb_id: the global STM stream, sessions
+/// (JSON and pickled) with TTLs and their index, node liveness with a
+/// `:` in the node id, and the caches, two of whose names hold a kb
+/// category marker (`kato:metrics:frequency:…`), the trap that once made
+/// `kato:metrics` look like a knowledge base with precious keys.
+fn seed_kato_global(w: &mut Writer) {
+    let stm = b"stm:global";
+    w.outside(Category::Stm, "stream", stm, None, |pipe| {
+        for id in ["5-0", "6-0"] {
+            pipe.cmd("XADD").arg(stm).arg(id).arg("event").arg("global");
+        }
+    });
+    let sessions: [(&[u8], &[u8]); 3] = [
+        (
+            b"kato:session:session-3f2a9c-1700000000000",
+            br#"{"kb_id": "node0_kato", "stm": []}"#,
+        ),
+        (
+            b"kato:session:session-77b0e1-1700000001000",
+            br#"{"kb_id": "node1_kato", "stm": [["a"]]}"#,
+        ),
+        (
+            b"kato:session:session-c0ffee-1700000002000",
+            b"\x80\x04\x95\x10\x00pickled\xff",
+        ),
+    ];
+    for (key, value) in sessions {
+        w.outside(Category::Sessions, "string", key, Some(TTL_MS), |pipe| {
+            pipe.cmd("SET").arg(key).arg(value);
+        });
+    }
+    let index = b"kato:session:_active_index";
+    w.outside(Category::Sessions, "set", index, None, |pipe| {
+        let ids = [
+            "session-3f2a9c-1700000000000",
+            "session-77b0e1-1700000001000",
+        ];
+        pipe.cmd("SADD").arg(index).arg(&ids[..]);
+    });
+    let node = b"kato:session:node:host-a:8000:active";
+    w.outside(Category::Sessions, "string", node, Some(TTL_MS), |pipe| {
+        pipe.cmd("SET").arg(node).arg("1700000002000");
+    });
+    let caches: [&[u8]; 6] = [
+        b"kato:metrics:normalized_entropy:0cc175b9c0f1b6a831c399e269772661",
+        b"kato:metrics:frequency:92eb5ffee6ae2fec3ad71c777531578f",
+        b"patterns:top:session-3f2a9c-1700000000000:10",
+        b"patterns:name:3f786850e387550fdab836ed7e6dc881de23001b",
+        b"patterns:name:3f786850e387550fdab836ed7e6dc881de23001b:session-3f2a9c-1700000000000",
+        b"symbols:probabilities:session-3f2a9c-1700000000000",
+    ];
+    for key in caches {
+        w.outside(Category::Caches, "string", key, Some(TTL_MS), |pipe| {
+            pipe.cmd("SET").arg(key).arg(r#"{"cached": true}"#);
+        });
+    }
+    let metrics_index = b"kato:metrics:_index";
+    w.outside(
+        Category::Caches,
+        "set",
+        metrics_index,
+        Some(TTL_MS),
+        |pipe| {
+            pipe.cmd("SADD").arg(metrics_index).arg(&caches[..2]);
+        },
+    );
+    let probabilities = b"symbols:probabilities";
+    w.outside(
+        Category::Caches,
+        "hash",
+        probabilities,
+        Some(TTL_MS / 2),
+        |pipe| {
+            pipe.cmd("HSET")
+                .arg(probabilities)
+                .arg(&[("a", "0.5"), ("b", "0.25")][..]);
+        },
+    );
+}
+
 /// Keys of no kb_id. Some are traps: the bare kb_id without `:`, a longer
 /// name with a kb_id as prefix, and a key that `kb*[1]?:x:*` would match if
 /// used as an unescaped SCAN pattern. None contains a category segment, so
@@ -664,7 +842,7 @@ impl<'a> Writer<'a> {
         });
     }
 
-    /// Queues a key of no kb_id.
+    /// Queues a foreign key (of no kb_id, not KATO's).
     fn plain(
         &mut self,
         key: &[u8],
@@ -672,9 +850,21 @@ impl<'a> Writer<'a> {
         ttl_ms: Option<u64>,
         write: impl FnOnce(&mut Pipeline),
     ) {
+        self.outside(Category::Foreign, kind, key, ttl_ms, write);
+    }
+
+    /// Queues a key of no kb_id, of this category.
+    fn outside(
+        &mut self,
+        category: Category,
+        kind: &'static str,
+        key: &[u8],
+        ttl_ms: Option<u64>,
+        write: impl FnOnce(&mut Pipeline),
+    ) {
         let meta = SeededKey {
             kb_id: None,
-            category: None,
+            category: Some(category),
             kind,
             ttl_ms,
         };
@@ -769,6 +959,20 @@ pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 /// A stream entry: its id and its field/value pairs.
 pub type StreamEntry = (String, Pairs);
 
+/// A stream's consumer group: what a copy must carry over for KATO to go
+/// on reading where it was (consumers' seen/active times are left out:
+/// a logical re-creation sets them to its own time).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GroupSnapshot {
+    pub name: Vec<u8>,
+    pub last_delivered_id: String,
+    /// Pending entries in id order: (id, consumer, delivery time in unix
+    /// ms, delivery count).
+    pub pending: Vec<(String, Vec<u8>, i64, i64)>,
+    /// Consumer names, sorted.
+    pub consumers: Vec<Vec<u8>>,
+}
+
 /// A logical value, in an order that does not depend on the encoding.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -783,8 +987,8 @@ pub enum Value {
     Stream {
         /// (entry id, field/value pairs), in id order.
         entries: Vec<StreamEntry>,
-        /// (group name, last-delivered-id), sorted by name.
-        groups: Vec<(Vec<u8>, String)>,
+        /// Consumer groups, sorted by name.
+        groups: Vec<GroupSnapshot>,
     },
     /// A type this helper does not read (a module type, say).
     Unsupported(String),
@@ -872,8 +1076,11 @@ fn queue_value_read(pipe: &mut Pipeline, key: &[u8], kind: &str) {
             .arg("-")
             .arg("+")
             .cmd("XINFO")
-            .arg("GROUPS")
-            .arg(key),
+            .arg("STREAM")
+            .arg(key)
+            .arg("FULL")
+            .arg("COUNT")
+            .arg(0),
         _ => pipe,
     };
 }
@@ -911,7 +1118,7 @@ fn decode_value(kind: &str, replies: Vec<Reply>) -> Value {
     }
 }
 
-fn decode_stream(range: Reply, groups: Reply) -> Value {
+fn decode_stream(range: Reply, full: Reply) -> Value {
     let entries = items(range)
         .into_iter()
         .map(|entry| {
@@ -920,24 +1127,49 @@ fn decode_stream(range: Reply, groups: Reply) -> Value {
             (id, pairs(list(parts.next().unwrap_or(Reply::Nil))))
         })
         .collect();
-    let groups = items(groups)
+    let full = field_map(full);
+    let groups = full
+        .get("groups")
+        .cloned()
+        .map(items)
+        .unwrap_or_default()
         .into_iter()
-        .map(|g| {
-            let info: BTreeMap<String, Reply> = field_map(g);
-            let name = info
-                .get("name")
-                .map(|v| bytes(v.clone()))
-                .unwrap_or_default();
-            let last = info
-                .get("last-delivered-id")
-                .map(as_text)
-                .unwrap_or_default();
-            (name, last)
-        })
+        .map(decode_group)
         .collect();
     Value::Stream {
         entries,
         groups: sorted(groups),
+    }
+}
+
+/// One group of `XINFO STREAM key FULL`.
+fn decode_group(group: Reply) -> GroupSnapshot {
+    let info = field_map(group);
+    let get = |name: &str| info.get(name).cloned().unwrap_or(Reply::Nil);
+    let pending = items(get("pending"))
+        .into_iter()
+        .map(|p| {
+            let p = items(p);
+            let at = |i: usize| p.get(i).cloned().unwrap_or(Reply::Nil);
+            let int = |i: usize| as_text(&at(i)).parse::<i64>().unwrap_or(-1);
+            (as_text(&at(0)), bytes(at(1)), int(2), int(3))
+        })
+        .collect();
+    let consumers = items(get("consumers"))
+        .into_iter()
+        .map(|c| {
+            field_map(c)
+                .get("name")
+                .cloned()
+                .map(bytes)
+                .unwrap_or_default()
+        })
+        .collect();
+    GroupSnapshot {
+        name: bytes(get("name")),
+        last_delivered_id: as_text(&get("last-delivered-id")),
+        pending: sorted(pending),
+        consumers: sorted(consumers),
     }
 }
 
