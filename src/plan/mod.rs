@@ -6,11 +6,14 @@
 //! For backup directories: [`retention`] (which backups to keep),
 //! [`health`] (the alarms of `backups check`) and [`metrics`] (their
 //! Prometheus textfile), each with the instant passed in.
+//!
+//! For cluster targets: [`slot`] (hash slots, and a tag for each).
 
 mod gate;
 pub mod health;
 pub mod metrics;
 pub mod retention;
+pub mod slot;
 
 use serde::Serialize;
 

@@ -161,32 +161,16 @@ async fn move_into_place(
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A temporary key name next to `key`. The `{…}` hash tag keeps it in the
-/// key's own cluster slot (when the key has no tag of its own), and the
-/// prefix makes leftovers of an interrupted run easy to find.
+/// A temporary key name next to `key`: its `{…}` hash tag puts it in the
+/// key's own cluster slot (whatever braces the key holds), so the RENAME
+/// into place never spans slots; the prefix makes leftovers of an
+/// interrupted run easy to find.
 fn temp_key(key: &[u8]) -> Vec<u8> {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tag = hash_tag(key);
-    [
-        crate::kato::TEMP_KEY_PREFIX,
-        b"{",
-        tag,
-        format!("}}:{}:{n}", std::process::id()).as_bytes(),
-    ]
-    .concat()
-}
-
-/// The part of a key that Redis Cluster hashes (the text inside the first
-/// non-empty `{…}`, or the whole key).
-fn hash_tag(key: &[u8]) -> &[u8] {
-    if let Some(open) = key.iter().position(|&b| b == b'{') {
-        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
-            if len > 0 {
-                return &key[open + 1..open + 1 + len];
-            }
-        }
-    }
-    key
+    let tag = crate::plan::slot::tag_for_slot(crate::plan::slot::hash_slot(key));
+    let mut temp = crate::kato::TEMP_KEY_PREFIX.to_vec();
+    temp.extend_from_slice(format!("{{{tag}}}:{}:{n}", std::process::id()).as_bytes());
+    temp
 }
 
 #[cfg(test)]
@@ -195,8 +179,23 @@ mod tests {
 
     #[test]
     fn temp_keys_share_the_hash_slot_of_their_key() {
-        assert!(temp_key(b"user:{42}:x").starts_with(b"__kbdump_tmp:{42}:"));
-        assert!(temp_key(b"kb:emotives:p").starts_with(b"__kbdump_tmp:{kb:emotives:p}:"));
+        use crate::plan::slot::hash_slot;
+        let keys: [&[u8]; 9] = [
+            b"user:{42}:x",
+            b"kb:emotives:p",
+            b"a}b",
+            b"{}x",
+            b"x{",
+            b"kb:{a:metadata:p",
+            b"{{a}}",
+            b"}{",
+            b"",
+        ];
+        for key in keys {
+            let temp = temp_key(key);
+            assert!(temp.starts_with(crate::kato::TEMP_KEY_PREFIX));
+            assert_eq!(hash_slot(&temp), hash_slot(key), "{key:?}");
+        }
         assert_ne!(temp_key(b"k"), temp_key(b"k"));
     }
 }
