@@ -10,6 +10,12 @@ Examples:
   kbdump check --kb node0_kato --json
   kbdump check --kb 'node*_kato'
 
+Findings: missing_frequency and missing_derived (keys a rebuild would write
+that are absent: symbol_to_patterns sets, entropy and tf_vector keys; run
+`kbdump rebuild --only-missing`), orphan_emotives and orphan_metadata (keys
+of patterns ClickHouse lacks), symbol_freq and symbol_pmf (fields that
+differ), globals (counters that differ).
+
 Exit status: 0 the stores agree; 1 findings; 2 an error.";
 
 /// Compare ClickHouse's patterns with Redis; exit 1 on findings.

@@ -6,6 +6,11 @@ Per kb_id, [`check`] reports:
 - `missing_frequency`: patterns in ClickHouse without a `frequency` key in
   Redis (lost or evicted; `rebuild --only-missing` floors them at 1, a
   backup or the mirror restores the true count);
+- `missing_derived`: other keys a rebuild writes that are absent: a
+  `symbol_to_patterns:{s}` set per symbol, and the `entropy`,
+  `normalized_entropy`, `global_normalized_entropy` and `tf_vector` keys of
+  each pattern with at least one symbol (`rebuild --only-missing` writes
+  them back);
 - `orphan_emotives`, `orphan_metadata`: emotives/metadata keys in Redis
   for patterns that ClickHouse does not have;
 - `symbol_freq`, `symbol_pmf`: fields of `symbols:freq` / `symbols:pmf`
@@ -70,6 +75,8 @@ pub struct KbReport {
     /// See the module documentation.
     pub missing_frequency: Finding,
     /// See the module documentation.
+    pub missing_derived: Finding,
+    /// See the module documentation.
     pub orphan_emotives: Finding,
     /// See the module documentation.
     pub orphan_metadata: Finding,
@@ -83,9 +90,10 @@ pub struct KbReport {
 
 impl KbReport {
     /// All findings by name.
-    pub fn findings(&self) -> [(&'static str, &Finding); 6] {
+    pub fn findings(&self) -> [(&'static str, &Finding); 7] {
         [
             ("missing_frequency", &self.missing_frequency),
+            ("missing_derived", &self.missing_derived),
             ("orphan_emotives", &self.orphan_emotives),
             ("orphan_metadata", &self.orphan_metadata),
             ("symbol_freq", &self.symbol_freq),
@@ -120,6 +128,8 @@ async fn check_kb(ch: &Ch, conn: &mut RedisConn, kb: &str) -> Result<KbReport, E
         ..KbReport::default()
     };
     let mut names = HashSet::new();
+    // Patterns with at least one symbol: those a rebuild writes metrics for.
+    let mut with_metrics = Vec::new();
     let mut table = SymbolTable::default();
     let mut cursor = ch.patterns(kb)?;
     while let Some(row) = cursor
@@ -127,11 +137,21 @@ async fn check_kb(ch: &Ch, conn: &mut RedisConn, kb: &str) -> Result<KbReport, E
         .await
         .map_err(|e| ch.error("reading patterns_data", e))?
     {
+        let counts = symbol_counts(&row.pattern_data);
+        if !counts.is_empty() {
+            with_metrics.push(row.name.to_vec());
+        }
         names.insert(row.name.to_vec());
-        table.add_counts(&symbol_counts(&row.pattern_data));
+        table.add_counts(&counts);
     }
     report.patterns = table.patterns();
-    missing_frequencies(conn, kb, &names, &mut report.missing_frequency).await?;
+    let mut sorted: Vec<&Vec<u8>> = names.iter().collect();
+    sorted.sort();
+    let frequencies = sorted.iter().map(|n| keys::frequency(kb.as_bytes(), n));
+    missing_keys(conn, frequencies, &mut report.missing_frequency).await?;
+    with_metrics.sort();
+    let derived = derived_keys(kb.as_bytes(), &table, &with_metrics);
+    missing_keys(conn, derived, &mut report.missing_derived).await?;
     orphans(
         conn,
         kb,
@@ -164,24 +184,43 @@ async fn check_kb(ch: &Ch, conn: &mut RedisConn, kb: &str) -> Result<KbReport, E
     Ok(report)
 }
 
-async fn missing_frequencies(
+/// The keys besides `frequency:{p}` that a rebuild writes, one by one:
+/// each symbol's set, then each pattern's metrics.
+fn derived_keys<'a>(
+    kb: &'a [u8],
+    table: &'a SymbolTable,
+    with_metrics: &'a [Vec<u8>],
+) -> impl Iterator<Item = Vec<u8>> + 'a {
+    let sets = (0..table.distinct()).map(move |i| keys::symbol_to_patterns(kb, table.symbol_at(i)));
+    let metrics = with_metrics.iter().flat_map(move |name| {
+        [
+            keys::ENTROPY,
+            keys::NORMALIZED_ENTROPY,
+            keys::GLOBAL_NORMALIZED_ENTROPY,
+            keys::TF_VECTOR,
+        ]
+        .map(|shape| shape.key(kb, name))
+    });
+    sets.chain(metrics)
+}
+
+/// Adds every absent key of `keys` to `finding` (EXISTS, pipelined).
+async fn missing_keys(
     conn: &mut RedisConn,
-    kb: &str,
-    names: &HashSet<Vec<u8>>,
+    keys: impl Iterator<Item = Vec<u8>>,
     finding: &mut Finding,
 ) -> Result<(), Error> {
-    let mut names: Vec<&Vec<u8>> = names.iter().collect();
-    names.sort();
-    for chunk in names.chunks(2000) {
+    let mut keys = keys.peekable();
+    while keys.peek().is_some() {
+        let chunk: Vec<Vec<u8>> = keys.by_ref().take(2000).collect();
         let mut pipe = redis::pipe();
-        for name in chunk {
-            pipe.cmd("EXISTS").arg(keys::frequency(kb.as_bytes(), name));
+        for key in &chunk {
+            pipe.cmd("EXISTS").arg(key.as_slice());
         }
         let values = conn.pipeline(&pipe, "EXISTS").await?;
-        for (name, value) in chunk.iter().zip(values) {
+        for (key, value) in chunk.iter().zip(values) {
             if value == redis::Value::Int(0) {
-                let marker = keys::FREQUENCY.marker();
-                finding.add(|| format!("{kb}{marker}{}", display_bytes(name)));
+                finding.add(|| display_bytes(key));
             }
         }
     }

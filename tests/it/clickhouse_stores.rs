@@ -292,7 +292,18 @@ async fn check_finds_each_seeded_inconsistency() {
         .set("kbc:global:total_unique_patterns", "1")
         .await
         .unwrap();
+    // Derived keys that a rebuild writes, deleted: found as missing.
+    let entropy = format!("kbc:entropy:{p}");
+    let _: () = conn.del(&entropy).await.unwrap();
+    let set: Vec<u8> = first_symbol_set(&mut conn, "kbc").await;
+    let _: () = conn.del(&set).await.unwrap();
     let r = &check(&ch, &rc, &["kbc".to_string()]).await.unwrap()[0];
+    assert_eq!(r.missing_derived.count, 2, "{:?}", r.missing_derived);
+    assert!(r.missing_derived.examples.contains(&entropy));
+    assert!(r
+        .missing_derived
+        .examples
+        .contains(&kbdump::kato::display_bytes(&set)));
     assert_eq!(r.missing_frequency.count, 1);
     assert!(r.missing_frequency.examples[0].ends_with(&p));
     assert_eq!(r.orphan_emotives.count, 1);
@@ -303,7 +314,7 @@ async fn check_finds_each_seeded_inconsistency() {
     assert_eq!(r.symbol_pmf.count, 1);
     assert!(r.symbol_pmf.examples[0].contains("not in ClickHouse"));
     assert_eq!(r.globals.count, 1);
-    assert_eq!(r.total(), 6);
+    assert_eq!(r.total(), 8);
 
     // The command: exit 1 and JSON on stdout.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbdump"))
@@ -324,7 +335,31 @@ async fn check_finds_each_seeded_inconsistency() {
         String::from_utf8_lossy(&out.stderr)
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["findings"], 6);
+    assert_eq!(json["findings"], 8);
+
+    // A rebuild of what is missing brings the derived keys back.
+    let mut only_missing = RebuildOptions::default();
+    only_missing.only_missing = true;
+    rebuild(&ch, conn.clone(), &[], &only_missing, &NoProgress)
+        .await
+        .unwrap();
+    let r = &check(&ch, &rc, &["kbc".to_string()]).await.unwrap()[0];
+    assert_eq!(r.missing_derived.count, 0, "{:?}", r.missing_derived);
+    assert_eq!(r.missing_frequency.count, 0);
+}
+
+/// One `symbol_to_patterns:{s}` key of `kb`.
+async fn first_symbol_set(conn: &mut redis::aio::MultiplexedConnection, kb: &str) -> Vec<u8> {
+    let (_, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+        .arg(0)
+        .arg("MATCH")
+        .arg(format!("{kb}:symbol_to_patterns:*"))
+        .arg("COUNT")
+        .arg(100_000)
+        .query_async(conn)
+        .await
+        .unwrap();
+    keys.into_iter().next().expect("a symbol set")
 }
 
 #[tokio::test]
