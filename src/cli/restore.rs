@@ -23,7 +23,8 @@ Default policies (override with --policy CATEGORY=max|union|keep|replace):
   others     keep   the live value stays
 A value that does not fit its policy is a conflict: the live value stays,
 the key is listed, and the exit status is 1. The keys a merge changes are
-saved to the undo archive first.
+saved to the undo archive first, and the missing keys it restores are
+recorded there as absent, so the undo gives the server back as it was.
 
 Examples:
   kbdump restore all.kbd --kb node0_kato --category emotives     # put back lost emotives

@@ -702,6 +702,75 @@ fn check_incr_sequence(
     merged_at.is_some_and(|i| i > 0)
 }
 
+// ---------------------------------------------------------------------------
+// The README's recipe, as pasted.
+
+/// The command lines of the first `sh` block after `heading` in README.md.
+fn readme_block(heading: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let section = &readme[readme.find(heading).expect("the recipe's heading")..];
+    let block = &section[section.find("```sh\n").expect("an sh block") + 6..];
+    let block = &block[..block.find("```").expect("the block's end")];
+    block
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn readme_recipe_merges_the_real_counts_back() {
+    let commands = readme_block("### A rebuild reset frequencies to 1");
+    assert!(commands.iter().any(|c| c.contains("--mode merge")));
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let freq = |n: u32| key("frequency", &pattern(n));
+    set_many(&server, (0..20).map(|n| (freq(n), 10 + i64::from(n))));
+    set(
+        &server,
+        &key("metadata", &pattern(1)),
+        r#"{"book": ["Alice"]}"#,
+    );
+    export(&server, dir.path(), "node0.kbd", &["--kb", KB]);
+    // Evicted, rebuilt (floored at 1), counted on by KATO: one pattern
+    // was seen often since, and its metadata grew.
+    set_many(&server, (0..20).map(|n| (freq(n), 1)));
+    set(&server, &freq(7), "500");
+    set(
+        &server,
+        &key("metadata", &pattern(1)),
+        r#"{"book": ["Dinah"]}"#,
+    );
+
+    let bin = Path::new(env!("CARGO_BIN_EXE_kbdump")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    for command in &commands {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(dir.path())
+            .env("REDIS_URL", server.url())
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{command}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    for n in 0..20 {
+        let want = if n == 7 { 500 } else { 10 + n };
+        assert_eq!(get(&server, &freq(n)).unwrap(), want.to_string().as_bytes());
+    }
+    assert_eq!(
+        get(&server, &key("metadata", &pattern(1))).unwrap(),
+        br#"{"book": ["Alice", "Dinah"]}"#
+    );
+}
+
 #[tokio::test]
 async fn restore_from_the_clickhouse_mirror_merges_too() {
     let ch = crate::support::clickhouse::server();
