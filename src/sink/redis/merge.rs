@@ -646,6 +646,32 @@ mod tests {
         (0..n).map(|_| vec![vec![b'x'; size]]).collect()
     }
 
+    fn pending(key: &[u8]) -> Pending {
+        Pending {
+            kb_id: b"kb".to_vec(),
+            category: Category::Frequency,
+            key: key.to_vec(),
+            expire_at_ms: None,
+            payload: Vec::new(),
+            absent: false,
+        }
+    }
+
+    /// A key that goes round again is not saved for undo a second time: an
+    /// archive holds a key once, in the state the merge first read.
+    #[test]
+    fn a_key_is_saved_for_undo_once_per_batch() {
+        let mut saved = HashSet::new();
+        let first = [pending(b"kb:frequency:a"), pending(b"kb:frequency:b")];
+        let keys = |v: Vec<&Pending>| v.iter().map(|p| p.key.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(not_saved_yet(&first, &mut saved)).len(), 2);
+        let again = [pending(b"kb:frequency:b"), pending(b"kb:frequency:c")];
+        assert_eq!(
+            keys(not_saved_yet(&again, &mut saved)),
+            vec![b"kb:frequency:c".to_vec()]
+        );
+    }
+
     #[test]
     fn long_lists_are_split_within_the_limits() {
         let options = RestoreOptions {
