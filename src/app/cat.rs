@@ -25,7 +25,7 @@ use crate::kato::{display_bytes, parse_display_bytes};
 use crate::selection::Selection;
 
 pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let input = ArchiveInput::parse(&args.file);
+    let input = ArchiveInput::parse(&args.file).with_keys(global.keys.clone());
     let selection = selection(&args.select);
     if let Some(key) = &args.raw {
         return raw(&input, &selection, &parse_display_bytes(key));

@@ -7,13 +7,14 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::common::connect_redis;
-use super::options::{selection, selection_spec};
+use super::options::{recipients, selection, selection_spec};
 use super::progress::key_progress;
 use super::report::{human_bytes, is_broken_pipe, print_json, print_text};
 use super::GlobalOpts;
 use crate::cli::ExportArgs;
 use crate::flow::export::{export, ExportError};
 use crate::format::archive::WriterOptions;
+use crate::format::encryption::{MaybeSealed, Recipients};
 use crate::kato::{display_bytes, place_label, Group};
 use crate::net::redis::RedisConn;
 use crate::selection::LeftOut;
@@ -22,7 +23,8 @@ use crate::source::live::{ExportOptions, ExportSummary, LiveSource};
 use crate::stop::Stop;
 
 pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    // Refuse a bad output path before touching the server.
+    // Refuse a bad output path or recipient before touching the server.
+    let recipients = recipients(&args.encrypt)?;
     let output = Output::open(&args.output, args.force)?;
     let to_stdout = matches!(output, Output::Stdout);
     let stop = global.interrupts.stop();
@@ -38,7 +40,10 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
     };
     let progress = key_progress(global);
     let kind = OutputKind::of(&output);
-    let written = write(&source, writer, output, progress.as_ref(), &stop).await;
+    let sealing = Sealing {
+        recipients: recipients.as_ref(),
+    };
+    let written = write(&source, writer, output, sealing, progress.as_ref(), &stop).await;
     let (summary, written) = match written {
         Err(e) if is_interrupted(&e) => return Ok(global.interrupts.report(&kind.stopped())),
         written => written?,
@@ -68,23 +73,44 @@ async fn open_source(args: &ExportArgs) -> anyhow::Result<LiveSource> {
     Ok(LiveSource::open(conn, options, spec).await?)
 }
 
+/// The encryption asked for, if any.
+#[derive(Clone, Copy)]
+struct Sealing<'a> {
+    recipients: Option<&'a Recipients>,
+}
+
+impl Sealing<'_> {
+    fn wrap<W: Write>(self, out: W) -> anyhow::Result<BufWriter<MaybeSealed<W>>> {
+        let sealed = MaybeSealed::new(out, self.recipients).context("starting the encryption")?;
+        Ok(BufWriter::with_capacity(1 << 20, sealed))
+    }
+}
+
+/// Flushes an archive and ends its encryption: what is written after the
+/// last byte of the archive itself.
+fn finish_output<W: Write>(out: BufWriter<MaybeSealed<W>>) -> anyhow::Result<W> {
+    let sealed = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("flushing the archive")?;
+    sealed.finish().context("finishing the encrypted archive")
+}
+
 /// Exports into `output`: the summary and the archive's size (0 when not
 /// known, for a stream).
 async fn write(
     source: &LiveSource,
     writer: WriterOptions,
     output: Output,
+    sealing: Sealing<'_>,
     progress: &dyn crate::progress::Progress,
     stop: &Stop,
 ) -> anyhow::Result<(ExportSummary, u64)> {
     match output {
         Output::File(file) => {
-            let out = BufWriter::with_capacity(1 << 20, file);
+            let out = sealing.wrap(file)?;
             let (out, summary) = export(source, writer, out, progress, stop).await?;
-            let file = out
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .context("flushing the archive")?;
+            let file = finish_output(out)?;
             let written = std::fs::metadata(file.temp_path())
                 .map(|m| m.len())
                 .unwrap_or(0);
@@ -93,11 +119,12 @@ async fn write(
         }
         Output::Stream { file, path } => {
             let name = path.display().to_string();
-            let streamed = export_stream(source, writer, file, progress, stop).await;
+            let streamed = export_stream(source, writer, sealing, file, progress, stop).await;
             Ok((stream_outcome(streamed, &name)?, 0))
         }
         Output::Stdout => {
-            let streamed = export_stream(source, writer, std::io::stdout(), progress, stop).await;
+            let out = std::io::stdout();
+            let streamed = export_stream(source, writer, sealing, out, progress, stop).await;
             Ok((stream_outcome(streamed, "stdout")?, 0))
         }
     }
@@ -143,13 +170,14 @@ fn is_interrupted(e: &anyhow::Error) -> bool {
 async fn export_stream<W: Write + Send + 'static>(
     source: &LiveSource,
     writer: WriterOptions,
+    sealing: Sealing<'_>,
     out: W,
     progress: &dyn crate::progress::Progress,
     stop: &Stop,
 ) -> anyhow::Result<ExportSummary> {
-    let out = BufWriter::with_capacity(1 << 20, out);
-    let (mut out, summary) = export(source, writer, out, progress, stop).await?;
-    out.flush()?;
+    let out = sealing.wrap(out)?;
+    let (out, summary) = export(source, writer, out, progress, stop).await?;
+    finish_output(out)?.flush()?;
     Ok(summary)
 }
 

@@ -45,6 +45,8 @@ pub struct GlobalOpts {
     pub json: bool,
     pub quiet: bool,
     pub interrupts: Interrupts,
+    /// The identities that open encrypted archives (`--identity`).
+    pub keys: crate::format::encryption::Keyring,
 }
 
 /// Exit status for "a check said no".
@@ -60,6 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         json: cli.global.json,
         quiet: cli.global.quiet,
         interrupts: Interrupts::listen(),
+        keys: options::keyring(&cli.global.identity)?,
     };
     let stops_cleanly = matches!(
         cli.command,

@@ -1,5 +1,7 @@
 //! Parsed arguments ([`crate::cli`]) turned into library options.
 
+use anyhow::Context;
+
 use crate::cli::{ModeArg, PolicyArg, SelectArgs, WriteArgs};
 use crate::format::archive::SelectionSpec;
 use crate::kato::parse_display_bytes;
@@ -141,4 +143,34 @@ pub fn retention_policy(
     } else {
         policy
     })
+}
+
+/// Reads the identity files of `--identity` (each named if unreadable).
+pub fn keyring(files: &[std::path::PathBuf]) -> anyhow::Result<crate::format::encryption::Keyring> {
+    let texts = read_texts(files, "identity")?;
+    Ok(crate::format::encryption::Keyring::new(texts))
+}
+
+/// The recipients of `--encrypt-to` / `--recipients-file`; `None` when no
+/// encryption was asked for.
+pub fn recipients(
+    args: &crate::cli::EncryptArgs,
+) -> anyhow::Result<Option<crate::format::encryption::Recipients>> {
+    let files = read_texts(&args.recipients_files, "recipients")?;
+    Ok(crate::format::encryption::Recipients::parse(
+        &args.encrypt_to,
+        &files,
+    )?)
+}
+
+fn read_texts(files: &[std::path::PathBuf], what: &str) -> anyhow::Result<Vec<(String, String)>> {
+    files
+        .iter()
+        .map(|path| {
+            let name = path.display().to_string();
+            std::fs::read_to_string(path)
+                .map(|text| (name.clone(), text))
+                .with_context(|| format!("reading {what} file {name}"))
+        })
+        .collect()
 }

@@ -25,7 +25,7 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
     let target = connect_target(&redis_endpoint(&args.redis)?).await?;
     // A `--kb` that names nothing in an indexed archive fails here, before
     // any write.
-    let (source, input, census) = open_source(&args, &selection).await?;
+    let (source, input, census) = open_source(&args, &selection, global).await?;
     if !args.write.force && !args.write.dry_run {
         // Without an index (a pipe, a cut file) the selection's size is
         // unknown: the running memory budget still applies.
@@ -73,6 +73,7 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
 async fn open_source(
     args: &RestoreArgs,
     selection: &Selection,
+    global: &GlobalOpts,
 ) -> anyhow::Result<(Source, ArchiveInput, Option<KeyspaceCensus>)> {
     if let Some(url) = &args.from_clickhouse {
         let ch = connect_clickhouse(url, args.clickhouse_password_file.as_deref()).await?;
@@ -81,9 +82,10 @@ async fn open_source(
             selection.check_kbs(&mirrored_kb_ids(&ch).await?, &place)?;
         }
         let mirror = MirrorSource::open(ch, selection.clone()).await?;
-        return Ok((Source::Mirror(mirror), ArchiveInput::Stdin, None));
+        return Ok((Source::Mirror(mirror), ArchiveInput::stdin(), None));
     }
-    let input = ArchiveInput::parse(args.file.as_deref().unwrap_or("-"));
+    let input =
+        ArchiveInput::parse(args.file.as_deref().unwrap_or("-")).with_keys(global.keys.clone());
     let archive = open_archive(&input)?;
     let census = check_archive(&archive, &input, selection)?;
     Ok((Source::Archive(archive), input, census))
@@ -96,8 +98,8 @@ fn undo_path(args: &RestoreArgs, input: &ArchiveInput) -> PathBuf {
         return path.clone();
     }
     let stamp = undo_stamp();
-    match input {
-        ArchiveInput::Path(p) => PathBuf::from(format!("{}.undo-{stamp}.kbd", p.display())),
-        ArchiveInput::Stdin => PathBuf::from(format!("restore.undo-{stamp}.kbd")),
+    match input.file_path() {
+        Some(p) => PathBuf::from(format!("{}.undo-{stamp}.kbd", p.display())),
+        None => PathBuf::from(format!("restore.undo-{stamp}.kbd")),
     }
 }

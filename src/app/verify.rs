@@ -12,7 +12,7 @@ use crate::flow::verify::{check_payload_decodes, verify, VerifyReport};
 use crate::format::archive::Record;
 
 pub async fn run(args: VerifyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let input = ArchiveInput::parse(&args.file);
+    let input = ArchiveInput::parse(&args.file).with_keys(global.keys.clone());
     let check = |r: &Record| check_payload_decodes(&r.payload);
     let report = verify(&input, &check)?;
     if global.json {

@@ -216,6 +216,20 @@ pub struct ClickHouseArgs {
     pub clickhouse_password_file: Option<PathBuf>,
 }
 
+/// `--encrypt-to`, `--recipients-file`: encrypt the archive with age.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EncryptArgs {
+    /// Encrypt the archive to this age recipient (an X25519 public key,
+    /// `age1…`, as `age-keygen` prints it). Repeatable: any one of the
+    /// matching identities opens the archive.
+    #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+    /// Encrypt to every recipient in FILE (one `age1…` per line, `#`
+    /// comments). Repeatable.
+    #[arg(long = "recipients-file", value_name = "FILE")]
+    pub recipients_files: Vec<PathBuf>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

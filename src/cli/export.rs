@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::args::{RedisArgs, SelectArgs};
+use super::args::{EncryptArgs, RedisArgs, SelectArgs};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -12,6 +12,7 @@ Examples:
   kbdump export --global -o kato-global.kbd     # KATO's sessions, global STM and caches only
   kbdump export --kb 'node*' --category emotives --category metadata -o precious.kbd
   kbdump export --kb node0_kato -o - | ssh backup 'cat > node0.kbd'
+  kbdump export --encrypt-to age1… -o offsite.kbd   # age-encrypted; read with --identity
 
 A --kb that matches no kb_id on the server is an error (exit 2, no archive),
 unless --allow-empty. The summary says what the selection left out.
@@ -39,4 +40,6 @@ pub struct ExportArgs {
     /// SCAN COUNT hint: keys the server looks at per SCAN call (1-100000).
     #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub scan_count: usize,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
 }

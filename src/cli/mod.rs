@@ -22,7 +22,9 @@ pub mod verify;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use args::{ClickHouseArgs, ModeArg, PolicyArg, RedisArgs, SelectArgs, TlsArgs, WriteArgs};
+pub use args::{
+    ClickHouseArgs, EncryptArgs, ModeArg, PolicyArg, RedisArgs, SelectArgs, TlsArgs, WriteArgs,
+};
 pub use backup::{BackupArgs, BackupsArgs, BackupsCommand};
 pub use cat::CatArgs;
 pub use check::CheckArgs;
@@ -75,6 +77,16 @@ pub struct GlobalArgs {
     /// is printed either way).
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// An age identity file (`AGE-SECRET-KEY-1…` lines, as `age-keygen`
+    /// writes them) that opens encrypted archives. Repeatable; also read
+    /// from KBDUMP_IDENTITY.
+    #[arg(
+        long = "identity",
+        value_name = "FILE",
+        global = true,
+        env = "KBDUMP_IDENTITY"
+    )]
+    pub identity: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

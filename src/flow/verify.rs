@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::format::archive::{self, ArchiveReader, EndInfo, Index, IndexedArchive, KeySet, Record};
 use crate::format::dump;
-use crate::source::archive::{ArchiveInput, OpenError};
+use crate::source::archive::{ArchiveInput, OpenError, OpenedInput};
 
 /// One thing wrong with an archive.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -103,9 +103,9 @@ pub fn verify(
         name: input.name(),
         source,
     };
-    match input.open_file()? {
-        Some(file) => verify_file(file, payload_check).map_err(io_error),
-        None => Ok(verify_stream(input.open_stream()?, payload_check)),
+    match input.open()? {
+        OpenedInput::Seekable(file) => verify_file(file, payload_check).map_err(io_error),
+        OpenedInput::Stream(stream) => Ok(verify_stream(stream, payload_check)),
     }
 }
 

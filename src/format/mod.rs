@@ -3,8 +3,10 @@
 //!
 //! - [`archive`]: the `.kbd` archive format;
 //! - [`dump`]: Redis DUMP payloads;
+//! - [`encryption`]: the age layer around an encrypted archive;
 //! - [`mirror`]: the layout of the ClickHouse mirror table.
 
 pub mod archive;
 pub mod dump;
+pub mod encryption;
 pub mod mirror;

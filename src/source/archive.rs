@@ -21,6 +21,7 @@ use crate::format::archive::{
     self, ArchiveReader, Block, BlockMeta, Header, Index, IndexEntry, IndexedArchive, KbWindow,
     KeySet,
 };
+use crate::format::encryption::{self, Keyring};
 use crate::kato::display_bytes;
 use crate::records::{SelectedSize, SourceItem};
 use crate::selection::Selection;
@@ -31,50 +32,124 @@ const CHANNEL_RECORDS: usize = 4096;
 /// Read-ahead of a front-to-back read.
 const STREAM_BUFFER: usize = 1 << 20;
 
-/// Where an archive comes from: a path, or `-` for stdin.
+/// Where an archive comes from (a path, or `-` for stdin), and the
+/// identities that open it when it is encrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ArchiveInput {
+pub struct ArchiveInput {
+    place: Place,
+    keys: Keyring,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
     Stdin,
     Path(PathBuf),
+}
+
+/// An input opened for reading, decrypted when it was encrypted.
+pub enum OpenedInput {
+    /// A file: seekable, so read through its index.
+    Seekable(Box<dyn SeekableInput>),
+    /// Stdin: front to back.
+    Stream(Box<dyn Read + Send>),
 }
 
 impl ArchiveInput {
     /// `-` is stdin, anything else a path.
     pub fn parse(arg: &str) -> ArchiveInput {
         if arg == "-" {
-            ArchiveInput::Stdin
+            ArchiveInput::stdin()
         } else {
-            ArchiveInput::Path(PathBuf::from(arg))
+            ArchiveInput::path(PathBuf::from(arg))
+        }
+    }
+
+    pub fn path(path: impl Into<PathBuf>) -> ArchiveInput {
+        ArchiveInput {
+            place: Place::Path(path.into()),
+            keys: Keyring::default(),
+        }
+    }
+
+    pub fn stdin() -> ArchiveInput {
+        ArchiveInput {
+            place: Place::Stdin,
+            keys: Keyring::default(),
+        }
+    }
+
+    /// The same input, opened with these identities when it is encrypted.
+    pub fn with_keys(mut self, keys: Keyring) -> ArchiveInput {
+        self.keys = keys;
+        self
+    }
+
+    /// The file's path; `None` for stdin.
+    pub fn file_path(&self) -> Option<&std::path::Path> {
+        match &self.place {
+            Place::Path(p) => Some(p),
+            Place::Stdin => None,
         }
     }
 
     /// The name used in messages.
     pub fn name(&self) -> String {
-        match self {
-            ArchiveInput::Stdin => "<stdin>".to_string(),
-            ArchiveInput::Path(p) => p.display().to_string(),
+        match &self.place {
+            Place::Stdin => "<stdin>".to_string(),
+            Place::Path(p) => p.display().to_string(),
         }
     }
 
-    /// Opens a path as a file (refusing a directory with a clear message).
-    pub fn open_file(&self) -> Result<Option<File>, OpenError> {
-        let ArchiveInput::Path(path) = self else {
-            return Ok(None);
+    /// Opens the input: a file seekable, stdin as a stream; an encrypted
+    /// one (age) is decrypted with the input's identities, or refused with
+    /// a message saying what it needs.
+    pub fn open(&self) -> Result<OpenedInput, OpenError> {
+        let io_error = |source| OpenError::Io {
+            name: self.name(),
+            source,
+        };
+        let Place::Path(path) = &self.place else {
+            return self.open_stdin();
         };
         if path.is_dir() {
             return Err(OpenError::IsDirectory(path.clone()));
         }
-        File::open(path).map(Some).map_err(|source| OpenError::Io {
-            name: path.display().to_string(),
+        let mut file = File::open(path).map_err(io_error)?;
+        if !encryption::sniff(&mut file).map_err(io_error)? {
+            return Ok(OpenedInput::Seekable(Box::new(file)));
+        }
+        let recipients = encryption::describe_header(&mut file);
+        file.rewind().map_err(io_error)?;
+        let clear = self.keys.open(&self.name(), &recipients, file)?;
+        Ok(OpenedInput::Seekable(Box::new(clear)))
+    }
+
+    fn open_stdin(&self) -> Result<OpenedInput, OpenError> {
+        let io_error = |source| OpenError::Io {
+            name: self.name(),
             source,
-        })
+        };
+        let mut stdin = BufReader::with_capacity(STREAM_BUFFER, io::stdin());
+        let mut prefix = vec![0u8; encryption::AGE_MAGIC.len()];
+        let got = encryption::read_up_to(&mut stdin, &mut prefix).map_err(io_error)?;
+        prefix.truncate(got);
+        let encrypted = encryption::is_encrypted(&prefix);
+        let whole = io::Cursor::new(prefix).chain(stdin);
+        if !encrypted {
+            return Ok(OpenedInput::Stream(Box::new(whole)));
+        }
+        let clear = self.keys.open(&self.name(), "read from a stream", whole)?;
+        Ok(OpenedInput::Stream(Box::new(BufReader::with_capacity(
+            STREAM_BUFFER,
+            clear,
+        ))))
     }
 
     /// Opens the input for a front-to-back read.
     pub fn open_stream(&self) -> Result<Box<dyn Read + Send>, OpenError> {
-        Ok(match self.open_file()? {
-            Some(file) => Box::new(BufReader::with_capacity(STREAM_BUFFER, file)),
-            None => Box::new(BufReader::with_capacity(STREAM_BUFFER, io::stdin())),
+        Ok(match self.open()? {
+            OpenedInput::Seekable(file) => Box::new(BufReader::with_capacity(STREAM_BUFFER, file)),
+            OpenedInput::Stream(stream) => stream,
         })
     }
 }
@@ -91,6 +166,8 @@ pub enum OpenError {
         name: String,
         source: archive::Error,
     },
+    #[error(transparent)]
+    Encrypted(#[from] encryption::CryptError),
 }
 
 /// What an archive holds, from its index (or a metadata-only pass).
@@ -139,9 +216,9 @@ impl ArchiveSource {
     /// would make a selective read miss blocks; [`Self::warning`] says so.
     pub fn open(input: &ArchiveInput) -> Result<ArchiveSource, OpenError> {
         let name = input.name();
-        match input.open_file()? {
-            Some(file) => ArchiveSource::seekable(name.clone(), file),
-            None => ArchiveSource::sequential(name.clone(), input.open_stream()?),
+        match input.open()? {
+            OpenedInput::Seekable(file) => ArchiveSource::seekable(name.clone(), file),
+            OpenedInput::Stream(stream) => ArchiveSource::sequential(name.clone(), stream),
         }
         .map_err(|source| OpenError::Archive { name, source })
     }

@@ -19,6 +19,7 @@ mod clickhouse_stores;
 mod diff;
 mod dump_fixtures;
 mod dump_live;
+mod encryption;
 mod export;
 mod faults;
 mod fuzz_regressions;

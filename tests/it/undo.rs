@@ -374,7 +374,7 @@ async fn an_undo_applied_after_a_saved_expiry_deletes_the_key() {
         &["--mode", "replace", "--undo", undo.to_str().unwrap()],
     );
 
-    let source = ArchiveSource::open(&ArchiveInput::Path(undo.clone())).unwrap();
+    let source = ArchiveSource::open(&ArchiveInput::path(undo.clone())).unwrap();
     assert!(is_undo_archive(source.header()));
     let (items, _task) = source.stream(Selection::default()).split();
     let target = Target::connect(&server.url()).await.unwrap();

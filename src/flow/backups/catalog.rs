@@ -190,7 +190,7 @@ fn describe(
         header: None,
         cells: BTreeMap::new(),
     };
-    let overview = ArchiveSource::open(&ArchiveInput::Path(entry.path.clone()))
+    let overview = ArchiveSource::open(&ArchiveInput::path(entry.path.clone()))
         .map_err(|e| e.to_string())
         .and_then(|source| source.overview().map_err(|e| e.to_string()));
     match overview {

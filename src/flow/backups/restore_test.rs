@@ -73,7 +73,7 @@ pub async fn restore_test(
             keys,
         });
     }
-    let input = ArchiveInput::Path(path.clone());
+    let input = ArchiveInput::path(path.clone());
     let source = ArchiveSource::open(&input)?;
     if let Some(size) = source.selected_size(&Selection::default()) {
         target

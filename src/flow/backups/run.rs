@@ -164,7 +164,7 @@ fn fresh_file(dir: &Path, clock: &Clock) -> Result<(AtomicFile, i64), BackupErro
 /// fails is moved aside and the backup is an error.
 fn verify_written(path: &Path) -> Result<VerifyReport, BackupError> {
     let check = |r: &Record| check_payload_decodes(&r.payload);
-    let report = verify(&ArchiveInput::Path(path.to_path_buf()), &check)?;
+    let report = verify(&ArchiveInput::path(path.to_path_buf()), &check)?;
     if report.is_clean() {
         return Ok(report);
     }

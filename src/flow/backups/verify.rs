@@ -68,7 +68,7 @@ pub fn verify_dir(dir: &Path, depth: Depth, now_ms: i64) -> Result<Vec<FileVerdi
 
 fn full(entry: &Entry) -> Result<FileVerdict, BackupError> {
     let check = |r: &Record| check_payload_decodes(&r.payload);
-    let report: VerifyReport = verify(&ArchiveInput::Path(entry.path.clone()), &check)?;
+    let report: VerifyReport = verify(&ArchiveInput::path(entry.path.clone()), &check)?;
     let mut problems = report.problems.clone();
     if problems.is_empty() && !report.complete {
         problems.push(Problem {
