@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::common::{check_write_permissions, connect_target, endpoint, restore_with_undo};
-use super::options::{restore_options, selection, selection_spec};
+use super::options::{check_write_args, restore_options, selection, selection_spec};
 use super::report::{report_interrupted, report_restore_selection, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::CopyArgs;
@@ -13,6 +13,7 @@ use crate::net::redis::RedisConn;
 use crate::source::live::{ExportOptions, LiveSource};
 
 pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
+    check_write_args(&args.write)?;
     let from = endpoint(
         &args.from,
         args.from_password_file.as_deref(),

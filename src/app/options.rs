@@ -2,10 +2,11 @@
 
 use anyhow::Context;
 
-use crate::cli::{ModeArg, SelectArgs, WriteArgs};
+use crate::cli::{ModeArg, PolicyArg, SelectArgs, WriteArgs};
 use crate::format::archive::SelectionSpec;
 use crate::kato::parse_display_bytes;
 use crate::pattern::Glob;
+use crate::plan::merge::{Policies, Policy};
 use crate::selection::Selection;
 use crate::sink::redis::{Mode, RestoreOptions, Target};
 use crate::stop::Stop;
@@ -60,6 +61,35 @@ pub fn mode(arg: ModeArg) -> Mode {
     match arg {
         ModeArg::Missing => Mode::Missing,
         ModeArg::Replace => Mode::Replace,
+        ModeArg::Merge => Mode::Merge,
+    }
+}
+
+/// Refuses write options that contradict each other, before anything is
+/// connected or read.
+pub fn check_write_args(args: &WriteArgs) -> anyhow::Result<()> {
+    if !args.policies.is_empty() && args.mode != ModeArg::Merge {
+        anyhow::bail!("--policy only applies to --mode merge; add --mode merge, or drop --policy");
+    }
+    Ok(())
+}
+
+/// KATO's default merge policies with the `--policy` overrides (the last
+/// one given for a category wins).
+pub fn policies(args: &WriteArgs) -> Policies {
+    let mut policies = Policies::default();
+    for (category, policy) in &args.policies {
+        policies.set(*category, policy_of(*policy));
+    }
+    policies
+}
+
+fn policy_of(arg: PolicyArg) -> Policy {
+    match arg {
+        PolicyArg::Max => Policy::Max,
+        PolicyArg::Union => Policy::Union,
+        PolicyArg::Keep => Policy::Keep,
+        PolicyArg::Replace => Policy::Replace,
     }
 }
 
@@ -80,6 +110,7 @@ pub fn restore_options(args: &WriteArgs, target: &Target, stop: Stop) -> Restore
             .collect(),
         dry_run: args.dry_run,
         force_logical: args.logical,
+        policies: policies(args),
         ..RestoreOptions::default()
     }
 }

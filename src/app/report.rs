@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use indicatif::HumanBytes;
 use serde_json::{json, Value as Json};
 
-use super::{GlobalOpts, EXIT_ERROR};
+use super::{GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
 use crate::clock::system_now_ms as now_ms;
 use crate::kato::{display_bytes, place_label, Category, Group};
 use crate::selection::LeftOut;
@@ -196,10 +196,14 @@ pub fn undo_stamp() -> String {
     iso_ms(now_ms()).replace([':', '.'], "-")
 }
 
-/// The exit status of a restore (or copy): an error when any key failed.
+/// The exit status of a restore (or copy): an error when any key failed;
+/// 1 when a merge left keys as they were because their values do not fit
+/// their policy (the run completed, but not everything was merged).
 pub fn restore_exit_code(summary: &RestoreSummary) -> ExitCode {
     if summary.has_failures() {
         ExitCode::from(EXIT_ERROR)
+    } else if summary.has_conflicts() {
+        ExitCode::from(EXIT_CHECK_FAILED)
     } else {
         ExitCode::SUCCESS
     }
@@ -234,12 +238,18 @@ pub fn report_interrupted(
     }
     let total = summary.total();
     let mut line = format!(
-        "{command} stopped after the batches in flight: {} keys written, {} deleted, {} failed; ",
-        total.restored, total.deleted, total.failed
+        "{command} stopped after the batches in flight: {} keys written, {}{} deleted, {} failed; ",
+        total.restored,
+        match options.mode {
+            Mode::Merge => format!("{} merged, ", total.merged),
+            _ => String::new(),
+        },
+        total.deleted,
+        total.failed
     );
     line += &match (undo, options.mode) {
         (Some(undo), _) => undo_line(undo).trim_end().to_string(),
-        (None, Mode::Replace) => "no key was overwritten".to_string(),
+        (None, Mode::Replace | Mode::Merge) => "no key was overwritten".to_string(),
         (None, Mode::Missing) => {
             "run it again to complete it (missing mode skips what is back)".to_string()
         }
@@ -275,7 +285,8 @@ pub fn report_restore_selection(
         text += &line;
         text.push('\n');
     }
-    print_report(global, !summary.has_failures(), &text)
+    let success = !summary.has_failures() && !summary.has_conflicts();
+    print_report(global, success, &text)
 }
 
 fn summary_json(
@@ -285,7 +296,7 @@ fn summary_json(
     undo: Option<&UndoSummary>,
 ) -> serde_json::Value {
     let cells = cells_json(&summary.tallies);
-    json!({
+    let mut report = json!({
         "target": target.conn.address(),
         "mode": options.mode,
         "dry_run": options.dry_run,
@@ -296,7 +307,36 @@ fn summary_json(
         "saved_for_undo": undo.map_or(0, |u| u.keys),
         "undo_absent": undo.map_or(0, |u| u.absent),
         "undo_archive": undo.map(|u| u.path.display().to_string()),
-    })
+    });
+    if options.mode == Mode::Merge {
+        report["policies"] = options
+            .policies
+            .iter()
+            .map(|(c, p)| (c.name().to_string(), json!(p)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        report["conflicts"] = json!(summary.conflicts);
+        report["plan"] = json!(summary.plan.keys);
+        report["plan_omitted"] = json!(summary.plan.omitted);
+    }
+    report
+}
+
+/// At most this many keys of each kind are listed in text; `--json` has
+/// them all.
+const LISTED: usize = 20;
+
+/// `failed: KEY: reason` lines, bounded, with a count of the rest.
+fn listed(out: &mut String, label: &str, items: &[crate::records::Failure], rest: &str) {
+    for item in items.iter().take(LISTED) {
+        out.push_str(&format!("{label}: {}: {}\n", item.what, item.reason));
+    }
+    if items.len() > LISTED {
+        out.push_str(&format!(
+            "... and {} more {rest} (see --json)\n",
+            items.len() - LISTED
+        ));
+    }
 }
 
 fn summary_text(
@@ -306,23 +346,22 @@ fn summary_text(
     undo: Option<&UndoSummary>,
 ) -> String {
     let total = summary.total();
-    let verb = if options.dry_run {
-        "would restore"
-    } else {
-        "restored"
-    };
-    let mut out = format!(
-        "{}{verb} {} keys into {} ({} {}), mode {}: {} kept (already present), {} expired, {} failed\n",
+    let merge = options.mode == Mode::Merge;
+    let would = if options.dry_run { "would " } else { "" };
+    let mut out =
+        format!(
+        "{}{would}{} {} keys into {} ({} {}), mode {}: {}{} kept ({}), {}{} expired, {} failed\n",
         if options.dry_run { "dry run: " } else { "" },
+        if options.dry_run { "restore" } else { "restored" },
         total.restored,
         target.conn.address(),
         target.info.product,
         target.info.version,
-        match options.mode {
-            Mode::Missing => "missing",
-            Mode::Replace => "replace",
-        },
+        options.mode.name(),
+        if merge { format!("{} {would}merged, ", total.merged) } else { String::new() },
         total.kept,
+        if merge { "live value stays" } else { "already present" },
+        if merge { format!("{} conflicts, ", total.conflicts) } else { String::new() },
         total.expired,
         total.failed
     );
@@ -332,42 +371,26 @@ fn summary_text(
             total.deleted
         );
     }
-    out += &format!(
-        "{:<24} {:<12} {:>9} {:>9} {:>9} {:>7}   {:>7} {:>9} {:>8}\n",
-        "kb_id", "category", "restored", "kept", "expired", "failed", "raw", "retagged", "logical"
+    if merge {
+        let policies: Vec<String> = options
+            .policies
+            .iter()
+            .map(|(c, p)| format!("{c}={p}"))
+            .collect();
+        out += &format!("policies: {}\n", policies.join(" "));
+    }
+    out += &table(summary, merge);
+    if options.dry_run && merge {
+        plan_text(&mut out, summary);
+    }
+    listed(
+        &mut out,
+        "restored with loss",
+        &summary.warnings,
+        "keys restored with loss",
     );
-    for ((kb, cat), c) in &summary.tallies {
-        out += &format!(
-            "{:<24} {:<12} {:>9} {:>9} {:>9} {:>7}   {:>7} {:>9} {:>8}\n",
-            place_label(kb, *cat),
-            cat,
-            c.restored,
-            c.kept,
-            c.expired,
-            c.failed,
-            c.raw,
-            c.retagged,
-            c.logical
-        );
-    }
-    for warning in summary.warnings.iter().take(20) {
-        out += &format!("restored with loss: {}: {}\n", warning.what, warning.reason);
-    }
-    if summary.warnings.len() > 20 {
-        out += &format!(
-            "... and {} more keys restored with loss (see --json)\n",
-            summary.warnings.len() - 20
-        );
-    }
-    for failure in summary.failures.iter().take(20) {
-        out += &format!("failed: {}: {}\n", failure.what, failure.reason);
-    }
-    if summary.failures.len() > 20 {
-        out += &format!(
-            "... and {} more failures (see --json)\n",
-            summary.failures.len() - 20
-        );
-    }
+    listed(&mut out, "conflict", &summary.conflicts, "conflicts");
+    listed(&mut out, "failed", &summary.failures, "failures");
     if let Some(undo) = undo {
         out += &undo_line(undo);
     }
@@ -386,6 +409,81 @@ pub fn undo_line(undo: &UndoSummary) -> String {
          restore --mode replace {path}\n",
         undo.keys
     )
+}
+
+/// Width of an old or new value in a dry run's planned changes.
+const PLAN_VALUE_WIDTH: usize = 60;
+
+/// The per kb_id x category counters; merge mode adds its two columns.
+fn table(summary: &RestoreSummary, merge: bool) -> String {
+    let row = |kb: &str, cat: &str, counts: [String; 8]| {
+        let [restored, merged, kept, conflicts, expired, failed, raw, retagged] = counts;
+        let (merged, conflicts) = if merge {
+            (format!(" {merged:>9}"), format!(" {conflicts:>9}"))
+        } else {
+            (String::new(), String::new())
+        };
+        format!(
+            "{kb:<24} {cat:<12} {restored:>9}{merged} {kept:>9}{conflicts} {expired:>9} {failed:>7}   {raw:>7} {retagged:>9}"
+        )
+    };
+    let mut out = row(
+        "kb_id",
+        "category",
+        [
+            "restored",
+            "merged",
+            "kept",
+            "conflicts",
+            "expired",
+            "failed",
+            "raw",
+            "retagged",
+        ]
+        .map(String::from),
+    );
+    out += &format!(" {:>8}\n", "logical");
+    for ((kb, cat), c) in &summary.tallies {
+        let counts = [
+            c.restored,
+            c.merged,
+            c.kept,
+            c.conflicts,
+            c.expired,
+            c.failed,
+            c.raw,
+            c.retagged,
+        ]
+        .map(|n| n.to_string());
+        out += &row(&place_label(kb, *cat), cat.name(), counts);
+        out += &format!(" {:>8}\n", c.logical);
+    }
+    out
+}
+
+/// A dry run's planned changes, old and new values shortened.
+fn plan_text(out: &mut String, summary: &RestoreSummary) {
+    let shown = |v: &Option<serde_json::Value>| match v {
+        Some(v) => one_line(&for_people(&v["value"]), PLAN_VALUE_WIDTH),
+        None => "(none)".to_string(),
+    };
+    for entry in summary.plan.keys.iter().take(LISTED) {
+        out.push_str(&format!(
+            "would {} {} ({}): {} -> {}\n",
+            entry.action,
+            entry.key,
+            entry.policy,
+            shown(&entry.old),
+            shown(&entry.new)
+        ));
+    }
+    let more = summary.plan.keys.len().saturating_sub(LISTED) as u64 + summary.plan.omitted;
+    if more > 0 {
+        out.push_str(&format!(
+            "... and {more} more planned changes (--json lists the first {})\n",
+            crate::sink::redis::PLAN_LIMIT
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::common::{
     check_archive, check_read_kbs, check_write_permissions, connect_clickhouse, connect_target,
     open_archive, redis_endpoint, restore_with_undo, source_outcome, watch_kbs, ArchiveInput,
 };
-use super::options::{restore_options, selection};
+use super::options::{check_write_args, restore_options, selection};
 use super::progress::known_total;
 use super::report::{report_interrupted, report_restore_selection, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
@@ -20,6 +20,7 @@ use crate::source::mirror::MirrorSource;
 use crate::source::Source;
 
 pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
+    check_write_args(&args.write)?;
     let selection = selection(&args.select);
     let target = connect_target(&redis_endpoint(&args.redis)?).await?;
     // A `--kb` that names nothing in an indexed archive fails here, before

@@ -94,14 +94,43 @@ pub enum ModeArg {
     Missing,
     /// Overwrite existing keys.
     Replace,
+    /// Put archived and live values together, per category policy.
+    Merge,
+}
+
+/// How `--mode merge` puts a category's archived values together with the
+/// live ones (`--policy CATEGORY=POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Integer strings: the larger of live and archived.
+    Max,
+    /// Hashes: archived fields the live hash lacks; sets: archived members;
+    /// KATO metadata (JSON object of lists): the sorted union per field.
+    Union,
+    /// The live value stays.
+    Keep,
+    /// The archived value overwrites the live one.
+    Replace,
 }
 
 /// Options of restore that copy shares.
 #[derive(Debug, Clone, Args)]
 pub struct WriteArgs {
-    /// missing: never touch existing keys; replace: overwrite them.
+    /// missing: never touch existing keys; replace: overwrite them; merge:
+    /// put archived and live values together per category policy (see
+    /// --policy), restoring what is missing.
     #[arg(long, value_enum, default_value_t = ModeArg::Missing)]
     pub mode: ModeArg,
+    /// With --mode merge: how one category merges (repeatable). Policies:
+    /// max (integer strings: the larger), union (hashes: add missing
+    /// fields, live fields win; sets: add members; KATO metadata: sorted
+    /// union per field, written as KATO writes it), keep (live value
+    /// stays), replace (archived value overwrites). Defaults:
+    /// frequency=max, affinity=union, metadata=union, every other
+    /// category keep. A value that does not fit its policy is a conflict:
+    /// the live value stays and the key is listed.
+    #[arg(long = "policy", value_name = "CATEGORY=POLICY", value_parser = parse_policy)]
+    pub policies: Vec<(Category, PolicyArg)>,
     /// Write kb_id FROM's keys under kb_id TO (repeatable).
     #[arg(long = "rename-kb", value_name = "FROM=TO", value_parser = parse_rename)]
     pub renames: Vec<(String, String)>,
@@ -145,6 +174,19 @@ fn non_empty(s: &str, why: &str) -> Result<String, String> {
     }
 }
 
+fn parse_policy(s: &str) -> Result<(Category, PolicyArg), String> {
+    let Some((category, policy)) = s.split_once('=') else {
+        return Err(format!(
+            "expected CATEGORY=POLICY (e.g. frequency=max), got {s:?}"
+        ));
+    };
+    let category: Category = category.parse().map_err(|e| format!("{e}"))?;
+    let policy = PolicyArg::from_str(policy, false).map_err(|_| {
+        format!("unknown policy {policy:?}; known policies: max, union, keep, replace")
+    })?;
+    Ok((category, policy))
+}
+
 fn parse_rename(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((from, to)) if !from.is_empty() && !to.is_empty() => {
@@ -186,4 +228,30 @@ pub struct EncryptArgs {
     /// comments). Repeatable.
     #[arg(long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_names_a_category_and_a_policy() {
+        assert_eq!(
+            parse_policy("emotives=replace"),
+            Ok((Category::Emotives, PolicyArg::Replace))
+        );
+        assert_eq!(
+            parse_policy("frequency=max"),
+            Ok((Category::Frequency, PolicyArg::Max))
+        );
+        let err = parse_policy("nosuch=max").unwrap_err();
+        assert!(
+            err.contains("\"nosuch\"") && err.contains("frequency, emotives"),
+            "{err}"
+        );
+        let err = parse_policy("metadata=Union").unwrap_err();
+        assert!(err.contains("max, union, keep, replace"), "{err}");
+        let err = parse_policy("metadata").unwrap_err();
+        assert!(err.contains("CATEGORY=POLICY"), "{err}");
+    }
 }

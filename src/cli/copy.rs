@@ -23,7 +23,8 @@ Examples:
   kbdump copy --from redis://old:6379 --to redis://new:6379      # everything
   kbdump copy --from redis://prod:6379 --to redis://127.0.0.1:6380 --kb node0_kato
   kbdump copy --from redis://a:6379 --to redis://b:6379 --kb node0_kato --global
-  kbdump copy --from redis://a:6379 --to redis://a:6379 --kb node0_kato --rename-kb node0_kato=node0_copy";
+  kbdump copy --from redis://a:6379 --to redis://a:6379 --kb node0_kato --rename-kb node0_kato=node0_copy
+  kbdump copy --from redis://old:6379 --to redis://new:6379 --mode merge   # larger counts, unioned metadata (see restore --help)";
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EXAMPLES)]
@@ -72,8 +73,8 @@ pub struct CopyArgs {
     pub select: SelectArgs,
     #[command(flatten)]
     pub write: WriteArgs,
-    /// Where replace mode saves the target keys it overwrites (default:
-    /// `copy.undo-<time>.kbd` in the current directory).
+    /// Where replace and merge mode save the target keys they change
+    /// (default: `copy.undo-<time>.kbd` in the current directory).
     #[arg(long, value_name = "FILE")]
     pub undo: Option<PathBuf>,
 }

@@ -22,7 +22,9 @@ pub mod verify;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use args::{ClickHouseArgs, EncryptArgs, ModeArg, RedisArgs, SelectArgs, TlsArgs, WriteArgs};
+pub use args::{
+    ClickHouseArgs, EncryptArgs, ModeArg, PolicyArg, RedisArgs, SelectArgs, TlsArgs, WriteArgs,
+};
 pub use backup::{BackupArgs, BackupsArgs, BackupsCommand};
 pub use cat::CatArgs;
 pub use check::CheckArgs;
@@ -40,7 +42,7 @@ pub use verify::VerifyArgs;
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 a check said no (diff found differences, verify
-found damage, a backup check failed); 2 an error.
+found damage, a backup check failed, a merge left conflicts); 2 an error.
 
 Examples:
   kbdump kbs --redis redis://127.0.0.1:6379
@@ -51,6 +53,7 @@ Examples:
   kbdump verify node0.kbd
   kbdump diff node0.kbd --kb node0_kato
   kbdump restore node0.kbd --kb node0_kato --category emotives
+  kbdump restore node0.kbd --kb node0_kato --mode merge
   kbdump copy --from redis://old:6379 --to redis://new:6379";
 
 /// Key-level backup, selective restore and migration of KATO knowledge bases

@@ -14,6 +14,18 @@ const EXAMPLES: &str = "\
 By default only keys that are missing on the server are written; existing
 keys are never touched. Keys whose archived expiry has passed are skipped.
 
+--mode merge puts archived values together with live ones, atomically per
+key (a concurrent INCR is never lost), and restores what is missing.
+Default policies (override with --policy CATEGORY=max|union|keep|replace):
+  frequency  max    the larger of the live and the archived count
+  affinity   union  archived fields the live hash lacks are added
+  metadata   union  per field, the sorted union of both lists, as KATO writes it
+  others     keep   the live value stays
+A value that does not fit its policy is a conflict: the live value stays,
+the key is listed, and the exit status is 1. The keys a merge changes are
+saved to the undo archive first, and the missing keys it restores are
+recorded there as absent, so the undo gives the server back as it was.
+
 Examples:
   kbdump restore all.kbd --kb node0_kato --category emotives     # put back lost emotives
   kbdump restore all.kbd --global --category sessions            # put back KATO's sessions
@@ -21,6 +33,9 @@ Examples:
   kbdump restore node0.kbd --rename-kb node0_kato=node9_kato     # clone a knowledge base
   kbdump restore node0.kbd --mode replace --undo before.kbd      # overwrite, keep an undo
   kbdump restore --mode replace before.kbd                       # ...and undo it
+  kbdump restore node0.kbd --kb node0_kato --mode merge          # counts reset by a rebuild
+  kbdump restore node0.kbd --mode merge --dry-run --json         # each change, old and new value
+  kbdump restore node0.kbd --mode merge --policy emotives=replace --policy frequency=keep
   ssh backup 'cat node0.kbd' | kbdump restore - --redis redis://new:6379
   kbdump restore --from-clickhouse http://ch:8123 --kb node0_kato   # from `kbdump mirror`";
 
@@ -48,8 +63,8 @@ pub struct RestoreArgs {
     pub select: SelectArgs,
     #[command(flatten)]
     pub write: WriteArgs,
-    /// Where replace mode saves the keys it overwrites (default: beside the
-    /// input, `<input>.undo-<time>.kbd`).
+    /// Where replace and merge mode save the keys they change (default:
+    /// beside the input, `<input>.undo-<time>.kbd`).
     #[arg(long, value_name = "FILE")]
     pub undo: Option<PathBuf>,
 }

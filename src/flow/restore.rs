@@ -65,11 +65,11 @@ impl fmt::Display for UndoFailure {
     }
 }
 
-/// Runs the Redis sink over `items`; in replace mode (not a dry run) the
-/// previous values of the keys are saved to an undo archive at `undo`
-/// before they are overwritten (see [`UndoArchive`]). Returns the summary
-/// and what the undo archive holds, when there is one: it is removed when
-/// the run overwrote nothing.
+/// Runs the Redis sink over `items`; in replace and merge mode (not a dry
+/// run) the previous values of the keys are saved to an undo archive at
+/// `undo` before they are changed (see [`UndoArchive`]). Returns the
+/// summary and what the undo archive holds, when there is one: it is
+/// removed when the run changed nothing.
 pub async fn restore_with_undo(
     target: &Target,
     items: Receiver<SourceItem>,
@@ -82,7 +82,7 @@ pub async fn restore_with_undo(
         target.check_writable()?;
     }
     let archive = match (options.mode, options.dry_run) {
-        (Mode::Replace, false) => Some(
+        (Mode::Replace | Mode::Merge, false) => Some(
             UndoArchive::start(undo, undo_header(target, clock))
                 .map_err(RestoreFlowError::UndoStart)?,
         ),
@@ -102,7 +102,7 @@ pub async fn restore_with_undo(
     // A run that failed may have overwritten keys before it stopped.
     let keep = result.as_ref().map_or(true, |s| {
         let total = s.total();
-        total.restored + total.deleted > 0
+        total.restored + total.deleted + total.merged > 0
     });
     let UndoOutcome { summary, failure } = archive.finish(keep).await;
     if let Some(cause) = failure {

@@ -14,6 +14,8 @@ reimplements the two formatters:
   `{str: float}` object: separators `", "` and `": "`, `ensure_ascii=True`
   (`\uXXXX` in lowercase hex, surrogate pairs above U+FFFF), keys in the
   order given.
+- [`json_dumps_str_lists`]: the same for KATO's pattern metadata, a
+  `{str: [str, ...]}` object.
 */
 
 use std::fmt::Write as _;
@@ -180,6 +182,33 @@ where
     out
 }
 
+/// `json.dumps({k: [v, ...], ...})` for an object whose values are lists
+/// of strings (KATO's pattern metadata), in the given key and list order.
+pub fn json_dumps_str_lists<'a, I, L>(entries: I) -> String
+where
+    I: IntoIterator<Item = (&'a str, L)>,
+    L: IntoIterator<Item = &'a str>,
+{
+    let mut out = String::with_capacity(64);
+    out.push('{');
+    for (i, (key, values)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        push_json_str(&mut out, key);
+        out.push_str(": [");
+        for (j, value) in values.into_iter().enumerate() {
+            if j > 0 {
+                out.push_str(", ");
+            }
+            push_json_str(&mut out, value);
+        }
+        out.push(']');
+    }
+    out.push('}');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +263,22 @@ mod tests {
     #[test]
     fn json_of_empty_object() {
         assert_eq!(json_dumps_tf(Vec::<(&[u8], f64)>::new()), "{}");
+    }
+
+    #[test]
+    fn string_lists_match_python_dumps() {
+        let entries: Vec<(&str, Vec<&str>)> = vec![
+            ("book", vec!["Alice", "Looking Glass"]),
+            ("é", vec![]),
+            ("q\"", vec!["✓\t", "😀"]),
+        ];
+        // python3: json.dumps({"book": ["Alice", "Looking Glass"], "é": [],
+        //                      'q"': ["✓\t", "😀"]})
+        let want = r#"{"book": ["Alice", "Looking Glass"], "\u00e9": [], "q\"": ["\u2713\t", "\ud83d\ude00"]}"#;
+        assert_eq!(
+            json_dumps_str_lists(entries.iter().map(|(k, v)| (*k, v.iter().copied()))),
+            want
+        );
+        assert_eq!(json_dumps_str_lists(Vec::<(&str, Vec<&str>)>::new()), "{}");
     }
 }

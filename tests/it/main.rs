@@ -26,6 +26,7 @@ mod fuzz_regressions;
 mod harness_selftest;
 mod hostile;
 mod keyspace;
+mod merge;
 mod migration;
 mod offline;
 mod output;

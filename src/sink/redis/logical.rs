@@ -126,7 +126,8 @@ async fn move_into_place(
         None => pipe.cmd("PERSIST").arg(temp),
     };
     let rename = match options.mode {
-        Mode::Missing => "RENAMENX",
+        // Merge mode restores only keys that are missing.
+        Mode::Missing | Mode::Merge => "RENAMENX",
         Mode::Replace => "RENAME",
     };
     pipe.cmd(rename).arg(temp).arg(&pending.key);

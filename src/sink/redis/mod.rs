@@ -15,13 +15,16 @@
 //!
 //! A key the target refuses raw falls back to the logical path. One failing
 //! key is reported and the run goes on.
-
+//!
+//! Merge mode puts archived values together with live ones per category
+//! policy; it lives in `merge` and joins at one point of `write`.
 //!
 //! [`restore`] reads the source into batches and keeps a few in flight
 //! (`run`); each batch saves its undo, then is written (`write`), with the
 //! logical path in `logical`; [`Target`] is the server and what it accepts.
 
 mod logical;
+mod merge;
 mod run;
 mod target;
 mod write;
@@ -33,9 +36,11 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::kato::Category;
 use crate::net::redis::RedisIoError;
+use crate::plan::merge::Policies;
 pub use crate::plan::{estimated_memory, renamed, Method};
 pub use crate::records::{Failure, SourceItem};
 use crate::stop::Stop;
+pub use merge::{Plan, PlanEntry, Planned, MAX_ROUNDS, PLAN_LIMIT};
 pub use run::restore;
 pub use target::Target;
 use target::DEFAULT_MAX_BULK;
@@ -49,9 +54,22 @@ pub enum Mode {
     Missing,
     /// Overwrite existing keys.
     Replace,
+    /// Put archived and live values together per category policy
+    /// ([`RestoreOptions::policies`]); missing keys are restored.
+    Merge,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Missing => "missing",
+            Mode::Replace => "replace",
+            Mode::Merge => "merge",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Restored(Method),
     /// Re-created with commands, but the commands could not reproduce every
@@ -64,6 +82,13 @@ pub enum Outcome {
     /// Deleted: the archive records the key as absent (replace mode).
     Deleted,
     Failed(String),
+    /// Merge mode: the live key now holds its merge with the archived value.
+    Merged,
+    /// Merge mode: the live or the archived value does not fit the
+    /// category's policy (the reason says how); the live value stays.
+    Conflict(String),
+    /// A merge-mode dry run: what would happen, with the values.
+    Planned(Box<Planned>),
 }
 
 /// Per kb_id x category counters.
@@ -81,6 +106,10 @@ pub struct Counts {
     /// Keys deleted because the archive records them as absent (the undo
     /// of a replace that created them).
     pub deleted: u64,
+    /// Merge mode: live keys changed by their merge with the archive.
+    pub merged: u64,
+    /// Merge mode: keys whose values do not fit their policy (kept live).
+    pub conflicts: u64,
 }
 
 impl Counts {
@@ -103,6 +132,9 @@ impl Counts {
             Outcome::Expired => self.expired += 1,
             Outcome::Deleted => self.deleted += 1,
             Outcome::Failed(_) => self.failed += 1,
+            Outcome::Merged => self.merged += 1,
+            Outcome::Conflict(_) => self.conflicts += 1,
+            Outcome::Planned(planned) => self.add(&planned.outcome),
         }
     }
 
@@ -116,6 +148,8 @@ impl Counts {
         self.logical += other.logical;
         self.lossy += other.lossy;
         self.deleted += other.deleted;
+        self.merged += other.merged;
+        self.conflicts += other.conflicts;
     }
 }
 
@@ -132,6 +166,11 @@ pub struct RestoreSummary {
     /// A stop was requested ([`RestoreOptions::stop`]): the source was not
     /// read to its end.
     pub interrupted: bool,
+    /// Merge mode: keys left as they were because their values do not fit
+    /// their policy.
+    pub conflicts: Vec<Failure>,
+    /// A merge-mode dry run: the keys it would change, with their values.
+    pub plan: Plan,
 }
 
 impl RestoreSummary {
@@ -146,6 +185,10 @@ impl RestoreSummary {
 
     pub fn has_failures(&self) -> bool {
         !self.failures.is_empty()
+    }
+
+    pub fn has_conflicts(&self) -> bool {
+        !self.conflicts.is_empty()
     }
 }
 
@@ -182,6 +225,8 @@ pub struct RestoreOptions {
     /// Once requested, no new batch starts; the batches in flight finish
     /// and the summary says [`RestoreSummary::interrupted`].
     pub stop: Stop,
+    /// Merge mode: each category's policy.
+    pub policies: Policies,
 }
 
 impl Default for RestoreOptions {
@@ -200,6 +245,7 @@ impl Default for RestoreOptions {
             clock: Clock::system(),
             expired_means_absent: false,
             stop: Stop::never(),
+            policies: Policies::default(),
         }
     }
 }

@@ -204,6 +204,7 @@ fn check_budget(
 fn record_results(summary: &mut RestoreSummary, results: Results, progress: &dyn Progress) {
     let mut done = 0;
     for (kb_id, category, key, outcome) in results {
+        let outcome = summary.plan.note(&kb_id, category, &key, outcome);
         summary
             .tallies
             .entry((kb_id, category))
@@ -215,6 +216,10 @@ fn record_results(summary: &mut RestoreSummary, results: Results, progress: &dyn
                 reason,
             }),
             Outcome::Lossy(reason) => summary.warnings.push(Failure {
+                what: display_bytes(&key),
+                reason,
+            }),
+            Outcome::Conflict(reason) => summary.conflicts.push(Failure {
                 what: display_bytes(&key),
                 reason,
             }),

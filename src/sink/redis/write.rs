@@ -1,10 +1,12 @@
 //! Writing one batch: its undo first, then deletions for absent records,
 //! raw or retagged RESTOREs, and the logical path for what the target
-//! refuses; or, in a dry run, what would happen.
+//! refuses; or, in a dry run, what would happen. Merge mode takes its own
+//! way from here (`merge`).
 
 use redis::Value as Reply;
 
 use super::logical::restore_logical;
+use super::merge::write_merge;
 use super::{Mode, Outcome, Pending, RestoreError, RestoreOptions, Results, Target};
 use crate::clock::Clock;
 use crate::format::archive::Record;
@@ -20,6 +22,9 @@ pub(super) async fn write_batch(
     undo: Option<&UndoLog>,
 ) -> Result<Results, RestoreError> {
     let mut conn = target.conn.clone();
+    if options.mode == Mode::Merge {
+        return write_merge(&mut conn, &target.kind, batch, options, undo).await;
+    }
     if options.dry_run {
         return dry_run(&mut conn, &target.kind, batch, options).await;
     }
@@ -36,7 +41,8 @@ pub(super) async fn write_batch(
         .map(|p| (p.kb_id, p.category, p.key, Outcome::Expired));
     if options.mode == Mode::Replace {
         if let Some(undo) = undo {
-            save_for_undo(&mut conn, &batch, undo, &options.clock).await?;
+            let every: Vec<&Pending> = batch.iter().collect();
+            save_for_undo(&mut conn, &every, undo, &options.clock, Saved::Every).await?;
         }
     }
     let (absent, batch): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| p.absent);
@@ -116,7 +122,7 @@ async fn write_present(
 
 /// RESTOREs the raw and retagged keys in one pipeline. `None` marks keys for
 /// the logical path (planned so, or refused raw).
-async fn restore_raw(
+pub(super) async fn restore_raw(
     conn: &mut RedisConn,
     kind: &ServerKind,
     batch: &[Pending],
@@ -175,35 +181,55 @@ fn is_fatal_reply(code: &str, details: Option<&str>) -> bool {
         || details.is_some_and(|d| d.contains("OOM command not allowed"))
 }
 
-/// Saves the current state of every key in the batch (its value, or that
-/// it does not exist: an absent record), and returns once the undo archive
-/// has them on disk: only then may the batch overwrite or create them.
-async fn save_for_undo(
+/// Which states of the keys [`save_for_undo`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Saved {
+    /// Every key: its value, or that it does not exist.
+    Every,
+    /// Only the keys that do not exist (a merge restores those; one that
+    /// exists is left as it is).
+    Absent,
+}
+
+/// Saves the current state of the keys (their value, or that they do not
+/// exist: an absent record), and returns once the undo archive has them on
+/// disk: only then may the batch overwrite or create them.
+pub(super) async fn save_for_undo(
     conn: &mut RedisConn,
-    batch: &[Pending],
+    batch: &[&Pending],
     undo: &UndoLog,
     clock: &Clock,
+    saved: Saved,
 ) -> Result<(), RestoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
     let keys: Vec<Vec<u8>> = batch.iter().map(|p| p.key.clone()).collect();
     let dumped = conn.dump_keys(&keys).await?;
     let read_at = clock.now_ms();
-    let records = batch
+    let records: Vec<Record> = batch
         .iter()
         .zip(dumped)
-        .map(|(pending, dumped)| match dumped {
-            Dumped::Present { payload, pttl_ms } => Record {
+        .filter_map(|(pending, dumped)| match dumped {
+            Dumped::Present { .. } if saved == Saved::Absent => None,
+            Dumped::Present { payload, pttl_ms } => Some(Record {
                 key: pending.key.clone(),
                 kb_id: pending.kb_id.clone(),
                 category: pending.category,
                 redis_type: dump::payload_type_name(&payload).to_string(),
                 expire_at_ms: pttl_ms.map(|ms| read_at + ms),
                 payload,
-            },
-            Dumped::Vanished => {
-                Record::absent(pending.key.clone(), pending.kb_id.clone(), pending.category)
-            }
+            }),
+            Dumped::Vanished => Some(Record::absent(
+                pending.key.clone(),
+                pending.kb_id.clone(),
+                pending.category,
+            )),
         })
         .collect();
+    if records.is_empty() {
+        return Ok(());
+    }
     undo.save(records)
         .await
         .map_err(|_| RestoreError::UndoNotSaved)
@@ -243,7 +269,7 @@ async fn dry_run(
 }
 
 /// What writing a payload would do on this target, short of writing it.
-fn predicted(kind: &ServerKind, payload: &[u8], options: &RestoreOptions) -> Outcome {
+pub(super) fn predicted(kind: &ServerKind, payload: &[u8], options: &RestoreOptions) -> Outcome {
     let value = match dump::decode(payload) {
         Ok(v) => v,
         Err(e) => return Outcome::Failed(format!("cannot decode the payload: {e}")),
