@@ -5,11 +5,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::common::{check_write_permissions, connect_target, endpoint, restore_with_undo};
-use super::options::{restore_options, selection, selection_spec};
+use super::options::{pace, restore_options, selection, selection_spec};
 use super::report::{report_interrupted, report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::CopyArgs;
-use crate::net::redis::RedisConn;
 use crate::source::live::{ExportOptions, LiveSource};
 
 pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
@@ -27,7 +26,8 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
         "to-",
     )
     .context("target")?;
-    let from = RedisConn::open(&from).await.context("source")?;
+    let pace = pace(&args.pace);
+    let from = pace.patience.connect(&from).await.context("source")?;
     let target = connect_target(&to).await.context("target")?;
     // The selection's size is unknown before the copy ends, so the memory
     // guard is a running budget: the copy stops before the target evicts.
@@ -37,6 +37,7 @@ pub async fn run(args: CopyArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
         .context("target")?;
     let options = ExportOptions {
         selection: selection(&args.select),
+        pace,
         ..ExportOptions::default()
     };
     let source = LiveSource::open(from, options, selection_spec(&args.select)).await?;

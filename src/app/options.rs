@@ -1,8 +1,9 @@
 //! Parsed arguments ([`crate::cli`]) turned into library options.
 
-use crate::cli::{ModeArg, SelectArgs, WriteArgs};
+use crate::cli::{ModeArg, PaceArgs, SelectArgs, WriteArgs};
 use crate::format::archive::SelectionSpec;
 use crate::kato::parse_display_bytes;
+use crate::net::pace::{Limits, Pace, Patience};
 use crate::pattern::Glob;
 use crate::selection::Selection;
 use crate::sink::redis::{Mode, RestoreOptions, Target};
@@ -95,4 +96,17 @@ pub fn retention_policy(
     } else {
         policy
     })
+}
+
+/// `--max-keys-per-sec`, `--max-bytes-per-sec` and `--busy-timeout`; the
+/// waits for a loading or busy server are told on stderr.
+pub fn pace(args: &PaceArgs) -> Pace {
+    Pace {
+        limits: Limits {
+            keys_per_sec: args.max_keys_per_sec,
+            bytes_per_sec: args.max_bytes_per_sec,
+        },
+        patience: Patience::new(std::time::Duration::from_secs(args.busy_timeout))
+            .with_notify(|message| eprintln!("kbdump: {message}")),
+    }
 }

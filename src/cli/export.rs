@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::args::{RedisArgs, SelectArgs};
+use super::args::{PaceArgs, RedisArgs, SelectArgs};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -10,9 +10,14 @@ Examples:
   kbdump export --kb 'node*' --category emotives --category metadata -o precious.kbd
   kbdump export -o all.kbd                      # every kb_id found on the server
   kbdump export --kb node0_kato -o - | ssh backup 'cat > node0.kbd'
+  kbdump export -o all.kbd --max-keys-per-sec 5k --max-bytes-per-sec 20MiB   # gently, in production
 
 A SCAN export is not a point-in-time snapshot: each key is read at some moment
-inside its kb_id's SCAN window, which the archive records.";
+inside its kb_id's SCAN window, which the archive records.
+
+--max-keys-per-sec and --max-bytes-per-sec cap the load the export puts on the
+server. A server that answers LOADING or BUSY is waited for (up to
+--busy-timeout seconds, with a message) instead of failing the export.";
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EXAMPLES)]
@@ -34,4 +39,6 @@ pub struct ExportArgs {
     /// SCAN COUNT hint: keys the server looks at per SCAN call (1-100000).
     #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub scan_count: usize,
+    #[command(flatten)]
+    pub pace: PaceArgs,
 }

@@ -1,7 +1,8 @@
 //! Pure decisions of a restore: which path each payload takes on a target
 //! (raw, retagged, logical), what a selection costs in server memory, how
-//! `--rename-kb` maps keys, and the per-release gate `inspect` shows.
-//! Nothing here talks to a server; the Redis sink and the dry run call it.
+//! `--rename-kb` maps keys, and the per-release gate `inspect` shows; and
+//! the pace of reads ([`throttle`]). Nothing here talks to a server; the
+//! Redis sink, the dry run and the readers call it.
 //!
 //! For backup directories: [`retention`] (which backups to keep),
 //! [`health`] (the alarms of `backups check`) and [`metrics`] (their
@@ -11,6 +12,7 @@ mod gate;
 pub mod health;
 pub mod metrics;
 pub mod retention;
+pub mod throttle;
 
 use serde::Serialize;
 

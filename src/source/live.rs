@@ -6,7 +6,7 @@
 //! instant between the start and the end of its kb_id's SCAN, and the
 //! window is recorded per kb_id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -20,6 +20,7 @@ use crate::format::archive::{Header, KbWindow, Record, SelectionSpec};
 use crate::format::dump::payload_type_name;
 use crate::kato::attribute::{Attributed, Attributor, KbCensus};
 use crate::kato::{self, Category};
+use crate::net::pace::{Pace, Pacer};
 use crate::net::redis::{Dumped, RedisConn, RedisIoError, ServerInfo};
 use crate::progress::{NoProgress, Progress, Total};
 use crate::records::SourceItem;
@@ -36,6 +37,8 @@ pub struct ExportOptions {
     /// "Now", to turn each key's PTTL into an absolute expiry and to stamp
     /// the SCAN windows.
     pub clock: Clock,
+    /// Read limits, and patience with a server that is loading or busy.
+    pub pace: Pace,
 }
 
 impl Default for ExportOptions {
@@ -45,6 +48,7 @@ impl Default for ExportOptions {
             scan_count: 1000,
             pipelines_in_flight: 4,
             clock: Clock::system(),
+            pace: Pace::default(),
         }
     }
 }
@@ -91,8 +95,15 @@ impl LiveSource {
         options: ExportOptions,
         spec: SelectionSpec,
     ) -> Result<LiveSource, RedisIoError> {
-        let info = conn.server_info().await?;
-        let (kb_ids, estimate) = discover(&mut conn, &options.selection).await?;
+        let patience = &options.pace.patience;
+        let info = patience.server_info(&mut conn).await?;
+        let mut waiting = patience.waiting("SCAN");
+        let (kb_ids, estimate) = loop {
+            match discover(&mut conn, &options.selection).await {
+                Err(e) => waiting.pause(e).await?,
+                Ok(found) => break waiting.done(found),
+            }
+        };
         let header = Header::new(
             conn.source_info(&info, "redis-server"),
             spec,
@@ -203,6 +214,8 @@ pub async fn scan_all(
     summary: &mut ExportSummary,
     progress: &dyn Progress,
 ) -> Result<(), SourceError> {
+    // One pacer for every pass: the limits hold for the whole read.
+    let mut pacer = options.pace.pacer(&options.clock);
     for (pattern, pass_kbs) in plan_passes(kb_ids, &options.selection) {
         progress.stage(&pass_label(&pass_kbs));
         let pass = Pass {
@@ -210,7 +223,12 @@ pub async fn scan_all(
             kbs: &pass_kbs,
             all_kbs: kb_ids,
         };
-        let windows = export_pass(conn, &pass, options, tx, summary, progress).await?;
+        let reader = Reader {
+            conn,
+            options,
+            pacer: &mut pacer,
+        };
+        let windows = export_pass(reader, &pass, tx, summary, progress).await?;
         for window in windows.into_values() {
             summary.vanished += window.vanished;
             summary.duplicates += window.duplicates;
@@ -262,14 +280,71 @@ struct Pass<'a> {
 /// A selected key on its way to DUMP.
 type Selected = (Vec<u8>, Vec<u8>, Category);
 
+/// The server a pass reads, how, and at what pace.
+struct Reader<'a> {
+    conn: &'a RedisConn,
+    options: &'a ExportOptions,
+    pacer: &'a mut Pacer,
+}
+
+impl Reader<'_> {
+    /// Pipelines in flight at once: one when paced, so that each charge of
+    /// bytes lands before the next pipeline is let through.
+    fn pipelines(&self) -> usize {
+        match self.pacer.is_limited() {
+            true => 1,
+            false => self.options.pipelines_in_flight.max(1),
+        }
+    }
+
+    /// The next pipeline's keys from the front of `queue`, once the pace
+    /// lets them through: the one place a read waits for its limits.
+    async fn next_batch(&mut self, queue: &mut VecDeque<Selected>) -> Vec<Selected> {
+        let n = self
+            .pacer
+            .batch_keys(queue.len().min(self.options.scan_count.max(1)));
+        let batch: Vec<Selected> = queue.drain(..n.min(queue.len())).collect();
+        self.pacer.before_read(batch.len()).await;
+        batch
+    }
+
+    /// DUMP + PTTL of a batch on a task of its own, so that pipelines
+    /// progress while the next page is scanned; with the instant read.
+    fn spawn_dump(&self, batch: Vec<Selected>) -> tokio::task::JoinHandle<Dumping> {
+        let conn = self.conn.clone();
+        let clock = self.options.clock.clone();
+        let patience = self.options.pace.patience.clone();
+        tokio::spawn(async move {
+            let keys: Vec<&[u8]> = batch.iter().map(|(k, _, _)| &k[..]).collect();
+            let dumped = patience.dump_keys(&conn, &keys).await;
+            (batch, dumped, clock.now_ms())
+        })
+    }
+
+    /// Charges the pace with what a pipeline read.
+    fn charge(&mut self, batch: &[Selected], dumped: &[Dumped]) {
+        let bytes = dumped
+            .iter()
+            .map(|d| match d {
+                Dumped::Present { payload, .. } => payload.len() as u64,
+                Dumped::Vanished => 0,
+            })
+            .sum();
+        self.pacer.after_read(batch.len(), bytes);
+    }
+}
+
+/// A DUMP pipeline's keys, replies and the instant it was read.
+type Dumping = (Vec<Selected>, Result<Vec<Dumped>, RedisIoError>, i64);
+
 async fn export_pass(
-    conn: &RedisConn,
+    mut reader: Reader<'_>,
     pass: &Pass<'_>,
-    options: &ExportOptions,
     tx: &Sender<SourceItem>,
     summary: &mut ExportSummary,
     progress: &dyn Progress,
 ) -> Result<BTreeMap<Vec<u8>, KbWindow>, SourceError> {
+    let options = reader.options;
     let now_ms = || options.clock.now_ms();
     let started = now_ms();
     let mut windows: BTreeMap<Vec<u8>, KbWindow> = pass
@@ -287,55 +362,49 @@ async fn export_pass(
     let mut seen = KeyFingerprints::default();
     let mut attributor = Attributor::knowing(pass.all_kbs).wanting(pass.kbs);
     let mut in_flight = FuturesOrdered::new();
-    let mut scan = conn.scan(pass.pattern.clone(), options.scan_count);
+    let mut queue = VecDeque::new();
+    let mut scan = reader.conn.scan(pass.pattern.clone(), options.scan_count);
+    let patience = &options.pace.patience;
     loop {
-        while !scan.is_done() && in_flight.len() < options.pipelines_in_flight {
-            let Some(keys) = scan.next_page().await? else {
-                break;
-            };
-            let batch = select_keys(
-                keys,
-                &mut attributor,
-                &options.selection,
-                &mut seen,
-                &mut windows,
-            );
-            if !batch.is_empty() {
+        while in_flight.len() < reader.pipelines() && !(queue.is_empty() && scan.is_done()) {
+            if queue.is_empty() {
+                let Some(keys) = patience.next_page(&mut scan).await? else {
+                    break;
+                };
+                let batch = select_keys(
+                    keys,
+                    &mut attributor,
+                    &options.selection,
+                    &mut seen,
+                    &mut windows,
+                );
                 progress.scanned(batch.len() as u64);
-                let mut dumper = conn.clone();
-                let clock = options.clock.clone();
-                // Spawned so that pipelines progress while the next page is
-                // scanned; results are consumed in SCAN order.
-                in_flight.push_back(tokio::spawn(async move {
-                    let keys: Vec<&[u8]> = batch.iter().map(|(k, _, _)| &k[..]).collect();
-                    let dumped = dumper.dump_keys(&keys).await;
-                    (batch, dumped, clock.now_ms())
-                }));
+                queue.extend(batch);
+                continue;
             }
+            let batch = reader.next_batch(&mut queue).await;
+            // Results are consumed in SCAN order.
+            in_flight.push_back(reader.spawn_dump(batch));
         }
         let Some(joined) = in_flight.next().await else {
             break;
         };
         let (batch, dumped, read_at) =
             joined.map_err(|_| SourceError::TaskGone("DUMP pipeline"))?;
-        emit_batch(batch, dumped?, read_at, tx, summary, &mut windows, progress).await?;
+        let dumped = dumped?;
+        reader.charge(&batch, &dumped);
+        emit_batch(batch, dumped, read_at, tx, summary, &mut windows, progress).await?;
     }
     let late = resolve_unmarked(attributor, &options.selection, &mut seen, &mut windows);
-    for batch in late.chunks(options.scan_count.max(1)) {
-        progress.scanned(batch.len() as u64);
+    progress.scanned(late.len() as u64);
+    let mut late = VecDeque::from(late);
+    while !late.is_empty() {
+        let batch = reader.next_batch(&mut late).await;
         let keys: Vec<&[u8]> = batch.iter().map(|(k, _, _)| &k[..]).collect();
-        let dumped = conn.clone().dump_keys(&keys).await?;
+        let dumped = patience.dump_keys(reader.conn, &keys).await?;
         let read_at = now_ms();
-        emit_batch(
-            batch.to_vec(),
-            dumped,
-            read_at,
-            tx,
-            summary,
-            &mut windows,
-            progress,
-        )
-        .await?;
+        reader.charge(&batch, &dumped);
+        emit_batch(batch, dumped, read_at, tx, summary, &mut windows, progress).await?;
     }
     let finished = now_ms();
     windows

@@ -22,6 +22,7 @@ mod dump_live;
 mod export;
 mod faults;
 mod fuzz_regressions;
+mod gentle;
 mod harness_selftest;
 mod hostile;
 mod migration;

@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::flow::export::export;
 use crate::flow::verify::{check_payload_decodes, verify, VerifyReport};
 use crate::format::archive::{Record, SelectionSpec, WriterOptions};
-use crate::net::redis::{RedisConn, ServerInfo};
+use crate::net::redis::{Endpoint, ServerInfo};
 use crate::plan::retention::Policy;
 use crate::progress::Progress;
 use crate::sink::file::AtomicFile;
@@ -55,11 +55,11 @@ pub struct BackupOutcome {
     pub stale_temporaries: Vec<String>,
 }
 
-/// Backs the server at `url` up into `options.dir`. The lock is taken
+/// Backs the server at `endpoint` up into `options.dir`. The lock is taken
 /// before the server is contacted, so a second run fails at once however
 /// slow the server is.
 pub async fn backup(
-    url: &str,
+    endpoint: &Endpoint,
     options: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupOutcome, BackupError> {
@@ -70,7 +70,7 @@ pub async fn backup(
     let clock = options.export.clock.clone();
     let lock = DirLock::acquire(dir, "backup", clock.now_ms())?;
     let stale_temporaries = remove_stale_temporaries(dir)?;
-    let conn = RedisConn::connect(url).await?;
+    let conn = options.export.pace.patience.connect(endpoint).await?;
     let address = conn.address().to_string();
     let source = LiveSource::open(conn, options.export.clone(), options.spec.clone()).await?;
     if source.kb_ids().is_empty() && !options.allow_empty {
