@@ -11,6 +11,7 @@ use serde_json::{json, Value as Json};
 
 use super::{GlobalOpts, EXIT_ERROR};
 use crate::clock::system_now_ms as now_ms;
+use crate::flow::export::ExportError;
 use crate::kato::{display_bytes, Category};
 use crate::sink::archive::UndoSummary;
 use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
@@ -84,6 +85,11 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         // serde_json reports a failed write as its own error type.
         broken(cause.downcast_ref::<std::io::Error>().map(|e| e.kind()))
+            || broken(
+                cause
+                    .downcast_ref::<ExportError>()
+                    .and_then(|e| e.io_kind()),
+            )
             || broken(
                 cause
                     .downcast_ref::<serde_json::Error>()

@@ -64,9 +64,9 @@ impl ArchiveInput {
         if path.is_dir() {
             return Err(OpenError::IsDirectory(path.clone()));
         }
-        File::open(path).map(Some).map_err(|source| OpenError::Io {
+        File::open(path).map(Some).map_err(|cause| OpenError::Io {
             name: path.display().to_string(),
-            source,
+            cause,
         })
     }
 
@@ -84,13 +84,10 @@ impl ArchiveInput {
 pub enum OpenError {
     #[error("cannot open archive {}: it is a directory; name a .kbd file", .0.display())]
     IsDirectory(PathBuf),
-    #[error("cannot open archive {name}: {source}")]
-    Io { name: String, source: io::Error },
-    #[error("{name}: {source}")]
-    Archive {
-        name: String,
-        source: archive::Error,
-    },
+    #[error("cannot open archive {name}: {cause}")]
+    Io { name: String, cause: io::Error },
+    #[error("{name}: {cause}")]
+    Archive { name: String, cause: archive::Error },
 }
 
 /// What an archive holds, from its index (or a metadata-only pass).
@@ -143,7 +140,7 @@ impl ArchiveSource {
             Some(file) => ArchiveSource::seekable(name.clone(), file),
             None => ArchiveSource::sequential(name.clone(), input.open_stream()?),
         }
-        .map_err(|source| OpenError::Archive { name, source })
+        .map_err(|cause| OpenError::Archive { name, cause })
     }
 
     /// Opens a seekable input through its index; one without a usable end

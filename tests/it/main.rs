@@ -28,6 +28,7 @@ mod hostile;
 mod migration;
 mod offline;
 mod output;
+mod rails;
 mod restore;
 mod secrets;
 mod signals;

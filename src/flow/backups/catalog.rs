@@ -136,7 +136,7 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, BackupError> {
     }
     let read_dir = |source| BackupError::ReadDir {
         path: dir.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut entries = Vec::new();
     for item in fs::read_dir(dir).map_err(read_dir)? {
@@ -170,7 +170,7 @@ fn describe(
         return Err(BackupError::Io {
             what: "cannot read backup",
             path,
-            source,
+            cause: source,
         });
     }
     let mut entry = Entry {
@@ -253,7 +253,7 @@ fn delete_backup(path: &Path) -> Result<(), BackupError> {
     let io = |what, source| BackupError::Io {
         what,
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut magic = [0u8; 8];
     File::open(path)
@@ -272,7 +272,7 @@ fn delete_backup(path: &Path) -> Result<(), BackupError> {
 pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<String>, BackupError> {
     let read_dir = |source| BackupError::ReadDir {
         path: dir.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut removed = Vec::new();
     for item in fs::read_dir(dir).map_err(read_dir)? {
@@ -287,7 +287,7 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<String>, BackupError> 
             fs::remove_file(item.path()).map_err(|source| BackupError::Io {
                 what: "cannot delete",
                 path: item.path(),
-                source,
+                cause: source,
             })?;
             removed.push(name);
         }
@@ -303,7 +303,7 @@ pub fn move_aside(path: &Path) -> Result<PathBuf, BackupError> {
     fs::rename(path, &aside).map_err(|source| BackupError::Io {
         what: "cannot move aside",
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     Ok(aside)
 }
@@ -314,7 +314,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BackupEr
     let io = |what, source| BackupError::Io {
         what,
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let name = path
         .file_name()
@@ -346,13 +346,13 @@ pub fn read_record<T: serde::de::DeserializeOwned + Default>(
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| BackupError::Io {
             what: "cannot parse",
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            cause: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
         Err(source) => Err(BackupError::Io {
             what: "cannot read",
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }),
     }
 }

@@ -90,7 +90,7 @@ pub async fn backup(
     let file = out.into_inner().map_err(|e| BackupError::Io {
         what: "cannot write",
         path: path.clone(),
-        source: e.into_error(),
+        cause: e.into_error(),
     })?;
     if summary.keys == 0 && !options.allow_empty {
         // Dropping the unfinished file removes it.
@@ -152,7 +152,7 @@ fn fresh_file(dir: &Path, clock: &Clock) -> Result<(AtomicFile, i64), BackupErro
         BackupError::Io {
             what: "cannot restrict the permissions of",
             path: file.temp_path().to_path_buf(),
-            source,
+            cause: source,
         }
     })?;
     Ok((file, ms))
