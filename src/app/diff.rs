@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::{json, Value as Json};
 
 use super::common::{connect_redis, open_archive, source_outcome, ArchiveInput};
-use super::options::selection;
+use super::options::{covered, selection};
 use super::progress::{key_progress, known_total};
 use super::report::{cells_json, for_people, one_line, print_json, print_report};
 use super::{GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
@@ -23,6 +23,7 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let selection = selection(&args.select);
     let conn = connect_redis(&args.redis).await?;
     let archive = open_archive(&input)?;
+    let covered = covered(&archive.header().selection);
     let progress = key_progress(global);
     if let Some(total) = known_total(archive.selected_size(&selection), &selection) {
         progress.total(total);
@@ -30,6 +31,7 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let (rx, source) = archive.stream(selection.clone()).split();
     let options = DiffOptions {
         selection,
+        covered,
         expiry_tolerance_ms: args.expiry_tolerance_ms,
         values_per_group: args.examples,
         ..DiffOptions::default()

@@ -31,6 +31,17 @@ pub fn selection_spec(args: &SelectArgs) -> SelectionSpec {
     }
 }
 
+/// The selection an archive header records, as a selection: what the
+/// archive covers.
+pub fn covered(spec: &SelectionSpec) -> Selection {
+    let globs = |patterns: &[Vec<u8>]| patterns.iter().map(|p| Glob::new(p.clone())).collect();
+    Selection {
+        kbs: globs(&spec.kbs),
+        categories: spec.categories.clone(),
+        matches: globs(&spec.matches),
+    }
+}
+
 /// Globs given in display notation (non-UTF-8 bytes as \xNN).
 pub fn globs(patterns: &[String]) -> Vec<Glob> {
     patterns

@@ -1,11 +1,57 @@
-//! Safety rails and findings of incident reviews: error messages say
-//! their cause once.
+//! Safety rails and findings of incident reviews: diff compares only what
+//! the archive covered, and error messages say their cause once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::support::cli::*;
 use crate::support::redis::RedisServer;
+use crate::support::seed::{seed_kato, Category, SeedSpec, Seeded};
 use tempfile::TempDir;
+
+fn seeded(spec: &SeedSpec) -> (RedisServer, Seeded) {
+    let server = RedisServer::start();
+    let seeded = seed_kato(&mut server.client(), spec);
+    (server, seeded)
+}
+
+#[test]
+fn diff_compares_only_what_the_archive_selected() {
+    let (server, seeded) = seeded(&SeedSpec::small());
+    let dir = TempDir::new().unwrap();
+    let archive = export(
+        &server,
+        dir.path(),
+        "emotives.kbd",
+        &["--category", "emotives"],
+    );
+    let (code, report) = diff_json(&archive, &server, &[]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert!(diff_keys(&report).is_empty(), "{report:#}");
+
+    // A real difference within the covered selection is still found.
+    let lost = seeded
+        .of_category(Category::Emotives)
+        .into_iter()
+        .next()
+        .unwrap();
+    let _: i64 = run(&server, redis::cmd("DEL").arg(&lost));
+    let extra = b"node0_kato:emotives:added-later".to_vec();
+    let _: () = run(&server, redis::cmd("SET").arg(&extra).arg("[]"));
+    let (code, report) = diff_json(&archive, &server, &[]);
+    assert_eq!(code, Some(1), "{report:#}");
+    let want: BTreeSet<_> = [(lost, "missing".to_string()), (extra, "extra".to_string())].into();
+    assert_eq!(diff_keys(&report), want, "{report:#}");
+
+    // The user's selection narrows it further; it never widens it.
+    let (code, report) = diff_json(&archive, &server, &["--category", "metadata"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert!(diff_keys(&report).is_empty(), "{report:#}");
+
+    // A --match export covers only its keys.
+    let matched = export(&server, dir.path(), "m.kbd", &["--match", "*:metadata:*"]);
+    let (code, report) = diff_json(&matched, &server, &[]);
+    assert_eq!(code, Some(0), "{report:#}");
+}
 
 /// Segments of a message (split at ": " and "; ") that appear twice.
 fn repeated_segments(message: &str) -> Vec<String> {
