@@ -1,10 +1,12 @@
 //! Safety rails and findings of incident reviews: diff compares only what
-//! the archive covered, and error messages say their cause once.
+//! the archive covered, a missing-mode rerun after an out-of-memory run
+//! counts the keys already there as kept, and error messages say their
+//! cause once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::support::cli::*;
-use crate::support::redis::RedisServer;
+use crate::support::redis::{info_field, RedisServer};
 use crate::support::seed::{seed_kato, Category, SeedSpec, Seeded};
 use tempfile::TempDir;
 
@@ -107,5 +109,67 @@ fn error_messages_say_their_cause_once() {
             "{args:?} repeats {:?}: {message}",
             repeated_segments(&message)
         );
+    }
+}
+
+/// `maxmemory` set to what the server uses now plus `extra` bytes.
+fn cap_memory(server: &RedisServer, extra: u64) {
+    let used: u64 = info_field(&server.info("memory"), "used_memory")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let set = |name: &str, value: String| {
+        let _: () = run(server, redis::cmd("CONFIG").arg("SET").arg(name).arg(value));
+    };
+    set("maxmemory-policy", "noeviction".into());
+    set("maxmemory", (used + extra).to_string());
+}
+
+#[test]
+fn a_missing_mode_rerun_after_running_out_of_memory_keeps_what_is_there() {
+    let (source, _) = seeded(&SeedSpec::default());
+    let dir = TempDir::new().unwrap();
+    let archive = export(&source, dir.path(), "all.kbd", &[]);
+    for extra in [&[][..], &["--logical"][..]] {
+        let target = RedisServer::start();
+        cap_memory(&target, 256 * 1024);
+        let (code, first) = restore_json(&archive, &target, extra);
+        assert_eq!(code, Some(2), "{first:#}");
+        let present = snap(&target);
+        assert!(
+            !present.is_empty() && total(&first, "failed") > 0,
+            "{first:#}"
+        );
+
+        // Still short of memory: what is there is kept; only keys that are
+        // not there fail.
+        let (code, again) = restore_json(&archive, &target, extra);
+        assert_eq!(code, Some(2), "{again:#}");
+        assert_eq!(
+            total(&again, "kept"),
+            present.len() as u64,
+            "{extra:?}: {again:#}"
+        );
+        for failure in again["failures"].as_array().unwrap() {
+            let key = kbdump::kato::parse_display_bytes(failure["what"].as_str().unwrap());
+            assert!(
+                !present.contains_key(&key),
+                "{extra:?}: present key failed: {failure}"
+            );
+            assert!(
+                failure["reason"].as_str().unwrap().contains("OOM"),
+                "{failure}"
+            );
+        }
+
+        // With memory: everything else comes back, nothing fails.
+        let _: () = run(
+            &target,
+            redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0),
+        );
+        let (code, last) = restore_json(&archive, &target, extra);
+        assert_eq!(code, Some(0), "{last:#}");
+        assert_eq!(total(&last, "kept"), present.len() as u64, "{last:#}");
+        assert_eq!(total(&last, "failed"), 0, "{last:#}");
     }
 }
