@@ -272,6 +272,7 @@ fn summary_json(
         "warnings": summary.warnings,
         "saved_for_undo": undo.map_or(0, |u| u.keys),
         "undo_absent": undo.map_or(0, |u| u.absent),
+        "rename_targets": summary.rename_targets,
         "undo_archive": undo.map(|u| u.path.display().to_string()),
     })
 }

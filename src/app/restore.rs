@@ -4,23 +4,26 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::common::{
-    check_write_permissions, connect_clickhouse, connect_target, open_archive, redis_endpoint,
-    restore_with_undo, source_outcome, ArchiveInput,
+    check_before_writing, check_write_permissions, connect_clickhouse, connect_target,
+    open_archive, redis_endpoint, restore_with_undo, source_outcome, ArchiveInput, Existing,
 };
 use super::options::{restore_options, selection};
 use super::progress::known_total;
-use super::report::{report_interrupted, report_restore, restore_exit_code, undo_stamp};
+use super::report::{iso_ms, report_interrupted, report_restore, restore_exit_code, undo_stamp};
 use super::GlobalOpts;
 use crate::cli::RestoreArgs;
+use crate::flow::preflight::{dbsize, existing_keys, overlaps, same_origin};
 use crate::flow::restore::is_undo_archive;
 use crate::selection::Selection;
+use crate::sink::redis::{Mode, RestoreOptions, Target};
+use crate::source::archive::ArchiveSource;
 use crate::source::mirror::MirrorSource;
 use crate::source::Source;
 
 pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let selection = selection(&args.select);
     let target = connect_target(&redis_endpoint(&args.redis)?).await?;
-    let (source, input) = open_source(&args, &selection).await?;
+    let (source, input) = open_source(&args, &selection, true).await?;
     if !args.write.force && !args.write.dry_run {
         // Without an index (a pipe, a cut file) the selection's size is
         // unknown: the running memory budget still applies.
@@ -31,10 +34,17 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
     let total = known_total(source.selected_size(&selection), &selection);
     let mut options = restore_options(&args.write, &target, global.interrupts.stop());
     options.expired_means_absent = source.header().is_some_and(is_undo_archive);
-    let (items, task) = source.stream(selection).split();
     check_write_permissions(&target, &options).await?;
+    warn_same_origin(&args, &source, &target, &selection, &options);
+    let occupied = check_before_writing(&target, &options, args.yes, || {
+        count_existing(&args, &selection, &target, &options)
+    })
+    .await?;
+    let (items, task) = source.stream(selection).split();
     let undo = undo_path(&args, &input);
-    let (summary, undo) = restore_with_undo(&target, items, &options, &undo, total, global).await?;
+    let (mut summary, undo) =
+        restore_with_undo(&target, items, &options, &undo, total, global).await?;
+    summary.rename_targets = occupied;
     if summary.interrupted {
         // The source was not read to its end: its verdict does not count.
         return report_interrupted(
@@ -52,10 +62,12 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
 }
 
 /// The archive (a file, stdin) or the ClickHouse mirror the records come
-/// from, and the input to name in messages.
+/// from, and the input to name in messages; `warn`: say so when the
+/// archive is cut short.
 async fn open_source(
     args: &RestoreArgs,
     selection: &Selection,
+    warn: bool,
 ) -> anyhow::Result<(Source, ArchiveInput)> {
     if let Some(url) = &args.from_clickhouse {
         let ch = connect_clickhouse(url, args.clickhouse_password_file.as_deref()).await?;
@@ -63,7 +75,12 @@ async fn open_source(
         return Ok((Source::Mirror(mirror), ArchiveInput::Stdin));
     }
     let input = ArchiveInput::parse(args.file.as_deref().unwrap_or("-"));
-    let archive = open_archive(&input)?;
+    // The second read of a file (to count) does not warn again.
+    let archive = if warn {
+        open_archive(&input)?
+    } else {
+        ArchiveSource::open(&input)?
+    };
     Ok((Source::Archive(archive), input))
 }
 
@@ -77,5 +94,64 @@ fn undo_path(args: &RestoreArgs, input: &ArchiveInput) -> PathBuf {
     match input {
         ArchiveInput::Path(p) => PathBuf::from(format!("{}.undo-{stamp}.kbd", p.display())),
         ArchiveInput::Stdin => PathBuf::from(format!("restore.undo-{stamp}.kbd")),
+    }
+}
+
+/// Whether the source can be read a second time: not a pipe.
+fn rereadable(args: &RestoreArgs) -> bool {
+    args.from_clickhouse.is_some() || args.file.as_deref().is_some_and(|f| f != "-")
+}
+
+/// The selected keys the target already holds: a dry run over a second
+/// read of the source, or the target's key count for a pipe.
+async fn count_existing(
+    args: &RestoreArgs,
+    selection: &Selection,
+    target: &Target,
+    options: &RestoreOptions,
+) -> anyhow::Result<Existing> {
+    if !rereadable(args) {
+        return Ok(Existing::AtMost(dbsize(&target.conn).await?));
+    }
+    let (again, input) = open_source(args, selection, false).await?;
+    let (items, task) = again.stream(selection.clone()).split();
+    let existing = existing_keys(target, items, options).await?;
+    source_outcome(task, &input).await?;
+    Ok(Existing::Counted(existing))
+}
+
+/// Replace mode into the server and db an archive came from, taking keys
+/// back under their own kb_id, rolls them back to the archived values:
+/// say so before writing.
+fn warn_same_origin(
+    args: &RestoreArgs,
+    source: &Source,
+    target: &Target,
+    selection: &Selection,
+    options: &RestoreOptions,
+) {
+    let Some(header) = source.header() else {
+        return;
+    };
+    if options.mode != Mode::Replace || options.dry_run || !same_origin(header, &target.conn) {
+        return;
+    }
+    let input = ArchiveInput::parse(args.file.as_deref().unwrap_or("-"));
+    let overlap = match &input {
+        ArchiveInput::Path(_) => ArchiveSource::open(&input)
+            .ok()
+            .and_then(|archive| archive.overview().ok())
+            .is_none_or(|o| overlaps(o.blocks.iter().map(|(_, b)| b), selection, &options.renames)),
+        ArchiveInput::Stdin => options.renames.is_empty(),
+    };
+    if overlap {
+        eprintln!(
+            "kbdump: warning: {} was exported from {} db {} at {}, the server and db it now \
+             overwrites: every selected key changed since then goes back to its archived value",
+            input.name(),
+            header.source.address,
+            header.source.db,
+            iso_ms(header.created_at_ms)
+        );
     }
 }

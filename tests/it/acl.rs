@@ -245,6 +245,7 @@ fn the_documented_minimal_acl_is_enough() {
         "-q",
         "--mode",
         "replace",
+        "--yes",
         "--undo",
         path(&undo),
         "--redis",

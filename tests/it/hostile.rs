@@ -262,6 +262,7 @@ fn duplicate_keys_in_an_archive_are_damage() {
         &[
             "--mode",
             "replace",
+            "--yes",
             "--undo",
             dir.path().join("u.kbd").to_str().unwrap(),
         ],

@@ -1,9 +1,14 @@
-//! Safety rails and findings of incident reviews: diff compares only what
-//! the archive covered, a missing-mode rerun after an out-of-memory run
-//! counts the keys already there as kept, and error messages say their
-//! cause once.
+//! Safety rails: replace mode over existing keys asks first (a terminal)
+//! or needs `--yes`; `--rename-kb` onto a kb_id that has keys says so; a
+//! replace into the server an archive came from warns. Also: diff
+//! compares only what the archive covered, a missing-mode rerun after an
+//! out-of-memory run counts the keys already there as kept, and error
+//! messages say their cause once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 use crate::support::cli::*;
 use crate::support::redis::{info_field, RedisServer};
@@ -14,6 +19,277 @@ fn seeded(spec: &SeedSpec) -> (RedisServer, Seeded) {
     let server = RedisServer::start();
     let seeded = seed_kato(&mut server.client(), spec);
     (server, seeded)
+}
+
+fn restore_out(archive: &Path, server: &RedisServer, extra: &[&str]) -> Output {
+    let url = server.url();
+    let args = [
+        "restore",
+        archive.to_str().unwrap(),
+        "--redis",
+        &url,
+        "--quiet",
+    ];
+    kbdump(&[&args[..], extra].concat())
+}
+
+/// Runs kbdump on a terminal (util-linux `script` gives it a pty) that
+/// answers `answer`; returns the exit code and what the terminal showed.
+fn on_terminal(args: &[&str], answer: &str) -> (Option<i32>, String) {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_kbdump").to_string())
+        .chain(args.iter().map(|a| format!("'{a}'")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script(1)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), stdout(&out) + &stderr(&out))
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+#[test]
+fn replace_over_existing_keys_needs_yes_without_a_terminal() {
+    let (server, seeded) = seeded(&SeedSpec::small());
+    let dir = TempDir::new().unwrap();
+    let archive = export(&server, dir.path(), "all.kbd", &[]);
+    let before = snap(&server);
+    let undo = dir.path().join("undo.kbd");
+    let undo_arg = undo.to_str().unwrap();
+
+    let out = restore_out(
+        &archive,
+        &server,
+        &["--mode", "replace", "--undo", undo_arg],
+    );
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{message}");
+    let expected = format!(
+        "overwrite {} existing keys on 127.0.0.1:{}?",
+        seeded.kato().len(),
+        server.port()
+    );
+    assert!(message.contains(&expected), "{message}");
+    assert!(message.contains("--yes"), "{message}");
+    assert!(message.contains("nothing was written"), "{message}");
+    assert_same(&before, &snap(&server));
+    assert!(!undo.exists(), "a refused run wrote an undo archive");
+
+    // A dry run writes nothing, so it needs no confirmation.
+    let out = restore_out(&archive, &server, &["--mode", "replace", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let undo = dir.path().join("undo-yes.kbd");
+    let undo_arg = undo.to_str().unwrap();
+    let out = restore_out(
+        &archive,
+        &server,
+        &["--mode", "replace", "--undo", undo_arg, "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(undo.exists());
+    assert_same(&before, &snap(&server));
+
+    // Into a server that holds none of the selected keys, nothing to ask.
+    let empty = RedisServer::start();
+    let undo = dir.path().join("undo-empty.kbd");
+    let undo_arg = undo.to_str().unwrap();
+    let out = restore_out(&archive, &empty, &["--mode", "replace", "--undo", undo_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn replace_from_a_pipe_is_bounded_by_the_key_count_of_the_target() {
+    let (server, _) = seeded(&SeedSpec::small());
+    let dir = TempDir::new().unwrap();
+    let archive = export(&server, dir.path(), "all.kbd", &[]);
+    let before = snap(&server);
+    let url = server.url();
+    let undo = dir.path().join("undo.kbd");
+    let args = ["restore", "-", "--redis", &url, "--mode", "replace"];
+    let out = kbdump_stdin(
+        &[&args[..], &["--undo", undo.to_str().unwrap()]].concat(),
+        &archive,
+    );
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains(&format!("It holds {} keys", before.len())),
+        "{message}"
+    );
+    assert!(message.contains("--yes"), "{message}");
+    assert_same(&before, &snap(&server));
+}
+
+#[test]
+fn replace_on_a_terminal_asks_and_no_writes_nothing() {
+    let (server, seeded) = seeded(&SeedSpec::small().with_kbs(&[b"kb_t"]));
+    let dir = TempDir::new().unwrap();
+    let archive = export(&server, dir.path(), "all.kbd", &[]);
+    let _: () = run(&server, redis::cmd("SET").arg("kb_t:emotives:new").arg("1"));
+    let before = snap(&server);
+    let (url, path) = (server.url(), archive.to_str().unwrap().to_string());
+    let args = [
+        "restore", &path, "--redis", &url, "--mode", "replace", "--quiet",
+    ];
+    let undo = dir.path().join("undo.kbd");
+    let args = [&args[..], &["--undo", undo.to_str().unwrap()]].concat();
+    let question = format!(
+        "overwrite {} existing keys on 127.0.0.1:{}? [y/N]",
+        seeded.of_kb(b"kb_t").len(),
+        server.port()
+    );
+
+    let (code, screen) = on_terminal(&args, "n\n");
+    assert_eq!(code, Some(2), "{screen}");
+    assert!(screen.contains(&question), "{screen}");
+    assert!(
+        screen.contains("not confirmed; nothing was written"),
+        "{screen}"
+    );
+    assert_same(&before, &snap(&server));
+    assert_eq!(files_in(dir.path()), 1, "no undo archive");
+
+    let (code, screen) = on_terminal(&args, "y\n");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains(&question), "{screen}");
+    assert!(undo.exists());
+}
+
+#[test]
+fn copy_in_replace_mode_onto_a_non_empty_target_needs_yes() {
+    let (source, _) = seeded(&SeedSpec::small());
+    let (target, _) = seeded(&SeedSpec::small().with_kbs(&[b"kb_other"]));
+    let before = snap(&target);
+    let dir = TempDir::new().unwrap();
+    let undo = dir.path().join("undo.kbd");
+    let (from, to) = (source.url(), target.url());
+    let args = [
+        "copy", "--quiet", "--from", &from, "--to", &to, "--mode", "replace", "--undo",
+    ];
+    let args = [&args[..], &[undo.to_str().unwrap()]].concat();
+    let out = kbdump(&args);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains(&format!("It holds {} keys", before.len())),
+        "{message}"
+    );
+    assert!(message.contains("--yes"), "{message}");
+    assert_same(&before, &snap(&target));
+    assert!(!undo.exists());
+    let out = kbdump(&[&args[..], &["--yes"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn rename_onto_a_kb_that_has_keys_warns_and_replace_needs_yes() {
+    let (server, seeded) = seeded(&SeedSpec::small().with_kbs(&[b"kb_a", b"kb_b"]));
+    let dir = TempDir::new().unwrap();
+    let archive = export(&server, dir.path(), "a.kbd", &["--kb", "kb_a"]);
+    let b_keys = seeded.of_kb(b"kb_b").len();
+    let warning = format!(
+        "kb_id kb_b on 127.0.0.1:{}, which already holds {b_keys} keys",
+        server.port()
+    );
+
+    // Missing mode: a warning before writing, and the count in --json.
+    let out = restore_out(&archive, &server, &["--rename-kb", "kb_a=kb_b", "--json"]);
+    let report = json_with_code(&out, 0);
+    assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
+    assert_eq!(
+        report["rename_targets"],
+        serde_json::json!([{"kb_id": "kb_b", "existing_keys": b_keys}]),
+        "{report:#}"
+    );
+
+    // Replace mode: refused without --yes, with nothing written.
+    let before = snap(&server);
+    let b_keys = before.keys().filter(|k| k.starts_with(b"kb_b:")).count();
+    let warning = format!(
+        "kb_id kb_b on 127.0.0.1:{}, which already holds {b_keys} keys",
+        server.port()
+    );
+    let undo = dir.path().join("undo.kbd");
+    let undo_arg = undo.to_str().unwrap();
+    let replace = [
+        "--rename-kb",
+        "kb_a=kb_b",
+        "--mode",
+        "replace",
+        "--undo",
+        undo_arg,
+    ];
+    let out = restore_out(&archive, &server, &replace);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{message}");
+    assert!(message.contains(&warning), "{message}");
+    assert!(message.contains("--yes"), "{message}");
+    assert_same(&before, &snap(&server));
+    let out = restore_out(&archive, &server, &[&replace[..], &["--yes"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // Onto a kb_id that does not exist: no warning, an empty list.
+    let out = restore_out(&archive, &server, &["--rename-kb", "kb_a=kb_new", "--json"]);
+    let report = json_with_code(&out, 0);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    assert_eq!(report["rename_targets"], serde_json::json!([]));
+}
+
+#[test]
+fn replace_into_the_server_the_archive_came_from_warns() {
+    let (server, _) = seeded(&SeedSpec::small().with_kbs(&[b"kb_a", b"kb_b"]));
+    let dir = TempDir::new().unwrap();
+    let archive = export(&server, dir.path(), "a.kbd", &["--kb", "kb_a"]);
+    let warning = format!("was exported from 127.0.0.1:{} db 0 at ", server.port());
+    let undo = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let replace = |undo: &str, more: &[&str]| {
+        let args = ["--mode", "replace", "--yes", "--undo", undo];
+        [&args[..], more]
+            .concat()
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    };
+    let restore = |file: &Path, server: &RedisServer, args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        restore_out(file, server, &args)
+    };
+    let first_undo = undo("undo.kbd");
+    let out = restore(&archive, &server, replace(&first_undo, &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
+
+    // Renamed away, or into another server, or selecting nothing of it,
+    // or putting an undo archive back: no warning.
+    let quiet = |out: Output| {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(!stderr(&out).contains(&warning), "{}", stderr(&out));
+    };
+    let renamed = replace(&undo("u1.kbd"), &["--rename-kb", "kb_a=kb_c"]);
+    quiet(restore(&archive, &server, renamed));
+    quiet(restore(
+        &archive,
+        &RedisServer::start(),
+        replace(&undo("u2.kbd"), &[]),
+    ));
+    let other_kb = replace(&undo("u3.kbd"), &["--kb", "kb_b"]);
+    quiet(restore(&archive, &server, other_kb));
+    let back = replace(&undo("u4.kbd"), &[]);
+    quiet(restore(Path::new(&first_undo), &server, back));
 }
 
 #[test]

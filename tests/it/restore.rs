@@ -215,7 +215,7 @@ fn missing_mode_never_overwrites_replace_does_and_undo_reverts_it() {
     let real = restore_ok(
         &archive,
         &server,
-        &["--mode", "replace", "--undo", undo_arg],
+        &["--mode", "replace", "--yes", "--undo", undo_arg],
     );
     assert_eq!(outcome(&dry), outcome(&real));
     assert_eq!(total(&real, "restored"), seeded.kato().len() as u64);
@@ -228,7 +228,13 @@ fn missing_mode_never_overwrites_replace_does_and_undo_reverts_it() {
     restore_ok(
         &undo,
         &server,
-        &["--mode", "replace", "--undo", undo2.to_str().unwrap()],
+        &[
+            "--mode",
+            "replace",
+            "--yes",
+            "--undo",
+            undo2.to_str().unwrap(),
+        ],
     );
     assert_same(&before_replace, &snap(&server));
 }
