@@ -1,9 +1,10 @@
 //! Safety rails: replace mode over existing keys asks first (a terminal)
 //! or needs `--yes`; `--rename-kb` onto a kb_id that has keys says so; a
-//! replace into the server an archive came from warns. Also: diff
-//! compares only what the archive covered, a missing-mode rerun after an
-//! out-of-memory run counts the keys already there as kept, and error
-//! messages say their cause once.
+//! replace into the server an archive came from warns; kbdump never sends
+//! FLUSHALL, FLUSHDB or KEYS (and the commands it does send are the ones
+//! docs/SAFETY.md lists). Also: diff compares only what the archive
+//! covered, a missing-mode rerun after an out-of-memory run counts the
+//! keys already there as kept, and error messages say their cause once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -448,4 +449,247 @@ fn a_missing_mode_rerun_after_running_out_of_memory_keeps_what_is_there() {
         assert_eq!(total(&last, "kept"), present.len() as u64, "{last:#}");
         assert_eq!(total(&last, "failed"), 0, "{last:#}");
     }
+}
+
+/// Every call of every command in `INFO commandstats`, by name
+/// (`client|setinfo` for subcommands).
+fn commandstats(conn: &mut redis::Connection) -> BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls=")?.parse().ok())?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+/// Commands the server counted, per kbdump command line (its label).
+type Used = BTreeMap<String, BTreeSet<String>>;
+
+/// Runs kbdump `args` (exit status one of `codes`), recording under
+/// `label` the commands the server counted meanwhile (the INFO that read
+/// the counters before counted out). The test sends nothing else to the
+/// server while kbdump runs.
+fn count_commands(
+    stats: &mut redis::Connection,
+    used: &mut Used,
+    (label, args): (&str, &[&str]),
+    codes: &[i32],
+) {
+    let before = commandstats(stats);
+    let out = kbdump(args);
+    let after = commandstats(stats);
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        codes.contains(&code),
+        "{args:?} exited {code}: {}",
+        stderr(&out)
+    );
+    let entry = used.entry(label.to_string()).or_default();
+    for (name, calls) in after {
+        let own = u64::from(name == "info");
+        if calls - before.get(&name).copied().unwrap_or(0) > own {
+            entry.insert(documented_name(&name));
+        }
+    }
+}
+
+/// `client|setinfo` as SAFETY.md writes it: `CLIENT SETINFO`.
+fn documented_name(command: &str) -> String {
+    command.replace('|', " ").to_uppercase()
+}
+
+#[test]
+fn kbdump_never_flushes_or_lists_every_key_and_sends_what_safety_md_lists() {
+    let clickhouse = crate::support::clickhouse::server();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(async {
+        let db = clickhouse.database("rails_commands").await;
+        let client = clickhouse.client();
+        crate::support::clickhouse::create_patterns_table(&client, &db).await;
+        let rows = crate::support::clickhouse::seed_rows("rb_kato", 12, 7);
+        crate::support::clickhouse::insert_patterns(&client, &db, &rows).await;
+        db
+    });
+    let ch = clickhouse.url(&db);
+    let (server, seeded) = seeded(&SeedSpec::small());
+    let dir = TempDir::new().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (all, url) = (path("all.kbd"), server.url());
+    let mut stats = server.client();
+    let mut used = Used::new();
+    let mut kbdump_run = |label: &str, args: &[&str], codes: &[i32]| {
+        let args = [&["--quiet"][..], args].concat();
+        count_commands(&mut stats, &mut used, (label, &args), codes)
+    };
+    let lose_some = || {
+        let victims: Vec<Vec<u8>> = seeded.kato().into_iter().step_by(7).collect();
+        let _: i64 = run(&server, redis::cmd("DEL").arg(&victims));
+    };
+    let (undo, undo2, undo3, undo4) = (
+        path("u1.kbd"),
+        path("u2.kbd"),
+        path("u3.kbd"),
+        path("u4.kbd"),
+    );
+    let replace = ["--mode", "replace", "--yes"];
+    let restore = ["restore", &all, "--redis", &url];
+    let copy = ["copy", "--from", &url, "--to", &url, "--kb", "node0_kato"];
+    let rename = ["--rename-kb", "node0_kato=node0_copy"];
+
+    kbdump_run("kbs", &["kbs", "--redis", &url], &[0]);
+    kbdump_run("export", &["export", "--redis", &url, "-o", &all], &[0]);
+    let paced = ["--max-keys-per-sec", "100k", "--max-bytes-per-sec", "50MiB"];
+    let export = ["export", "--redis", &url, "-o", &path("paced.kbd")];
+    kbdump_run("export (paced)", &[&export[..], &paced].concat(), &[0]);
+    lose_some();
+    kbdump_run("diff", &["diff", &all, "--redis", &url], &[1]);
+    kbdump_run(
+        "restore --dry-run",
+        &[&restore[..], &["--dry-run"]].concat(),
+        &[0],
+    );
+    kbdump_run("restore", &restore, &[0]);
+    let dry_replace = [&restore[..], &replace, &["--dry-run"]].concat();
+    kbdump_run("restore --mode replace --dry-run", &dry_replace, &[0]);
+    let refused = [&restore[..], &["--mode", "replace"]].concat();
+    kbdump_run("restore --mode replace (refused: no --yes)", &refused, &[2]);
+    let replacing = [&restore[..], &replace, &["--undo", &undo]].concat();
+    kbdump_run("restore --mode replace", &replacing, &[0]);
+    let back = ["restore", &undo, "--redis", &url, "--undo", &undo2];
+    kbdump_run(
+        "restore --mode replace UNDO",
+        &[&back[..], &replace].concat(),
+        &[0],
+    );
+    lose_some();
+    kbdump_run(
+        "restore --logical",
+        &[&restore[..], &["--logical"]].concat(),
+        &[0],
+    );
+    let logical = [&restore[..], &replace, &["--logical", "--undo", &undo3]].concat();
+    kbdump_run("restore --logical --mode replace", &logical, &[0]);
+    kbdump_run("copy --rename-kb", &[&copy[..], &rename].concat(), &[0]);
+    let copy_replace = [
+        &copy[..],
+        &rename,
+        &replace,
+        &["--logical", "--undo", &undo4],
+    ]
+    .concat();
+    kbdump_run(
+        "copy --rename-kb --logical --mode replace",
+        &copy_replace,
+        &[0],
+    );
+    let mirror = [
+        "mirror",
+        "--redis",
+        &url,
+        "--clickhouse",
+        &ch,
+        "--kb",
+        "node0_kato",
+    ];
+    kbdump_run("mirror", &mirror, &[0]);
+    lose_some();
+    let from_ch = [
+        "restore",
+        "--from-clickhouse",
+        &ch,
+        "--redis",
+        &url,
+        "--kb",
+        "node0_kato",
+    ];
+    kbdump_run("restore --from-clickhouse", &from_ch, &[0]);
+    let rebuild = [
+        "rebuild",
+        "--clickhouse",
+        &ch,
+        "--redis",
+        &url,
+        "--kb",
+        "rb_kato",
+    ];
+    kbdump_run(
+        "rebuild --dry-run",
+        &[&rebuild[..], &["--dry-run"]].concat(),
+        &[0],
+    );
+    kbdump_run(
+        "rebuild --only-missing",
+        &[&rebuild[..], &["--only-missing"]].concat(),
+        &[0],
+    );
+    kbdump_run("rebuild", &rebuild, &[0]);
+    let check = [
+        "check",
+        "--clickhouse",
+        &ch,
+        "--redis",
+        &url,
+        "--kb",
+        "rb_kato",
+    ];
+    kbdump_run("check", &check, &[0, 1]);
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let backups = backups.to_str().unwrap();
+    let backup = ["backup", "--dir", backups, "--redis", &url];
+    kbdump_run("backup", &[&backup[..], &paced].concat(), &[0]);
+    let health = ["backups", "check", "--dir", backups, "--redis", &url];
+    kbdump_run("backups check --redis", &health, &[0, 1]);
+    // `backups test` writes into its scratch server: counted there.
+    let scratch = RedisServer::start();
+    let scratch_url = scratch.url();
+    let test = [
+        "--quiet",
+        "backups",
+        "test",
+        "--dir",
+        backups,
+        "--scratch",
+        &scratch_url,
+    ];
+    let on_scratch = ("backups test (on the scratch server)", &test[..]);
+    count_commands(&mut scratch.client(), &mut used, on_scratch, &[0]);
+
+    for (label, commands) in &used {
+        let list: Vec<&str> = commands.iter().map(String::as_str).collect();
+        eprintln!("{label}: {}", list.join(", "));
+    }
+    let all_used: BTreeSet<&String> = used.values().flatten().collect();
+    for forbidden in ["FLUSHALL", "FLUSHDB", "KEYS"] {
+        assert!(
+            !all_used.contains(&forbidden.to_string()),
+            "kbdump sent {forbidden}: {used:?}"
+        );
+    }
+    for expected in ["SCAN", "DUMP", "PTTL", "RESTORE", "EXISTS", "DBSIZE"] {
+        assert!(
+            all_used.contains(&expected.to_string()),
+            "no {expected} counted: {used:?}"
+        );
+    }
+    let safety =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/SAFETY.md"))
+            .unwrap();
+    let section = safety
+        .split("## What each command reads and writes on the server")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("docs/SAFETY.md has the section");
+    let undocumented: Vec<&&String> = all_used
+        .iter()
+        .filter(|n| !section.contains(&format!("`{n}`")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "docs/SAFETY.md does not list {undocumented:?}"
+    );
 }
