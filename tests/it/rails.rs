@@ -693,3 +693,45 @@ fn kbdump_never_flushes_or_lists_every_key_and_sends_what_safety_md_lists() {
         "docs/SAFETY.md does not list {undocumented:?}"
     );
 }
+
+/// Every overwrite of a replace fails (the target is over `maxmemory`), so
+/// nothing was overwritten: the run must not claim to have saved
+/// overwritten keys, nor leave an undo archive that "undoes" nothing.
+/// Still true on this branch: `save_for_undo` saves each batch before its
+/// writes, whether they then succeed or not. Its fix belongs with the
+/// undo archive's own rework; un-ignore this test with it.
+#[test]
+#[ignore = "the undo archive keeps keys whose overwrite failed; fixed with the undo-archive rework"]
+fn no_undo_archive_when_every_overwrite_failed() {
+    let (server, _) = seeded(&SeedSpec::small());
+    let dir = TempDir::new().unwrap();
+    let archive = export(&server, dir.path(), "all.kbd", &[]);
+    let used: u64 = info_field(&server.info("memory"), "used_memory")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let set = |name: &str, value: String| {
+        let _: () = run(
+            &server,
+            redis::cmd("CONFIG").arg("SET").arg(name).arg(value),
+        );
+    };
+    set("maxmemory-policy", "noeviction".into());
+    set("maxmemory", (used / 2).to_string());
+    let undo = dir.path().join("undo.kbd");
+    let args = [
+        "--mode",
+        "replace",
+        "--yes",
+        "--undo",
+        undo.to_str().unwrap(),
+    ];
+    let (code, report) = restore_json(&archive, &server, &args);
+    assert_eq!(code, Some(2), "{report:#}");
+    assert_eq!(total(&report, "restored"), 0, "{report:#}");
+    assert_eq!(report["saved_for_undo"], 0, "{report:#}");
+    assert!(
+        !undo.exists(),
+        "an undo archive of keys that were never overwritten"
+    );
+}
