@@ -696,12 +696,10 @@ fn kbdump_never_flushes_or_lists_every_key_and_sends_what_safety_md_lists() {
 
 /// Every overwrite of a replace fails (the target is over `maxmemory`), so
 /// nothing was overwritten: the run must not claim to have saved
-/// overwritten keys, nor leave an undo archive that "undoes" nothing.
-/// Still true on this branch: `save_for_undo` saves each batch before its
-/// writes, whether they then succeed or not. Its fix belongs with the
-/// undo archive's own rework; un-ignore this test with it.
+/// overwritten keys, nor leave an undo archive that "undoes" nothing (its
+/// values were saved before the writes, as a write-ahead log does, and
+/// restoring them later would put stale values over newer ones).
 #[test]
-#[ignore = "the undo archive keeps keys whose overwrite failed; fixed with the undo-archive rework"]
 fn no_undo_archive_when_every_overwrite_failed() {
     let (server, _) = seeded(&SeedSpec::small());
     let dir = TempDir::new().unwrap();
@@ -729,9 +727,20 @@ fn no_undo_archive_when_every_overwrite_failed() {
     let (code, report) = restore_json(&archive, &server, &args);
     assert_eq!(code, Some(2), "{report:#}");
     assert_eq!(total(&report, "restored"), 0, "{report:#}");
+    assert!(total(&report, "failed") > 0, "{report:#}");
+    for failure in report["failures"].as_array().unwrap() {
+        let reason = failure["reason"].as_str().unwrap();
+        assert!(reason.contains("OOM"), "{failure}");
+    }
     assert_eq!(report["saved_for_undo"], 0, "{report:#}");
+    assert!(report["undo_archive"].is_null(), "{report:#}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "all.kbd")
+        .collect();
     assert!(
-        !undo.exists(),
-        "an undo archive of keys that were never overwritten"
+        left.is_empty(),
+        "an undo archive of keys that were never overwritten: {left:?}"
     );
 }
