@@ -16,6 +16,36 @@ provision() {
   source "${KBDUMP_CACHE:-$ROOT/.cache}/servers/env.sh"
 }
 
+# Fuzzing within a fixed budget: KBDUMP_FUZZ_SECS per target (default 50;
+# three targets, 2.5 minutes of fuzzing, plus the instrumented build), 0 to
+# skip. cargo-fuzz is installed once (it runs on the stable toolchain, see
+# scripts/fuzz.sh). A machine that cannot build libFuzzer (no C++ compiler,
+# cargo-fuzz not installable) skips with a message: the fuzz checks still
+# ran over the regression corpus in `cargo test` (tests/it/fuzz_regressions.rs).
+# A crash found fails the run.
+fuzz() {
+  local secs="${KBDUMP_FUZZ_SECS:-50}"
+  if [ "$secs" = 0 ]; then
+    step "fuzz: skipped (KBDUMP_FUZZ_SECS=0)"
+    return 0
+  fi
+  step "fuzz ($secs s per target)"
+  local skip="the fuzz checks ran over the crafted corpus in cargo test (tests/it/fuzz_regressions.rs)"
+  if ! command -v c++ >/dev/null 2>&1; then
+    echo "fuzz: SKIPPED: no C++ compiler to build libFuzzer (apt-get install g++); $skip" >&2
+    return 0
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    if ! timeout 1200 cargo install cargo-fuzz --locked --quiet; then
+      echo "fuzz: SKIPPED: cargo-fuzz could not be installed; $skip" >&2
+      return 0
+    fi
+  fi
+  # Bounded whatever happens: the build, then $secs per target.
+  # The first instrumented build takes about 15 minutes on 2 cores.
+  timeout --kill-after=30 $((2400 + 3 * secs)) "$ROOT/scripts/fuzz.sh" "$secs"
+}
+
 main() {
   cd "$ROOT"
   provision
@@ -27,6 +57,7 @@ main() {
   RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
   step "cargo test"
   cargo test
+  fuzz
 }
 
 main "$@"

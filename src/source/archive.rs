@@ -438,8 +438,9 @@ fn read_sequential<R: Read>(
             Ok(None) => {
                 let problems = reader.layout_problems();
                 if !problems.is_empty() {
+                    let at = reader.end_info().map_or(0, |e| e.index_offset);
                     emit(SourceItem::Damaged {
-                        what: "archive index".into(),
+                        what: format!("archive index at byte {at}"),
                         reason: format!(
                             "{} (every block was still read front to back)",
                             problems.join("; ")
@@ -512,4 +513,57 @@ fn damaged(emit: &mut Emit<'_>, what: String, e: archive::Error) -> bool {
         what,
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::archive::{ArchiveWriter, Record, WriterOptions};
+    use crate::kato::Category;
+
+    /// An archive of `n` keys of `size` payload bytes each.
+    fn archive_of(n: usize, size: usize) -> Vec<u8> {
+        let header = Header::new(Default::default(), Default::default(), 0);
+        let mut w = ArchiveWriter::new(Vec::new(), &header, WriterOptions::default()).unwrap();
+        for i in 0..n {
+            w.push(&Record {
+                key: format!("kb:emotives:p{i}").into_bytes(),
+                kb_id: b"kb".to_vec(),
+                category: Category::Emotives,
+                redis_type: "string".into(),
+                expire_at_ms: None,
+                payload: vec![0; size],
+            })
+            .unwrap();
+        }
+        w.finish().unwrap().0
+    }
+
+    /// Large records do not pile up in the channel: it holds about
+    /// CHANNEL_BYTES of payload, not 4096 records, while the consumer is
+    /// slow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_channel_is_bounded_in_bytes() {
+        const SIZE: usize = 8 << 20;
+        let source =
+            ArchiveSource::seekable("mem".into(), io::Cursor::new(archive_of(16, SIZE))).unwrap();
+        let (mut rx, task) = source.stream(Selection::default()).split();
+        let most = (CHANNEL_BYTES as usize / SIZE) + 1;
+        let mut received = 0;
+        while received < 16 {
+            // Give the reader time to fill the channel as far as it may.
+            for _ in 0..200 {
+                if rx.len() > most || rx.len() + received == 16 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert!(rx.len() <= most, "{} records of 8 MiB waiting", rx.len());
+            match rx.recv().await {
+                Some(SourceItem::Record(_)) => received += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        task.finish().await.unwrap();
+    }
 }
