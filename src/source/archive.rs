@@ -548,11 +548,12 @@ mod tests {
         let source =
             ArchiveSource::seekable("mem".into(), io::Cursor::new(archive_of(16, SIZE))).unwrap();
         let (mut rx, task) = source.stream(Selection::default()).split();
-        let most = (CHANNEL_BYTES as usize / SIZE) + 1;
+        // About 64 MiB of payload: 8 records of 8 MiB, and the one on its way.
+        let most = (64 << 20) / SIZE + 1;
         let mut received = 0;
         while received < 16 {
             // Give the reader time to fill the channel as far as it may.
-            for _ in 0..200 {
+            for _ in 0..40 {
                 if rx.len() > most || rx.len() + received == 16 {
                     break;
                 }
