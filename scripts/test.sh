@@ -30,20 +30,34 @@ fuzz() {
     return 0
   fi
   step "fuzz ($secs s per target)"
-  local skip="the fuzz checks ran over the crafted corpus in cargo test (tests/it/fuzz_regressions.rs)"
+  local started=$SECONDS
   if ! command -v c++ >/dev/null 2>&1; then
-    echo "fuzz: SKIPPED: no C++ compiler to build libFuzzer (apt-get install g++); $skip" >&2
+    skipped "no C++ compiler to build libFuzzer (apt-get install g++)"
     return 0
   fi
   if ! cargo fuzz --version >/dev/null 2>&1; then
+    step "fuzz: installing cargo-fuzz (once; from crates.io)"
     if ! timeout 1200 cargo install cargo-fuzz --locked --quiet; then
-      echo "fuzz: SKIPPED: cargo-fuzz could not be installed; $skip" >&2
+      skipped "cargo-fuzz could not be installed (cargo install cargo-fuzz --locked)"
       return 0
     fi
   fi
   # Bounded whatever happens: the build, then $secs per target.
-  # The first instrumented build takes about 15 minutes on 2 cores.
+  # The first instrumented build takes about 15 minutes on 2 cores;
+  # later ones reuse fuzz/target.
   timeout --kill-after=30 $((2400 + 3 * secs)) "$ROOT/scripts/fuzz.sh" "$secs"
+  step "fuzz: done in $((SECONDS - started)) s"
+}
+
+# A fuzz step that cannot run says so where nobody misses it.
+skipped() {
+  {
+    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+    echo "!!! fuzz: SKIPPED: $1"
+    echo "!!! The fuzz checks still ran over the crafted corpus in cargo test"
+    echo "!!! (tests/it/fuzz_regressions.rs), but no new inputs were tried."
+    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+  } >&2
 }
 
 main() {
