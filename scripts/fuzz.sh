@@ -7,8 +7,9 @@
 #   scripts/fuzz.sh 60 archive_read    # one target
 #
 # Targets (fuzz/fuzz_targets/): decode, envelope, archive_read. Seeds: every
-# captured payload in fixtures/dump/*.json (decode, envelope) and every
-# archive in fixtures/archive/ (archive_read). The growing corpus is kept in
+# captured payload in fixtures/dump/*.json (decode, envelope), every
+# archive in fixtures/archive/ and the hostile archives that
+# tests/it/support/crafted.rs builds (archive_read). The growing corpus is kept in
 # fuzz/corpus/<target>/ between runs. A crash is written to
 # fuzz/artifacts/<target>/; replay it with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/artifacts/<target>/<file>
@@ -45,6 +46,11 @@ for fixture in sorted((root / "fixtures/dump").glob("*.json")):
 for archive in sorted((root / "fixtures/archive").glob("*.kbd")):
     (out / "archive_read" / archive.name).write_bytes(archive.read_bytes())
 PY
+# The crafted hostile archives (index lies, misplaced and repeated keys,
+# bombs, damaged lengths), written by the integration test binary.
+(cd "$root" && KBDUMP_CRAFTED_CORPUS="$seeds/archive_read" \
+    cargo test --quiet --test it fuzz_regressions::write_crafted_corpus -- --ignored --exact \
+    >/dev/null)
 
 cd "$root/fuzz"
 cargo fuzz build -O

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::options::{retention_policy, selection, selection_spec};
+use super::common::redis_endpoint;
+use super::options::{pace, retention_policy, selection, selection_spec};
 use super::progress::key_progress;
 use super::report::{human_bytes, iso_ms, print_json, print_text};
 use super::GlobalOpts;
@@ -21,6 +22,7 @@ pub async fn run(args: BackupArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         export: ExportOptions {
             selection: selection(&args.select),
             scan_count: args.scan_count,
+            pace: pace(&args.pace),
             ..ExportOptions::default()
         },
         spec: selection_spec(&args.select),
@@ -32,7 +34,7 @@ pub async fn run(args: BackupArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         allow_empty: args.select.allow_empty,
     };
     let progress = key_progress(global);
-    let outcome = backup(&args.redis.redis, &options, progress.as_ref()).await?;
+    let outcome = backup(&redis_endpoint(&args.redis)?, &options, progress.as_ref()).await?;
     if let Some(stale) = &outcome.took_over {
         eprintln!("kbdump: {}", took_over(stale));
     }

@@ -1,9 +1,11 @@
 //! Glue several commands share: archive inputs, the ClickHouse and Redis
 //! write connections, and the restore engine run with its undo archive.
 
+use std::future::Future;
+use std::io::IsTerminal;
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -12,14 +14,16 @@ use super::progress::key_progress;
 use super::GlobalOpts;
 use crate::cli::{RedisArgs, TlsArgs};
 use crate::flow;
+use crate::flow::preflight::{dbsize, rename_targets};
 use crate::kato::attribute::KeyspaceCensus;
+use crate::kato::display_bytes;
 use crate::net::clickhouse::{Ch, ChTarget};
 use crate::net::redis::{redact_url, Endpoint, Password, RedisConn, TlsFiles};
 use crate::progress::Total;
 use crate::records::SourceItem;
 use crate::selection::Selection;
 use crate::sink::archive::UndoSummary;
-use crate::sink::redis::{Mode, RestoreOptions, RestoreSummary, Target};
+use crate::sink::redis::{KbOccupancy, Mode, RestoreOptions, RestoreSummary, Target};
 use crate::source::archive::ArchiveSource;
 use crate::source::{SourceError, SourceTask};
 
@@ -398,4 +402,82 @@ pub fn visit_archive(
         selection.check_kbs(&seen, &read_place(input))?;
     }
     Ok(damaged)
+}
+
+/// How many selected keys the target already holds.
+pub enum Existing {
+    /// Counted key by key (a second read of the source).
+    Counted(u64),
+    /// The source cannot be read twice: the target's whole key count.
+    AtMost(u64),
+}
+
+/// The checks of restore and copy before the first write. Warns on stderr
+/// about `--rename-kb` onto kb_ids that hold keys (returned, for the
+/// report). In replace mode, when the target holds any selected key (or a
+/// rename destination holds keys), asks on a terminal and demands `--yes`
+/// otherwise. `count` counts the selected keys the target holds; it runs
+/// only when the answer matters (replace mode, no `--yes`, a non-empty db).
+pub async fn check_before_writing<F, Fut>(
+    target: &Target,
+    options: &RestoreOptions,
+    yes: bool,
+    count: F,
+) -> anyhow::Result<Vec<KbOccupancy>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<Existing>>,
+{
+    // A target that refuses every write is refused first, whatever it holds.
+    if !options.dry_run {
+        target.check_writable()?;
+    }
+    let address = target.conn.address();
+    let occupied = rename_targets(&target.conn, &options.renames).await?;
+    for kb in &occupied {
+        eprintln!(
+            "kbdump: warning: --rename-kb writes into kb_id {} on {address}, which already holds {} keys; {}",
+            display_bytes(&kb.kb_id),
+            kb.existing_keys,
+            match options.mode {
+                Mode::Replace => "replace mode overwrites those of them that the source also holds",
+                _ => "they are kept, and the keys they lack are added among them",
+            }
+        );
+    }
+    if options.mode != Mode::Replace || options.dry_run || yes {
+        return Ok(occupied);
+    }
+    let existing = match dbsize(&target.conn).await? {
+        0 => Existing::Counted(0),
+        _ => count().await?,
+    };
+    let question = match existing {
+        Existing::Counted(0) if occupied.is_empty() => return Ok(occupied),
+        Existing::Counted(0) => format!(
+            "write in replace mode into kb_ids that already hold keys on {address} (none of the selected keys exists yet)?"
+        ),
+        Existing::Counted(n) => format!("overwrite {n} existing keys on {address}?"),
+        Existing::AtMost(n) => format!(
+            "overwrite existing keys on {address}? It holds {n} keys, and this source cannot be read twice to count which of the selected keys are among them"
+        ),
+    };
+    confirm(&question)
+        .map(|()| occupied)
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was written"))
+}
+
+/// Asks `question` on a terminal; without one, refuses, naming `--yes`.
+fn confirm(question: &str) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("replace mode: {question} Pass --yes to confirm (there is no terminal to ask on)");
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    stdin.read_line(&mut answer)?;
+    match answer.trim() {
+        "y" | "Y" | "yes" | "Yes" | "YES" => Ok(()),
+        _ => bail!("not confirmed"),
+    }
 }

@@ -9,7 +9,7 @@ use super::common::{
     check_archive, check_read_kbs, connect_redis, open_archive, source_outcome, watch_kbs,
     ArchiveInput,
 };
-use super::options::selection;
+use super::options::{covered, selection};
 use super::progress::{key_progress, known_total};
 use super::report::{cells_json, for_people, one_line, print_json, print_report};
 use super::{GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
@@ -27,6 +27,7 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let conn = connect_redis(&args.redis).await?;
     let archive = open_archive(&input)?;
     let indexed = check_archive(&archive, &input, &selection)?.is_some();
+    let covered = covered(&archive.header().selection);
     let progress = key_progress(global);
     if let Some(total) = known_total(archive.selected_size(&selection), &selection) {
         progress.total(total);
@@ -35,6 +36,7 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let (rx, watcher) = watch_kbs(rx, &selection, indexed);
     let options = DiffOptions {
         selection,
+        covered,
         expiry_tolerance_ms: args.expiry_tolerance_ms,
         values_per_group: args.examples,
         ..DiffOptions::default()

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::json;
 
-use super::common::connect_redis;
-use super::options::{recipients, selection, selection_spec};
+use super::common::redis_endpoint;
+use super::options::{pace, recipients, selection, selection_spec};
 use super::progress::key_progress;
 use super::report::{human_bytes, is_broken_pipe, print_json, print_text};
 use super::GlobalOpts;
@@ -62,10 +62,12 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
 }
 
 async fn open_source(args: &ExportArgs) -> anyhow::Result<LiveSource> {
-    let conn = connect_redis(&args.redis).await?;
+    let pace = pace(&args.pace);
+    let conn = pace.patience.connect(&redis_endpoint(&args.redis)?).await?;
     let options = ExportOptions {
         selection: selection(&args.select),
         scan_count: args.scan_count,
+        pace,
         ..Default::default()
     };
     let spec = selection_spec(&args.select);

@@ -4,15 +4,15 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::common::{connect_clickhouse, connect_redis};
-use super::options::kb_selection;
+use super::common::{connect_clickhouse, redis_endpoint};
+use super::options::{kb_selection, pace};
 use super::progress::key_progress;
 use super::report::{print_json, print_report};
 use super::GlobalOpts;
 use crate::cli::MirrorArgs;
 use crate::clock::Clock;
 use crate::net::mirror::prune;
-use crate::sink::mirror::mirror;
+use crate::sink::mirror::mirror_paced;
 use crate::source::live::resolve_kbs;
 
 pub async fn run(args: MirrorArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
@@ -21,11 +21,13 @@ pub async fn run(args: MirrorArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         args.clickhouse.clickhouse_password_file.as_deref(),
     )
     .await?;
-    let mut conn = connect_redis(&args.redis).await?;
+    let pace = pace(&args.pace);
+    let mut conn = pace.patience.connect(&redis_endpoint(&args.redis)?).await?;
     let selection = kb_selection(&args.kbs, args.allow_empty);
     let kb_ids = resolve_kbs(&mut conn, &selection).await?;
     let progress = key_progress(global);
-    let summary = mirror(&conn, &ch, &kb_ids, &Clock::system(), progress.as_ref()).await?;
+    let clock = Clock::system();
+    let summary = mirror_paced(&conn, &ch, &kb_ids, &clock, &pace, progress.as_ref()).await?;
     let pruned = if args.prune {
         Some(prune(&ch, &kb_ids, summary.started_at_ms).await?)
     } else {

@@ -2,9 +2,10 @@
 
 use anyhow::Context;
 
-use crate::cli::{ModeArg, PolicyArg, SelectArgs, WriteArgs};
+use crate::cli::{ModeArg, PaceArgs, PolicyArg, SelectArgs, WriteArgs};
 use crate::format::archive::SelectionSpec;
 use crate::kato::parse_display_bytes;
+use crate::net::pace::{Limits, Pace, Patience};
 use crate::pattern::Glob;
 use crate::plan::merge::{Policies, Policy};
 use crate::selection::Selection;
@@ -45,6 +46,20 @@ pub fn selection_spec(args: &SelectArgs) -> SelectionSpec {
             .iter()
             .map(|m| parse_display_bytes(m))
             .collect(),
+    }
+}
+
+/// The selection an archive header records, as a selection: what the
+/// archive covers.
+pub fn covered(spec: &SelectionSpec) -> Selection {
+    let globs = |patterns: &[Vec<u8>]| patterns.iter().map(|p| Glob::new(p.clone())).collect();
+    Selection {
+        kbs: globs(&spec.kbs),
+        kato: spec.global,
+        foreign: spec.foreign,
+        categories: spec.categories.clone(),
+        matches: globs(&spec.matches),
+        allow_empty: true,
     }
 }
 
@@ -173,4 +188,17 @@ fn read_texts(files: &[std::path::PathBuf], what: &str) -> anyhow::Result<Vec<(S
                 .with_context(|| format!("reading {what} file {name}"))
         })
         .collect()
+}
+
+/// `--max-keys-per-sec`, `--max-bytes-per-sec` and `--busy-timeout`; the
+/// waits for a loading or busy server are told on stderr.
+pub fn pace(args: &PaceArgs) -> Pace {
+    Pace {
+        limits: Limits {
+            keys_per_sec: args.max_keys_per_sec,
+            bytes_per_sec: args.max_bytes_per_sec,
+        },
+        patience: Patience::new(std::time::Duration::from_secs(args.busy_timeout))
+            .with_notify(|message| eprintln!("kbdump: {message}")),
+    }
 }

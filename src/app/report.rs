@@ -11,6 +11,7 @@ use serde_json::{json, Value as Json};
 
 use super::{GlobalOpts, EXIT_CHECK_FAILED, EXIT_ERROR};
 use crate::clock::system_now_ms as now_ms;
+use crate::flow::export::ExportError;
 use crate::kato::{display_bytes, place_label, Category, Group};
 use crate::selection::LeftOut;
 use crate::sink::archive::UndoSummary;
@@ -86,6 +87,11 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         // serde_json reports a failed write as its own error type.
         broken(cause.downcast_ref::<std::io::Error>().map(|e| e.kind()))
+            || broken(
+                cause
+                    .downcast_ref::<ExportError>()
+                    .and_then(|e| e.io_kind()),
+            )
             || broken(
                 cause
                     .downcast_ref::<serde_json::Error>()
@@ -306,6 +312,7 @@ fn summary_json(
         "warnings": summary.warnings,
         "saved_for_undo": undo.map_or(0, |u| u.keys),
         "undo_absent": undo.map_or(0, |u| u.absent),
+        "rename_targets": summary.rename_targets,
         "undo_archive": undo.map(|u| u.path.display().to_string()),
     });
     if options.mode == Mode::Merge {

@@ -230,6 +230,58 @@ pub struct EncryptArgs {
     pub recipients_files: Vec<PathBuf>,
 }
 
+/// How gently a live server is read: `export`, `backup`, `copy` and `mirror`.
+#[derive(Debug, Clone, Args)]
+pub struct PaceArgs {
+    /// Read at most N keys per second from the server (DUMP pipelines are
+    /// cut to a tenth of a second's worth). Suffixes: 10k, 5M.
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub max_keys_per_sec: Option<u64>,
+    /// Read at most N bytes of DUMP payload per second from the server.
+    /// Suffixes: 10k, 5M (powers of 1000), 64KiB, 1MiB (powers of 1024).
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub max_bytes_per_sec: Option<u64>,
+    /// How long a read waits, retrying with backoff, for a server that
+    /// answers LOADING (loading its data after a restart) or BUSY (a script
+    /// is running) before it gives up.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub busy_timeout: u64,
+}
+
+/// A rate such as `1000`, `10k`, `5M`, `1.5M` or `1MiB`: decimal suffixes
+/// k, M, G (with an optional B), binary ones Ki, Mi, Gi (optional B).
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let text = s.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a number such as 1000, 10k or 1MiB, got {s:?}"))?;
+    let unit: u64 = match suffix.trim().strip_suffix('B').unwrap_or(suffix.trim()) {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" | "KI" => 1 << 10,
+        "Mi" | "MI" => 1 << 20,
+        "Gi" | "GI" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown suffix {suffix:?} in {s:?}; use k, M, G (powers of 1000) or KiB, MiB, GiB (powers of 1024)"
+            ))
+        }
+    };
+    let rate = (value * unit as f64).round();
+    if rate < 1.0 || !rate.is_finite() {
+        return Err(format!(
+            "{s:?} would never read anything; leave the flag out for no limit"
+        ));
+    }
+    Ok(rate as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +305,36 @@ mod tests {
         assert!(err.contains("max, union, keep, replace"), "{err}");
         let err = parse_policy("metadata").unwrap_err();
         assert!(err.contains("CATEGORY=POLICY"), "{err}");
+    }
+
+    #[test]
+    fn rates_take_decimal_and_binary_suffixes() {
+        let cases = [
+            ("1000", 1000),
+            ("10k", 10_000),
+            ("10K", 10_000),
+            ("5M", 5_000_000),
+            ("1.5M", 1_500_000),
+            ("2G", 2_000_000_000),
+            ("64KiB", 65_536),
+            ("1MiB", 1_048_576),
+            ("1Mi", 1_048_576),
+            ("200kB", 200_000),
+            ("512B", 512),
+        ];
+        for (text, value) in cases {
+            assert_eq!(parse_rate(text), Ok(value), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_rates_say_what_is_accepted() {
+        assert!(parse_rate("10x").unwrap_err().contains("MiB"));
+        assert!(parse_rate("fast")
+            .unwrap_err()
+            .contains("expected a number"));
+        assert!(parse_rate("0").unwrap_err().contains("no limit"));
+        assert!(parse_rate("").is_err());
+        assert!(parse_rate("-5").is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::args::{RedisArgs, SelectArgs};
+use super::args::{PaceArgs, RedisArgs, SelectArgs};
 
 const BACKUP_EXAMPLES: &str = "\
 Examples:
@@ -56,6 +56,8 @@ pub struct BackupArgs {
     /// SCAN COUNT hint.
     #[arg(long, default_value_t = 1000)]
     pub scan_count: usize,
+    #[command(flatten)]
+    pub pace: PaceArgs,
 }
 
 /// The backup directory.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::args::{SelectArgs, TlsArgs, WriteArgs};
+use super::args::{PaceArgs, SelectArgs, TlsArgs, WriteArgs};
 
 const EXAMPLES: &str = "\
 Export and restore joined by a bounded channel: constant memory, no file.
@@ -24,7 +24,13 @@ Examples:
   kbdump copy --from redis://prod:6379 --to redis://127.0.0.1:6380 --kb node0_kato
   kbdump copy --from redis://a:6379 --to redis://b:6379 --kb node0_kato --global
   kbdump copy --from redis://a:6379 --to redis://a:6379 --kb node0_kato --rename-kb node0_kato=node0_copy
-  kbdump copy --from redis://old:6379 --to redis://new:6379 --mode merge   # larger counts, unioned metadata (see restore --help)";
+  kbdump copy --from redis://old:6379 --to redis://new:6379 --mode merge   # larger counts, unioned metadata (see restore --help)
+  kbdump copy --from redis://prod:6379 --to redis://new:6379 --max-keys-per-sec 10k   # spare production
+  kbdump copy --from redis://a:6379 --to redis://b:6379 --mode replace --yes           # in a script
+
+The limits apply to the reads from --from. --mode replace into a target that
+already holds keys asks for confirmation on a terminal and needs --yes
+otherwise.";
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EXAMPLES)]
@@ -77,6 +83,11 @@ pub struct CopyArgs {
     /// (default: `copy.undo-<time>.kbd` in the current directory).
     #[arg(long, value_name = "FILE")]
     pub undo: Option<PathBuf>,
+    #[command(flatten)]
+    pub pace: PaceArgs,
+    /// Overwrite existing keys in replace mode without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 impl CopyArgs {

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::args::{EncryptArgs, RedisArgs, SelectArgs};
+use super::args::{EncryptArgs, PaceArgs, RedisArgs, SelectArgs};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -13,12 +13,17 @@ Examples:
   kbdump export --kb 'node*' --category emotives --category metadata -o precious.kbd
   kbdump export --kb node0_kato -o - | ssh backup 'cat > node0.kbd'
   kbdump export --encrypt-to age1… -o offsite.kbd   # age-encrypted; read with --identity
+  kbdump export -o all.kbd --max-keys-per-sec 5k --max-bytes-per-sec 20MiB   # gently, in production
 
 A --kb that matches no kb_id on the server is an error (exit 2, no archive),
 unless --allow-empty. The summary says what the selection left out.
 
 A SCAN export is not a point-in-time snapshot: each key is read at some moment
-inside its kb_id's SCAN window, which the archive records.";
+inside its kb_id's SCAN window, which the archive records.
+
+--max-keys-per-sec and --max-bytes-per-sec cap the load the export puts on the
+server. A server that answers LOADING or BUSY is waited for (up to
+--busy-timeout seconds, with a message) instead of failing the export.";
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EXAMPLES)]
@@ -42,4 +47,6 @@ pub struct ExportArgs {
     pub scan_count: usize,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
+    #[command(flatten)]
+    pub pace: PaceArgs,
 }

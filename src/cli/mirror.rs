@@ -2,13 +2,14 @@
 
 use clap::Args;
 
-use super::args::{ClickHouseArgs, RedisArgs};
+use super::args::{ClickHouseArgs, PaceArgs, RedisArgs};
 
 const EXAMPLES: &str = "\
 Examples:
   kbdump mirror --redis redis://127.0.0.1:6379 --clickhouse http://127.0.0.1:8123
   kbdump mirror --kb node0_kato --kb 'node1*' --json
   kbdump mirror --kb node0_kato --prune     # also forget keys deleted from Redis
+  kbdump mirror --max-keys-per-sec 2k --max-bytes-per-sec 10M   # gently, in production
 
 Copies frequency, emotives, metadata and affinity keys (DUMP payload, type,
 expiry) into the ClickHouse table redis_mirror (created if absent). Reruns
@@ -37,4 +38,6 @@ pub struct MirrorArgs {
     /// no longer in Redis (and superseded versions): makes the run a sync.
     #[arg(long)]
     pub prune: bool,
+    #[command(flatten)]
+    pub pace: PaceArgs,
 }

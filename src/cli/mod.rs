@@ -23,7 +23,8 @@ pub mod verify;
 use clap::{Args, Parser, Subcommand};
 
 pub use args::{
-    ClickHouseArgs, EncryptArgs, ModeArg, PolicyArg, RedisArgs, SelectArgs, TlsArgs, WriteArgs,
+    ClickHouseArgs, EncryptArgs, ModeArg, PaceArgs, PolicyArg, RedisArgs, SelectArgs, TlsArgs,
+    WriteArgs,
 };
 pub use backup::{BackupArgs, BackupsArgs, BackupsCommand};
 pub use cat::CatArgs;
@@ -168,6 +169,25 @@ mod tests {
         assert_eq!(args.write.mode, ModeArg::Missing);
         let err = parse(&["restore", "x.kbd", "--mode", "overwrite"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn read_limits_and_yes_parse() {
+        let args = ["export", "-o", "x", "--max-keys-per-sec", "5k"];
+        let Command::Export(export) =
+            parse(&[&args[..], &["--max-bytes-per-sec", "1MiB"]].concat())
+                .expect("parses")
+                .command
+        else {
+            panic!("not export");
+        };
+        assert_eq!(export.pace.max_keys_per_sec, Some(5_000));
+        assert_eq!(export.pace.max_bytes_per_sec, Some(1 << 20));
+        assert_eq!(export.pace.busy_timeout, 60);
+        let err = parse(&["export", "-o", "x", "--max-keys-per-sec", "lots"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert!(restore_args(&["restore", "x.kbd", "--mode", "replace", "--yes"]).yes);
+        assert!(!restore_args(&["restore", "x.kbd"]).yes);
     }
 
     #[test]

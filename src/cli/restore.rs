@@ -36,8 +36,14 @@ Examples:
   kbdump restore node0.kbd --kb node0_kato --mode merge          # counts reset by a rebuild
   kbdump restore node0.kbd --mode merge --dry-run --json         # each change, old and new value
   kbdump restore node0.kbd --mode merge --policy emotives=replace --policy frequency=keep
+  kbdump restore node0.kbd --mode replace --yes                  # in a script: no question
   ssh backup 'cat node0.kbd' | kbdump restore - --redis redis://new:6379
-  kbdump restore --from-clickhouse http://ch:8123 --kb node0_kato   # from `kbdump mirror`";
+  kbdump restore --from-clickhouse http://ch:8123 --kb node0_kato   # from `kbdump mirror`
+
+--mode replace into a server that already holds some of the selected keys
+asks 'overwrite N existing keys on HOST? [y/N]' on a terminal, and needs --yes
+otherwise (exit 2 before anything is written). --rename-kb onto a kb_id that
+already has keys says so before writing.";
 
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EXAMPLES)]
@@ -67,4 +73,7 @@ pub struct RestoreArgs {
     /// beside the input, `<input>.undo-<time>.kbd`).
     #[arg(long, value_name = "FILE")]
     pub undo: Option<PathBuf>,
+    /// Overwrite existing keys in replace mode without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }

@@ -165,6 +165,9 @@ impl DiffReport {
 #[derive(Debug, Clone)]
 pub struct DiffOptions {
     pub selection: Selection,
+    /// What the archive was made of (its header's selection): a key outside
+    /// it is not "extra" on the server, the archive never meant to hold it.
+    pub covered: Selection,
     /// Expiries closer than this are equal (the archive's are measured at
     /// export time, with one round trip of uncertainty).
     pub expiry_tolerance_ms: i64,
@@ -182,6 +185,7 @@ impl Default for DiffOptions {
     fn default() -> Self {
         DiffOptions {
             selection: Selection::default(),
+            covered: Selection::default(),
             expiry_tolerance_ms: 2_000,
             batch_keys: 512,
             clock: Clock::system(),
@@ -491,7 +495,9 @@ async fn find_extra(
     // unmarked keys such as `kb:x:y` until the whole prefix is scanned.
     let mut attributor = Attributor::knowing(all_kbs).wanting([kb_id]);
     let mut extra = |a: Attributed, report: &mut DiffReport| {
-        if !options.selection.selects(kb_id, a.category, &a.key) {
+        if !options.selection.selects(kb_id, a.category, &a.key)
+            || !options.covered.selects(kb_id, a.category, &a.key)
+        {
             return;
         }
         if archived.contains(&a.key) || !seen.insert(&a.key) {

@@ -20,12 +20,29 @@ pub enum ExportError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("writing the archive failed: {0}")]
-    Archive(#[from] archive::Error),
+    Archive(archive::Error),
     #[error("the archive writer stopped unexpectedly")]
     WriterGone,
     /// A stop was requested: the archive was abandoned unfinished.
     #[error("the export was interrupted")]
     Interrupted,
+}
+
+// Not `#[from]`: the message says the cause, so it is not also the source.
+impl From<archive::Error> for ExportError {
+    fn from(e: archive::Error) -> ExportError {
+        ExportError::Archive(e)
+    }
+}
+
+impl ExportError {
+    /// The kind of the I/O error that stopped the writer, if one did.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            ExportError::Archive(e) => e.io_kind(),
+            _ => None,
+        }
+    }
 }
 
 /// Records in flight between the scan and the writer.

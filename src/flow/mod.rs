@@ -6,6 +6,7 @@ pub mod backups;
 pub mod check;
 pub mod diff;
 pub mod export;
+pub mod preflight;
 pub mod rebuild;
 pub mod restore;
 pub mod verify;

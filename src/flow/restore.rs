@@ -23,6 +23,20 @@ pub enum RestoreFlowError {
     /// Writing the undo archive failed: the restore stopped.
     #[error("{0}")]
     Undo(UndoFailure),
+    /// The restore failed after its undo archive took a batch: which of the
+    /// writes in flight were applied is unknown, so the undo is kept and
+    /// named (the cause is in the message, so it is not also the source).
+    #[error(
+        "{cause}; {} holds the previous values of the {} keys the run may have overwritten: \
+         put them back with `kbdump restore --mode replace {}`",
+        undo.path.display(),
+        undo.keys,
+        undo.path.display()
+    )]
+    AfterWrites {
+        cause: RestoreError,
+        undo: UndoSummary,
+    },
 }
 
 /// An undo archive that failed midway, and what it holds.
@@ -99,11 +113,7 @@ pub async fn restore_with_undo(
     let Some(archive) = archive else {
         return Ok((result?, None));
     };
-    // A run that failed may have overwritten keys before it stopped.
-    let keep = result.as_ref().map_or(true, |s| {
-        let total = s.total();
-        total.restored + total.deleted + total.merged > 0
-    });
+    let keep = keep_undo(&result);
     let UndoOutcome { summary, failure } = archive.finish(keep).await;
     if let Some(cause) = failure {
         return Err(RestoreFlowError::Undo(UndoFailure {
@@ -112,7 +122,24 @@ pub async fn restore_with_undo(
             cause,
         }));
     }
-    Ok((result?, summary))
+    match (result, summary) {
+        (Err(cause), Some(undo)) => Err(RestoreFlowError::AfterWrites { cause, undo }),
+        (result, summary) => Ok((result?, summary)),
+    }
+}
+
+/// Whether the undo archive of a finished run is kept. Its previous values
+/// were saved before the writes (write-ahead), so they are on disk whether
+/// the writes then succeeded or not. A run that ended normally knows every
+/// key's outcome: if none was written (every write refused, say for lack
+/// of memory), nothing changed, and an undo would only put stale values
+/// over later changes, so it is removed. A run that failed may have had
+/// writes in flight whose outcome is unknown: its undo is kept.
+fn keep_undo(result: &Result<RestoreSummary, RestoreError>) -> bool {
+    result.as_ref().map_or(true, |summary| {
+        let total = summary.total();
+        total.restored + total.deleted + total.merged > 0
+    })
 }
 
 /// The `source.kind` of an undo archive's header.

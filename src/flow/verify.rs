@@ -99,9 +99,9 @@ pub fn verify(
     input: &ArchiveInput,
     payload_check: &dyn Fn(&Record) -> Result<(), String>,
 ) -> Result<VerifyReport, OpenError> {
-    let io_error = |source| OpenError::Io {
+    let io_error = |cause| OpenError::Io {
         name: input.name(),
-        source,
+        cause,
     };
     match input.open()? {
         OpenedInput::Seekable(file) => verify_file(file, payload_check).map_err(io_error),

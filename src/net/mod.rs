@@ -1,7 +1,9 @@
 //! Connections to the servers kbdump talks to: Redis (plain or TLS) with the
 //! one SCAN loop every scanner uses, and ClickHouse over HTTP, including
-//! the queries on the mirror table.
+//! the queries on the mirror table; and the pace and patience of reads
+//! from a production server ([`pace`]).
 
 pub mod clickhouse;
 pub mod mirror;
+pub mod pace;
 pub mod redis;

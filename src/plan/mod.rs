@@ -1,8 +1,9 @@
 //! Pure decisions of a restore: which path each payload takes on a target
 //! (raw, retagged, logical), what a selection costs in server memory, how
-//! `--rename-kb` maps keys, the per-release gate `inspect` shows, and
-//! merge mode's policies ([`merge`]). Nothing here talks to a server; the
-//! Redis sink and the dry run call it.
+//! `--rename-kb` maps keys, the per-release gate `inspect` shows, merge
+//! mode's policies ([`merge`]), and the pace of reads ([`throttle`]).
+//! Nothing here talks to a server; the Redis sink, the dry run and the
+//! readers call it.
 //!
 //! For backup directories: [`retention`] (which backups to keep),
 //! [`health`] (the alarms of `backups check`) and [`metrics`] (their
@@ -16,6 +17,7 @@ pub mod merge;
 pub mod metrics;
 pub mod retention;
 pub mod slot;
+pub mod throttle;
 
 use serde::Serialize;
 

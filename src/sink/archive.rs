@@ -60,25 +60,39 @@ pub fn spawn_writer<W: Write + Send + 'static>(
 /// Why the undo archive could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum UndoError {
+    // The messages say their cause, so it is not also the source.
     #[error("creating the undo archive: {0}")]
-    Create(#[source] OutputError),
+    Create(OutputError),
     #[error("writing the undo archive: {0}")]
-    Write(#[from] archive::Error),
+    Write(archive::Error),
     #[error("{0}")]
-    File(#[from] OutputError),
+    File(OutputError),
     #[error("the undo writer stopped unexpectedly")]
     TaskGone,
+}
+
+impl From<archive::Error> for UndoError {
+    fn from(e: archive::Error) -> UndoError {
+        UndoError::Write(e)
+    }
+}
+
+impl From<OutputError> for UndoError {
+    fn from(e: OutputError) -> UndoError {
+        UndoError::File(e)
+    }
 }
 
 impl UndoError {
     /// The innermost cause (`No space left on device (os error 28)`), for a
     /// message that says it once.
     pub fn root_cause(&self) -> String {
-        let mut cause: &dyn std::error::Error = self;
-        while let Some(next) = cause.source() {
-            cause = next;
-        }
-        cause.to_string()
+        let io = match self {
+            UndoError::Write(archive::Error::Io(e)) => Some(e),
+            UndoError::Create(e) | UndoError::File(e) => e.io_cause(),
+            _ => None,
+        };
+        io.map_or_else(|| self.to_string(), |e| e.to_string())
     }
 }
 
@@ -187,7 +201,7 @@ impl UndoArchive {
                     outcome.failure = Some(
                         OutputError::Io {
                             path: summary.path,
-                            source: e,
+                            cause: e,
                         }
                         .into(),
                     );

@@ -23,8 +23,19 @@ pub enum OutputError {
     /// Something that must not be replaced by a file.
     #[error("{path} is {what}")]
     NotAFile { path: PathBuf, what: &'static str },
-    #[error("cannot write {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    // The message says the cause, so it is not also the source.
+    #[error("cannot write {path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
+}
+
+impl OutputError {
+    /// The I/O error underneath, if this is one.
+    pub fn io_cause(&self) -> Option<&io::Error> {
+        match self {
+            OutputError::Io { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
 }
 
 /// Where an output goes.
@@ -214,7 +225,7 @@ impl AtomicFile {
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutputError {
     let path = path.to_path_buf();
-    move |source| OutputError::Io { path, source }
+    move |cause| OutputError::Io { path, cause }
 }
 
 impl Write for AtomicFile {

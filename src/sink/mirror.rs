@@ -47,6 +47,7 @@ use crate::kato::attribute::Attributor;
 use crate::kato::{self, keys, Category};
 use crate::net::clickhouse::Ch;
 use crate::net::mirror::{ensure_table, MirrorError as Error};
+use crate::net::pace::{Pace, Pacer};
 use crate::net::redis::{Dumped, RedisConn};
 use crate::progress::Progress;
 
@@ -71,20 +72,37 @@ pub async fn mirror(
     clock: &Clock,
     progress: &dyn Progress,
 ) -> Result<MirrorSummary, Error> {
+    mirror_paced(conn, ch, kb_ids, clock, &Pace::default(), progress).await
+}
+
+/// [`mirror`], reading Redis at `pace` (`--max-keys-per-sec`, ...).
+pub async fn mirror_paced(
+    conn: &RedisConn,
+    ch: &Ch,
+    kb_ids: &[Vec<u8>],
+    clock: &Clock,
+    pace: &Pace,
+    progress: &dyn Progress,
+) -> Result<MirrorSummary, Error> {
     ensure_table(ch).await?;
     let mut summary = MirrorSummary::default();
     let stamp = clock.now_ms() as u64;
     summary.started_at_ms = stamp;
+    let mut pacer = pace.pacer(clock);
     for kb in kb_ids {
         for category in MIRRORED {
             progress.stage(&format!("{} {}", kato::display_bytes(kb), category.name()));
+            let reading = Reading {
+                pace,
+                pacer: &mut pacer,
+            };
             mirror_one(
                 conn,
                 ch,
                 kb,
                 kb_ids,
                 category,
-                (stamp, clock),
+                (stamp, clock, reading),
                 &mut summary,
                 progress,
             )
@@ -102,7 +120,7 @@ async fn mirror_one(
     kb: &[u8],
     known: &[Vec<u8>],
     category: Category,
-    (stamp, clock): (u64, &Clock),
+    (stamp, clock, reading): (u64, &Clock, Reading<'_>),
     summary: &mut MirrorSummary,
     progress: &dyn Progress,
 ) -> Result<(), Error> {
@@ -117,6 +135,7 @@ async fn mirror_one(
         category,
         stamp,
         clock,
+        reading,
         summary,
         progress,
     };
@@ -131,7 +150,7 @@ async fn mirror_one(
     let mut attributor = Attributor::knowing(known).wanting([kb]);
     for pattern in keys::category_scan_patterns(kb, category) {
         let mut scan = conn.scan(pattern, 1000);
-        while let Some(page) = scan.next_page().await? {
+        while let Some(page) = run.reading.pace.patience.next_page(&mut scan).await? {
             let keys = page
                 .into_iter()
                 .filter_map(|key| attributor.push(key))
@@ -163,23 +182,54 @@ struct Run<'a> {
     stamp: u64,
     /// "Now", to turn each key's PTTL into an absolute expiry.
     clock: &'a Clock,
+    reading: Reading<'a>,
     summary: &'a mut MirrorSummary,
     progress: &'a dyn Progress,
 }
 
+/// The pace of the Redis reads: limits and patience, and the pacer shared
+/// by every (kb_id, category) of the run.
+struct Reading<'a> {
+    pace: &'a Pace,
+    pacer: &'a mut Pacer,
+}
+
 impl Run<'_> {
-    /// DUMPs `keys` and inserts a row for each that is still there.
+    /// DUMPs `keys` in pipelines the pace lets through, and inserts a row
+    /// for each key that is still there.
     async fn write(
         &mut self,
         ch: &Ch,
         insert: &mut clickhouse::insert::Insert<MirrorRow>,
-        keys: Vec<Vec<u8>>,
+        mut keys: Vec<Vec<u8>>,
     ) -> Result<(), Error> {
         // An empty pipeline is an error.
-        if keys.is_empty() {
-            return Ok(());
+        while !keys.is_empty() {
+            let n = self.reading.pacer.batch_keys(keys.len());
+            let rest = keys.split_off(n.min(keys.len()));
+            self.reading.pacer.before_read(keys.len()).await;
+            let dumped = self
+                .reading
+                .pace
+                .patience
+                .dump_keys(&self.conn, &keys)
+                .await?;
+            let bytes = dumped.iter().map(dumped_bytes).sum();
+            self.reading.pacer.after_read(keys.len(), bytes);
+            self.insert_rows(ch, insert, std::mem::replace(&mut keys, rest), dumped)
+                .await?;
         }
-        let dumped = self.conn.dump_keys(&keys).await?;
+        Ok(())
+    }
+
+    /// Inserts a row for each key that was still there when dumped.
+    async fn insert_rows(
+        &mut self,
+        ch: &Ch,
+        insert: &mut clickhouse::insert::Insert<MirrorRow>,
+        keys: Vec<Vec<u8>>,
+        dumped: Vec<Dumped>,
+    ) -> Result<(), Error> {
         let now = self.clock.now_ms();
         let (mut n, mut bytes) = (0, 0);
         for (key, d) in keys.into_iter().zip(dumped) {
@@ -214,5 +264,12 @@ impl Run<'_> {
         self.summary.keys += n;
         self.progress.advance(n, bytes);
         Ok(())
+    }
+}
+
+fn dumped_bytes(dumped: &Dumped) -> u64 {
+    match dumped {
+        Dumped::Present { payload, .. } => payload.len() as u64,
+        Dumped::Vanished => 0,
     }
 }

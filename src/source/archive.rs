@@ -104,9 +104,9 @@ impl ArchiveInput {
     /// one (age) is decrypted with the input's identities, or refused with
     /// a message saying what it needs.
     pub fn open(&self) -> Result<OpenedInput, OpenError> {
-        let io_error = |source| OpenError::Io {
+        let io_error = |cause| OpenError::Io {
             name: self.name(),
-            source,
+            cause,
         };
         let Place::Path(path) = &self.place else {
             return self.open_stdin();
@@ -125,9 +125,9 @@ impl ArchiveInput {
     }
 
     fn open_stdin(&self) -> Result<OpenedInput, OpenError> {
-        let io_error = |source| OpenError::Io {
+        let io_error = |cause| OpenError::Io {
             name: self.name(),
-            source,
+            cause,
         };
         let mut stdin = BufReader::with_capacity(STREAM_BUFFER, io::stdin());
         let mut prefix = vec![0u8; encryption::AGE_MAGIC.len()];
@@ -159,13 +159,10 @@ impl ArchiveInput {
 pub enum OpenError {
     #[error("cannot open archive {}: it is a directory; name a .kbd file", .0.display())]
     IsDirectory(PathBuf),
-    #[error("cannot open archive {name}: {source}")]
-    Io { name: String, source: io::Error },
-    #[error("{name}: {source}")]
-    Archive {
-        name: String,
-        source: archive::Error,
-    },
+    #[error("cannot open archive {name}: {cause}")]
+    Io { name: String, cause: io::Error },
+    #[error("{name}: {cause}")]
+    Archive { name: String, cause: archive::Error },
     #[error(transparent)]
     Encrypted(#[from] encryption::CryptError),
 }
@@ -220,7 +217,7 @@ impl ArchiveSource {
             OpenedInput::Seekable(file) => ArchiveSource::seekable(name.clone(), file),
             OpenedInput::Stream(stream) => ArchiveSource::sequential(name.clone(), stream),
         }
-        .map_err(|source| OpenError::Archive { name, source })
+        .map_err(|cause| OpenError::Archive { name, cause })
     }
 
     /// Opens a seekable input through its index; one without a usable end
@@ -533,8 +530,9 @@ fn read_sequential<R: Read>(
             Ok(None) => {
                 let problems = reader.layout_problems();
                 if !problems.is_empty() {
+                    let at = reader.end_info().map_or(0, |e| e.index_offset);
                     emit(SourceItem::Damaged {
-                        what: "archive index".into(),
+                        what: format!("archive index at byte {at}"),
                         reason: format!(
                             "{} (every block was still read front to back)",
                             problems.join("; ")
@@ -607,4 +605,58 @@ fn damaged(emit: &mut Emit<'_>, what: String, e: archive::Error) -> bool {
         what,
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::archive::{ArchiveWriter, Record, WriterOptions};
+    use crate::kato::Category;
+
+    /// An archive of `n` keys of `size` payload bytes each.
+    fn archive_of(n: usize, size: usize) -> Vec<u8> {
+        let header = Header::new(Default::default(), Default::default(), 0);
+        let mut w = ArchiveWriter::new(Vec::new(), &header, WriterOptions::default()).unwrap();
+        for i in 0..n {
+            w.push(&Record {
+                key: format!("kb:emotives:p{i}").into_bytes(),
+                kb_id: b"kb".to_vec(),
+                category: Category::Emotives,
+                redis_type: "string".into(),
+                expire_at_ms: None,
+                payload: vec![0; size],
+            })
+            .unwrap();
+        }
+        w.finish().unwrap().0
+    }
+
+    /// Large records do not pile up in the channel: it holds about
+    /// CHANNEL_BYTES of payload, not 4096 records, while the consumer is
+    /// slow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_channel_is_bounded_in_bytes() {
+        const SIZE: usize = 8 << 20;
+        let source =
+            ArchiveSource::seekable("mem".into(), io::Cursor::new(archive_of(16, SIZE))).unwrap();
+        let (mut rx, task) = source.stream(Selection::default()).split();
+        // About 64 MiB of payload: 8 records of 8 MiB, and the one on its way.
+        let most = (64 << 20) / SIZE + 1;
+        let mut received = 0;
+        while received < 16 {
+            // Give the reader time to fill the channel as far as it may.
+            for _ in 0..40 {
+                if rx.len() > most || rx.len() + received == 16 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert!(rx.len() <= most, "{} records of 8 MiB waiting", rx.len());
+            match rx.recv().await {
+                Some(SourceItem::Record(_)) => received += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        task.finish().await.unwrap();
+    }
 }

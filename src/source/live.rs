@@ -11,7 +11,7 @@
 //! instant between the start and the end of its kb_id's SCAN, and the
 //! window is recorded per kb_id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -26,6 +26,7 @@ use crate::format::archive::{Header, KbWindow, Record, SelectionSpec};
 use crate::format::dump::payload_type_name;
 use crate::kato::attribute::{Attributed, Attributor, KeyspaceCensus};
 use crate::kato::{self, keys, Category};
+use crate::net::pace::{Pace, Pacer};
 use crate::net::redis::{Dumped, RedisConn, RedisIoError, Scan, ServerInfo};
 use crate::pattern::Glob;
 use crate::progress::{NoProgress, Progress, Total};
@@ -52,6 +53,8 @@ pub struct ExportOptions {
     /// "Now", to turn each key's PTTL into an absolute expiry and to stamp
     /// the SCAN windows.
     pub clock: Clock,
+    /// Read limits, and patience with a server that is loading or busy.
+    pub pace: Pace,
 }
 
 impl Default for ExportOptions {
@@ -61,6 +64,7 @@ impl Default for ExportOptions {
             scan_count: 1000,
             pipelines_in_flight: 4,
             clock: Clock::system(),
+            pace: Pace::default(),
         }
     }
 }
@@ -123,7 +127,8 @@ impl LiveSource {
         options: ExportOptions,
         spec: SelectionSpec,
     ) -> Result<LiveSource, LiveOpenError> {
-        let info = conn.server_info().await?;
+        let patience = &options.pace.patience;
+        let info = patience.server_info(&mut conn).await?;
         let selection = &options.selection;
         let outside = reads_outside(selection);
         let named = match selection.literal_kbs().filter(|_| !outside) {
@@ -133,7 +138,14 @@ impl LiveSource {
         let (census, kb_ids, left_out) = match named {
             Some(kb_ids) => (None, kb_ids, count_later(&conn, selection)),
             None => {
-                let (census, kb_ids) = census_and_kbs(&mut conn, selection).await?;
+                let mut waiting = patience.waiting("SCAN");
+                let (census, kb_ids) = loop {
+                    match census_and_kbs(&mut conn, selection).await {
+                        Err(LiveOpenError::Redis(e)) => waiting.pause(e).await?,
+                        Err(e) => return Err(e),
+                        Ok(found) => break waiting.done(found),
+                    }
+                };
                 let left_out = selection.left_out(&census);
                 (
                     Some(census),
@@ -289,9 +301,16 @@ async fn scan_all(
     summary: &mut ExportSummary,
     progress: &dyn Progress,
 ) -> Result<(), SourceError> {
+    // One pacer for every pass: the limits hold for the whole read.
+    let mut pacer = options.pace.pacer(&options.clock);
     for pass in plan_passes(scope.kb_ids, scope.outside, &options.selection) {
         progress.stage(&pass_label(&pass.windows));
-        let windows = export_pass(conn, &pass, scope, options, tx, summary, progress).await?;
+        let reader = Reader {
+            conn,
+            options,
+            pacer: &mut pacer,
+        };
+        let windows = export_pass(reader, &pass, scope, tx, summary, progress).await?;
         for window in windows.into_values() {
             summary.vanished += window.vanished;
             summary.duplicates += window.duplicates;
@@ -384,15 +403,72 @@ async fn send(tx: &Sender<SourceItem>, message: SourceItem) -> Result<(), Source
 /// A selected key on its way to DUMP.
 type Selected = (Vec<u8>, Vec<u8>, Category);
 
+/// The server a pass reads, how, and at what pace.
+struct Reader<'a> {
+    conn: &'a RedisConn,
+    options: &'a ExportOptions,
+    pacer: &'a mut Pacer,
+}
+
+impl Reader<'_> {
+    /// Pipelines in flight at once: one when paced, so that each charge of
+    /// bytes lands before the next pipeline is let through.
+    fn pipelines(&self) -> usize {
+        match self.pacer.is_limited() {
+            true => 1,
+            false => self.options.pipelines_in_flight.max(1),
+        }
+    }
+
+    /// The next pipeline's keys from the front of `queue`, once the pace
+    /// lets them through: the one place a read waits for its limits.
+    async fn next_batch(&mut self, queue: &mut VecDeque<Selected>) -> Vec<Selected> {
+        let n = self
+            .pacer
+            .batch_keys(queue.len().min(self.options.scan_count.max(1)));
+        let batch: Vec<Selected> = queue.drain(..n.min(queue.len())).collect();
+        self.pacer.before_read(batch.len()).await;
+        batch
+    }
+
+    /// DUMP + PTTL of a batch on a task of its own, so that pipelines
+    /// progress while the next page is scanned; with the instant read.
+    fn spawn_dump(&self, batch: Vec<Selected>) -> tokio::task::JoinHandle<Dumping> {
+        let conn = self.conn.clone();
+        let clock = self.options.clock.clone();
+        let patience = self.options.pace.patience.clone();
+        tokio::spawn(async move {
+            let keys: Vec<&[u8]> = batch.iter().map(|(k, _, _)| &k[..]).collect();
+            let dumped = patience.dump_keys(&conn, &keys).await;
+            (batch, dumped, clock.now_ms())
+        })
+    }
+
+    /// Charges the pace with what a pipeline read.
+    fn charge(&mut self, batch: &[Selected], dumped: &[Dumped]) {
+        let bytes = dumped
+            .iter()
+            .map(|d| match d {
+                Dumped::Present { payload, .. } => payload.len() as u64,
+                Dumped::Vanished => 0,
+            })
+            .sum();
+        self.pacer.after_read(batch.len(), bytes);
+    }
+}
+
+/// A DUMP pipeline's keys, replies and the instant it was read.
+type Dumping = (Vec<Selected>, Result<Vec<Dumped>, RedisIoError>, i64);
+
 async fn export_pass(
-    conn: &RedisConn,
+    mut reader: Reader<'_>,
     pass: &Pass,
     scope: &Scope<'_>,
-    options: &ExportOptions,
     tx: &Sender<SourceItem>,
     summary: &mut ExportSummary,
     progress: &dyn Progress,
 ) -> Result<BTreeMap<Vec<u8>, KbWindow>, SourceError> {
+    let options = reader.options;
     let now_ms = || options.clock.now_ms();
     let started = now_ms();
     let mut windows: BTreeMap<Vec<u8>, KbWindow> = pass
@@ -423,66 +499,49 @@ async fn export_pass(
         attributor = attributor.complete();
     }
     let mut in_flight = FuturesOrdered::new();
-    let mut patterns = pass.patterns.iter();
-    let mut scan = conn.scan(
-        patterns.next().cloned().unwrap_or_default(),
-        options.scan_count,
-    );
-    // Exact keys come last, as a page of their own, when they exist (one
-    // that vanishes before its DUMP is then counted as vanished).
-    let mut exact = Some(&pass.exact).filter(|e| !e.is_empty());
+    let mut queue = VecDeque::new();
+    let mut pages = Pages::new(reader.conn, pass, options);
+    let patience = &options.pace.patience;
     loop {
-        while in_flight.len() < options.pipelines_in_flight {
-            let keys = match next_page(conn, &mut scan, &mut patterns, options).await? {
-                Some(keys) => keys,
-                None => match exact.take() {
-                    Some(keys) => conn.clone().existing(keys).await?,
-                    None => break,
-                },
-            };
-            let batch = select_keys(
-                keys,
-                &mut attributor,
-                &options.selection,
-                &mut seen,
-                &mut windows,
-            );
-            if !batch.is_empty() {
+        while in_flight.len() < reader.pipelines() {
+            if queue.is_empty() {
+                let Some(keys) = pages.next(patience).await? else {
+                    break;
+                };
+                let batch = select_keys(
+                    keys,
+                    &mut attributor,
+                    &options.selection,
+                    &mut seen,
+                    &mut windows,
+                );
                 progress.scanned(batch.len() as u64);
-                let mut dumper = conn.clone();
-                let clock = options.clock.clone();
-                // Spawned so that pipelines progress while the next page is
-                // scanned; results are consumed in SCAN order.
-                in_flight.push_back(tokio::spawn(async move {
-                    let keys: Vec<&[u8]> = batch.iter().map(|(k, _, _)| &k[..]).collect();
-                    let dumped = dumper.dump_keys(&keys).await;
-                    (batch, dumped, clock.now_ms())
-                }));
+                queue.extend(batch);
+                continue;
             }
+            let batch = reader.next_batch(&mut queue).await;
+            // Results are consumed in SCAN order.
+            in_flight.push_back(reader.spawn_dump(batch));
         }
         let Some(joined) = in_flight.next().await else {
             break;
         };
         let (batch, dumped, read_at) =
             joined.map_err(|_| SourceError::TaskGone("DUMP pipeline"))?;
-        emit_batch(batch, dumped?, read_at, tx, summary, &mut windows, progress).await?;
+        let dumped = dumped?;
+        reader.charge(&batch, &dumped);
+        emit_batch(batch, dumped, read_at, tx, summary, &mut windows, progress).await?;
     }
     let late = resolve_unmarked(attributor, &options.selection, &mut seen, &mut windows);
-    for batch in late.chunks(options.scan_count.max(1)) {
-        progress.scanned(batch.len() as u64);
+    progress.scanned(late.len() as u64);
+    let mut late = VecDeque::from(late);
+    while !late.is_empty() {
+        let batch = reader.next_batch(&mut late).await;
         let keys: Vec<&[u8]> = batch.iter().map(|(k, _, _)| &k[..]).collect();
-        let dumped = conn.clone().dump_keys(&keys).await?;
+        let dumped = patience.dump_keys(reader.conn, &keys).await?;
         let read_at = now_ms();
-        emit_batch(
-            batch.to_vec(),
-            dumped,
-            read_at,
-            tx,
-            summary,
-            &mut windows,
-            progress,
-        )
-        .await?;
+        reader.charge(&batch, &dumped);
+        emit_batch(batch, dumped, read_at, tx, summary, &mut windows, progress).await?;
     }
     let finished = now_ms();
     windows
@@ -491,22 +550,54 @@ async fn export_pass(
     Ok(windows)
 }
 
-/// The next page of the pass: of its current SCAN, or of the next
-/// pattern's once that one is complete.
-async fn next_page(
-    conn: &RedisConn,
-    scan: &mut Scan,
-    patterns: &mut std::slice::Iter<'_, Vec<u8>>,
-    options: &ExportOptions,
-) -> Result<Option<Vec<Vec<u8>>>, RedisIoError> {
-    loop {
-        if let Some(page) = scan.next_page().await? {
-            return Ok(Some(page));
+/// The pages of a pass: each pattern's SCAN in turn, then the exact keys
+/// as a page of their own when there are any (one that vanishes before its
+/// DUMP is then counted as vanished). Once done, it stays done.
+struct Pages<'a> {
+    conn: &'a RedisConn,
+    scan_count: usize,
+    scan: Scan,
+    patterns: std::slice::Iter<'a, Vec<u8>>,
+    exact: Option<&'a Vec<Vec<u8>>>,
+    done: bool,
+}
+
+impl<'a> Pages<'a> {
+    fn new(conn: &'a RedisConn, pass: &'a Pass, options: &ExportOptions) -> Pages<'a> {
+        let mut patterns = pass.patterns.iter();
+        let first = patterns.next().cloned().unwrap_or_default();
+        Pages {
+            conn,
+            scan_count: options.scan_count,
+            scan: conn.scan(first, options.scan_count),
+            patterns,
+            exact: Some(&pass.exact).filter(|e| !e.is_empty()),
+            done: false,
         }
-        match patterns.next() {
-            Some(pattern) => *scan = conn.scan(pattern.clone(), options.scan_count),
-            None => return Ok(None),
+    }
+
+    /// The next page, waiting out a loading or busy server.
+    async fn next(
+        &mut self,
+        patience: &crate::net::pace::Patience,
+    ) -> Result<Option<Vec<Vec<u8>>>, RedisIoError> {
+        while !self.done {
+            if !self.scan.is_done() {
+                if let Some(page) = patience.next_page(&mut self.scan).await? {
+                    return Ok(Some(page));
+                }
+                continue;
+            }
+            if let Some(pattern) = self.patterns.next() {
+                self.scan = self.conn.scan(pattern.clone(), self.scan_count);
+                continue;
+            }
+            self.done = true;
+            if let Some(keys) = self.exact.take() {
+                return Ok(Some(self.conn.clone().existing(keys).await?));
+            }
         }
+        Ok(None)
     }
 }
 

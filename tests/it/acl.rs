@@ -165,13 +165,18 @@ fn a_wrong_password_is_still_an_authentication_error() {
     assert!(!err.contains("not-it") && !err.contains("lacks permission"));
 }
 
-/// The ACL rules docs/SAFETY.md lists for `command` (the row whose first
-/// cell is `` `command` ``).
+/// The ACL rules docs/SAFETY.md lists for `command` (the row of its
+/// "Minimal ACL per command" table whose first cell is `` `command` ``).
 fn documented_rules(command: &str) -> Vec<String> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/SAFETY.md"))
         .expect("docs/SAFETY.md");
+    let section = doc
+        .split("\n## Minimal ACL per command")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("docs/SAFETY.md has the section Minimal ACL per command");
     let row = format!("| `{command}` |");
-    let line = doc
+    let line = section
         .lines()
         .find(|l| l.starts_with(&row))
         .unwrap_or_else(|| panic!("docs/SAFETY.md has no row {row}"));
@@ -253,6 +258,7 @@ fn the_documented_minimal_acl_is_enough() {
         "-q",
         "--mode",
         "replace",
+        "--yes",
         "--undo",
         path(&undo),
         "--redis",

@@ -222,6 +222,7 @@ async fn restore_from_clickhouse_has_the_semantics_of_an_archive_restore() {
         &format!("*{p0}"),
         "--undo",
         &undo_arg,
+        "--yes",
     ]));
     assert_eq!(json["total"]["restored"], 3, "{json}"); // frequency, emotives, metadata
     assert_eq!(json["saved_for_undo"], 3, "{json}");
@@ -231,7 +232,9 @@ async fn restore_from_clickhouse_has_the_semantics_of_an_archive_restore() {
     );
     let back: i64 = conn.get(&frequency).await.unwrap();
     assert_eq!(back, 3);
-    let json = kbdump_json(&["restore", "--mode", "replace", &undo_arg, "--redis", &r]);
+    let json = kbdump_json(&[
+        "restore", "--mode", "replace", "--yes", &undo_arg, "--redis", &r,
+    ]);
     assert_eq!(json["total"]["restored"], 3, "{json}");
     let undone: i64 = conn.get(&frequency).await.unwrap();
     assert_eq!(undone, 99, "undo brings back the overwritten value");

@@ -433,6 +433,47 @@ fn a_budget_stop_reports_exactly_the_keys_on_the_server() {
     assert_eq!(written, on_server, "{message}");
 }
 
+/// A replace that fails midway (here the memory budget stops it) keeps its
+/// undo archive, since writes were applied, and its message names the file,
+/// how many keys it holds and the command that puts them back; that command
+/// gives the target back as it was.
+#[test]
+fn a_replace_that_fails_midway_names_its_undo_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_source, archive) = seeded_archive(dir.path());
+    let target = RedisServer::start();
+    let before = filler(&target);
+    cap_memory(&target, 1 << 20, "allkeys-lru");
+    let undo = dir.path().join("undo.kbd");
+    let (url, undo_arg) = (target.url(), undo.to_str().unwrap().to_string());
+    let args = [
+        "restore", "-", "--redis", &url, "--mode", "replace", "--yes",
+    ];
+    let out = kbdump_stdin(&[&args[..], &["--undo", &undo_arg]].concat(), &archive);
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(message.contains("keys were written"), "{message}");
+    let written = dbsize(&target) as u64 - before.len() as u64;
+    assert!(written > 0, "the budget stopped the run before any write");
+    let holds = format!("{undo_arg} holds the previous values of the {written} keys");
+    assert!(message.contains(&holds), "{message}");
+    assert!(
+        message.contains(&format!("kbdump restore --mode replace {undo_arg}")),
+        "{message}"
+    );
+    let _: () = run(
+        &target,
+        redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0),
+    );
+    let back = [
+        "restore", &undo_arg, "--redis", &url, "--mode", "replace", "--yes",
+    ];
+    let undo2 = dir.path().join("undo2.kbd");
+    let out = kbdump(&[&back[..], &["--undo", undo2.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same(&before, &snap(&target));
+}
+
 /// A block the restore could not read counts as failed in the totals, not
 /// only in the list of failures.
 #[test]

@@ -499,7 +499,13 @@ fn undo_of_a_merge_puts_back_the_keys_it_changed() {
     restore_ok(
         &undo,
         &s.server,
-        &["--mode", "replace", "--undo", undo2.to_str().unwrap()],
+        &[
+            "--mode",
+            "replace",
+            "--yes",
+            "--undo",
+            undo2.to_str().unwrap(),
+        ],
     );
     // Back exactly as before the merge: the keys it restored because they
     // were missing are deleted again.

@@ -585,12 +585,13 @@ fn copy_in_replace_mode_keeps_an_undo_archive() {
         &target.url(),
         "--mode",
         "replace",
+        "--yes",
         "--undo",
         undo_s,
     ]);
     let value: String = run(&target, redis::cmd("GET").arg(&overwritten[0]));
     assert_eq!(value, "source-0");
-    let report = restore_ok(&undo, &target, &["--mode", "replace"]);
+    let report = restore_ok(&undo, &target, &["--mode", "replace", "--yes"]);
     assert_eq!(total(&report, "restored"), 2, "{report}");
     let after = only(&snap(&target), |k| before.contains_key(k));
     assert_same(&before, &after);

@@ -156,7 +156,13 @@ fn archives_and_undo_files_are_readable_by_their_owner_only() {
     restore_ok(
         &archive,
         &server,
-        &["--mode", "replace", "--undo", undo.to_str().unwrap()],
+        &[
+            "--mode",
+            "replace",
+            "--yes",
+            "--undo",
+            undo.to_str().unwrap(),
+        ],
     );
     assert_eq!(mode(&undo), 0o600);
 }
@@ -254,6 +260,7 @@ fn quiet_commands_print_nothing_when_they_succeed() {
             &t,
             "--mode",
             "replace",
+            "--yes",
             "--undo",
             undo.to_str().unwrap(),
         ],
@@ -265,6 +272,7 @@ fn quiet_commands_print_nothing_when_they_succeed() {
             &t,
             "--mode",
             "replace",
+            "--yes",
             "--undo",
             copy_undo.to_str().unwrap(),
         ],

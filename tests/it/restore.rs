@@ -233,7 +233,7 @@ fn missing_mode_never_overwrites_replace_does_and_undo_reverts_it() {
     let real = restore_ok(
         &archive,
         &server,
-        &["--mode", "replace", "--undo", undo_arg],
+        &["--mode", "replace", "--yes", "--undo", undo_arg],
     );
     assert_eq!(outcome(&dry), outcome(&real));
     // The archive holds every key of the db: all of them are written.
@@ -247,7 +247,13 @@ fn missing_mode_never_overwrites_replace_does_and_undo_reverts_it() {
     restore_ok(
         &undo,
         &server,
-        &["--mode", "replace", "--undo", undo2.to_str().unwrap()],
+        &[
+            "--mode",
+            "replace",
+            "--yes",
+            "--undo",
+            undo2.to_str().unwrap(),
+        ],
     );
     assert_same(&before_replace, &snap(&server));
 }

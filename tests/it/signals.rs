@@ -116,6 +116,7 @@ fn undo_gives_back(undo: &Path, server: &RedisServer, before: &Snapshot) -> Opti
         &server.url(),
         "--mode",
         "replace",
+        "--yes",
         "--undo",
         undo2.to_str().unwrap(),
         "--quiet",
@@ -182,6 +183,7 @@ fn an_interrupted_replace_commits_its_undo_and_the_undo_gives_back_every_key() {
         &url,
         "--mode",
         "replace",
+        "--yes",
         "--logical",
         "--undo",
         undo.to_str().unwrap(),
@@ -220,6 +222,7 @@ fn an_interrupted_copy_commits_its_undo_and_the_undo_gives_back_every_key() {
         &to,
         "--mode",
         "replace",
+        "--yes",
         "--undo",
         undo.to_str().unwrap(),
     ];
@@ -250,6 +253,7 @@ fn a_killed_replace_leaves_an_undo_that_gives_back_every_key() {
         &url,
         "--mode",
         "replace",
+        "--yes",
         "--undo",
         undo.to_str().unwrap(),
     ]);

@@ -126,6 +126,7 @@ fn a_full_disk_stops_the_replace_with_every_overwritten_key_in_the_undo() {
         &server.url(),
         "--mode",
         "replace",
+        "--yes",
         "--undo",
         undo.to_str().unwrap(),
         "--quiet",
@@ -166,6 +167,7 @@ fn a_full_disk_stops_the_replace_with_every_overwritten_key_in_the_undo() {
         &url,
         "--mode",
         "replace",
+        "--yes",
         "--undo",
         undo2.to_str().unwrap(),
         "--quiet",
@@ -184,6 +186,7 @@ fn replace(archive: &Path, url: &str, undo: &Path, extra: &[&str]) -> std::proce
         url,
         "--mode",
         "replace",
+        "--yes",
         "--undo",
         undo.to_str().unwrap(),
         "--quiet",
@@ -288,7 +291,7 @@ fn undo_of_a_replace_deletes_the_keys_it_created_and_puts_back_the_rest() {
     let report = restore_ok(
         &archive,
         &server,
-        &["--mode", "replace", "--undo", undo_arg],
+        &["--mode", "replace", "--yes", "--undo", undo_arg],
     );
     assert_eq!(report["undo_archive"], undo_arg, "{report:#}");
     assert_eq!(report["saved_for_undo"], seeded.all().len(), "{report:#}");
@@ -298,7 +301,11 @@ fn undo_of_a_replace_deletes_the_keys_it_created_and_puts_back_the_rest() {
 
     let undo2 = dir.path().join("undo2.kbd");
     let undo2_arg = undo2.to_str().unwrap();
-    let report = restore_ok(&undo, &server, &["--mode", "replace", "--undo", undo2_arg]);
+    let report = restore_ok(
+        &undo,
+        &server,
+        &["--mode", "replace", "--yes", "--undo", undo2_arg],
+    );
     assert_eq!(
         total(&report, "deleted"),
         deleted.len() as u64,
@@ -310,7 +317,13 @@ fn undo_of_a_replace_deletes_the_keys_it_created_and_puts_back_the_rest() {
     restore_ok(
         &undo2,
         &server,
-        &["--mode", "replace", "--undo", undo3.to_str().unwrap()],
+        &[
+            "--mode",
+            "replace",
+            "--yes",
+            "--undo",
+            undo3.to_str().unwrap(),
+        ],
     );
     assert_same(&replaced, &snap(&server));
 }
@@ -335,6 +348,7 @@ fn undo_of_a_copy_in_replace_mode_gives_back_the_target_as_it_was() {
         &target.url(),
         "--mode",
         "replace",
+        "--yes",
         "--undo",
         undo.to_str().unwrap(),
     ]);
@@ -345,7 +359,13 @@ fn undo_of_a_copy_in_replace_mode_gives_back_the_target_as_it_was() {
     restore_ok(
         &undo,
         &target,
-        &["--mode", "replace", "--undo", undo2.to_str().unwrap()],
+        &[
+            "--mode",
+            "replace",
+            "--yes",
+            "--undo",
+            undo2.to_str().unwrap(),
+        ],
     );
     assert_same(&before, &snap(&target));
 }
@@ -371,7 +391,13 @@ async fn an_undo_applied_after_a_saved_expiry_deletes_the_key() {
     restore_ok(
         &archive,
         &server,
-        &["--mode", "replace", "--undo", undo.to_str().unwrap()],
+        &[
+            "--mode",
+            "replace",
+            "--yes",
+            "--undo",
+            undo.to_str().unwrap(),
+        ],
     );
 
     let source = ArchiveSource::open(&ArchiveInput::path(undo.clone())).unwrap();
@@ -403,7 +429,13 @@ fn offline_commands_read_absent_records_for_what_they_are() {
     let report = restore_ok(
         &archive,
         &server,
-        &["--mode", "replace", "--undo", undo.to_str().unwrap()],
+        &[
+            "--mode",
+            "replace",
+            "--yes",
+            "--undo",
+            undo.to_str().unwrap(),
+        ],
     );
     assert_eq!(report["undo_absent"], 1, "{report:#}");
     let file = undo.to_str().unwrap();
@@ -424,7 +456,13 @@ fn offline_commands_read_absent_records_for_what_they_are() {
     restore_ok(
         &undo,
         &server,
-        &["--mode", "replace", "--undo", undo2.to_str().unwrap()],
+        &[
+            "--mode",
+            "replace",
+            "--yes",
+            "--undo",
+            undo2.to_str().unwrap(),
+        ],
     );
     let (code, diff) = diff_json(&undo, &server, &[]);
     assert_eq!(code, Some(0), "{diff:#}");

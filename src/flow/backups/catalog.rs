@@ -139,7 +139,7 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, BackupError> {
     }
     let read_dir = |source| BackupError::ReadDir {
         path: dir.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut entries = Vec::new();
     for item in fs::read_dir(dir).map_err(read_dir)? {
@@ -173,7 +173,7 @@ fn describe(
         return Err(BackupError::Io {
             what: "cannot read backup",
             path,
-            source,
+            cause: source,
         });
     }
     let mut entry = Entry {
@@ -256,7 +256,7 @@ fn delete_backup(path: &Path) -> Result<(), BackupError> {
     let io = |what, source| BackupError::Io {
         what,
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut magic = [0u8; 8];
     File::open(path)
@@ -275,7 +275,7 @@ fn delete_backup(path: &Path) -> Result<(), BackupError> {
 pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<String>, BackupError> {
     let read_dir = |source| BackupError::ReadDir {
         path: dir.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut removed = Vec::new();
     for item in fs::read_dir(dir).map_err(read_dir)? {
@@ -290,7 +290,7 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<String>, BackupError> 
             fs::remove_file(item.path()).map_err(|source| BackupError::Io {
                 what: "cannot delete",
                 path: item.path(),
-                source,
+                cause: source,
             })?;
             removed.push(name);
         }
@@ -306,7 +306,7 @@ pub fn move_aside(path: &Path) -> Result<PathBuf, BackupError> {
     fs::rename(path, &aside).map_err(|source| BackupError::Io {
         what: "cannot move aside",
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     Ok(aside)
 }
@@ -317,7 +317,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BackupEr
     let io = |what, source| BackupError::Io {
         what,
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let name = path
         .file_name()
@@ -349,13 +349,13 @@ pub fn read_record<T: serde::de::DeserializeOwned + Default>(
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| BackupError::Io {
             what: "cannot parse",
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            cause: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
         Err(source) => Err(BackupError::Io {
             what: "cannot read",
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }),
     }
 }

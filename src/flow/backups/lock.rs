@@ -77,8 +77,8 @@ pub enum LockError {
         path: PathBuf,
         holder: Option<Holder>,
     },
-    #[error("cannot use the lock file {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot use the lock file {}: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
 }
 
 /// A held lock; released when dropped.
@@ -96,7 +96,7 @@ impl DirLock {
         let path = dir.join(LOCK_NAME);
         let io = |source| LockError::Io {
             path: path.clone(),
-            source,
+            cause: source,
         };
         let mut file = OpenOptions::new()
             .read(true)

@@ -31,13 +31,13 @@ pub use lock::{DirLock, Holder, LockError};
 pub enum BackupError {
     #[error("backup directory {} does not exist; create it first (mkdir -m 700 {})", .0.display(), .0.display())]
     MissingDir(PathBuf),
-    #[error("cannot read backup directory {}: {source}", path.display())]
-    ReadDir { path: PathBuf, source: io::Error },
-    #[error("{what} {}: {source}", path.display())]
+    #[error("cannot read backup directory {}: {cause}", path.display())]
+    ReadDir { path: PathBuf, cause: io::Error },
+    #[error("{what} {}: {cause}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error(transparent)]
     Lock(#[from] LockError),

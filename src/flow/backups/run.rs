@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::flow::export::export;
 use crate::flow::verify::{check_payload_decodes, verify, VerifyReport};
 use crate::format::archive::{Record, SelectionSpec, WriterOptions};
-use crate::net::redis::{RedisConn, ServerInfo};
+use crate::net::redis::{Endpoint, ServerInfo};
 use crate::plan::retention::Policy;
 use crate::progress::Progress;
 use crate::sink::file::AtomicFile;
@@ -55,11 +55,11 @@ pub struct BackupOutcome {
     pub stale_temporaries: Vec<String>,
 }
 
-/// Backs the server at `url` up into `options.dir`. The lock is taken
+/// Backs the server at `endpoint` up into `options.dir`. The lock is taken
 /// before the server is contacted, so a second run fails at once however
 /// slow the server is.
 pub async fn backup(
-    url: &str,
+    endpoint: &Endpoint,
     options: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupOutcome, BackupError> {
@@ -70,7 +70,7 @@ pub async fn backup(
     let clock = options.export.clock.clone();
     let lock = DirLock::acquire(dir, "backup", clock.now_ms())?;
     let stale_temporaries = remove_stale_temporaries(dir)?;
-    let conn = RedisConn::connect(url).await?;
+    let conn = options.export.pace.patience.connect(endpoint).await?;
     let address = conn.address().to_string();
     let source = LiveSource::open(conn, options.export.clone(), options.spec.clone()).await?;
     // The census counted nothing selected: refuse before creating a file.
@@ -92,7 +92,7 @@ pub async fn backup(
     let file = out.into_inner().map_err(|e| BackupError::Io {
         what: "cannot write",
         path: path.clone(),
-        source: e.into_error(),
+        cause: e.into_error(),
     })?;
     if summary.keys == 0 && !options.allow_empty {
         // Dropping the unfinished file removes it.
@@ -154,7 +154,7 @@ fn fresh_file(dir: &Path, clock: &Clock) -> Result<(AtomicFile, i64), BackupErro
         BackupError::Io {
             what: "cannot restrict the permissions of",
             path: file.temp_path().to_path_buf(),
-            source,
+            cause: source,
         }
     })?;
     Ok((file, ms))

@@ -49,7 +49,14 @@ pub enum Error {
     ClickHouse(#[from] ChError),
     /// Writing Redis failed.
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(redis::RedisError),
+}
+
+// Not `#[from]`: the message says the cause, so it is not also the source.
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Error {
+        Error::Redis(e)
+    }
 }
 
 /// How to rebuild.

@@ -242,11 +242,17 @@ pub fn index_tiles(index: &Index, end: &EndInfo, blocks_start: u64) -> Result<()
 /// is `other` (which also holds categories this build does not know), to
 /// that category.
 pub fn misplaced(kb_id: &[u8], category: Category, key: &[u8]) -> Option<String> {
+    misplaced_in(&[kb_id.to_vec()], category, key)
+}
+
+/// [`misplaced`] with the block's kb_id given as `known[0]` (the only
+/// entry), so a reader allocates it once per block, not per record.
+pub(crate) fn misplaced_in(known: &[Vec<u8>], category: Category, key: &[u8]) -> Option<String> {
+    let kb_id = &known[0][..];
     if kb_id.is_empty() {
         return misplaced_outside(category, key);
     }
-    let known = [kb_id.to_vec()];
-    match classify_with(key, &known) {
+    match classify_with(key, known) {
         None => Some("belongs to no kb_id".to_string()),
         Some(c) if c.kb_id != kb_id => Some(format!(
             "is a key of kb {}, not of this block's kb",

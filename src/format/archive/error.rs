@@ -2,11 +2,15 @@ use std::io;
 
 /// Everything that can be wrong with an archive. Offsets are byte offsets
 /// from the start of the archive, so a damaged file can be examined by hand.
+///
+/// Errors of kbdump say their cause in their own message and do not also
+/// return it as [`std::error::Error::source`]: a chain printed with `{:#}`
+/// would say it twice.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     #[error("i/o error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("not a kbdump archive (bad magic number {found:02x?}); is this the right file?")]
     BadMagic { found: Vec<u8> },
     #[error(
@@ -45,7 +49,22 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
 impl Error {
+    /// The kind of the I/O error underneath, if this is one (a broken
+    /// pipe is not a failure of an export to stdout).
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Error::Io(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn corrupt(offset: u64, what: impl Into<String>) -> Error {
         Error::Corrupt {
             offset,

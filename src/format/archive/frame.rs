@@ -322,6 +322,32 @@ mod tests {
         }
     }
 
+    /// On an endless input, a length above what a writer puts in a frame
+    /// of that kind, or an unknown kind, is damage before any payload is
+    /// read (it would otherwise be read, and held, as it arrives).
+    #[test]
+    fn a_length_above_the_kind_bound_is_damage_before_any_read() {
+        for (kind, len) in [
+            (b'B', u32::MAX),
+            (b'I', u32::MAX),
+            (b'H', 1 << 30),
+            (b'E', 25),
+        ] {
+            let mut head = vec![kind];
+            head.extend_from_slice(&len.to_le_bytes());
+            head.extend_from_slice(&[0; 4]);
+            let mut endless = Cursor::new(head).chain(io::repeat(0));
+            let err = read_frame(&mut endless, 0, None).unwrap_err();
+            assert!(
+                matches!(&err, Error::Corrupt { what, .. } if what.contains("more than a writer")),
+                "{err}"
+            );
+        }
+        let mut unknown = Cursor::new(vec![b'Z', 1, 0, 0, 0, 0, 0, 0, 0]).chain(io::repeat(0));
+        let err = read_frame(&mut unknown, 0, None).unwrap_err();
+        assert!(err.to_string().contains("unknown frame kind"), "{err}");
+    }
+
     #[test]
     fn damaged_length_is_bounded_by_the_file_size() {
         let mut buf = Vec::new();

@@ -115,6 +115,7 @@ impl Block {
             remaining: self.meta.records,
             index: 0,
             done: false,
+            known: [self.meta.kb_id.clone()],
         })
     }
 
@@ -167,6 +168,8 @@ pub struct BlockRecords<'a> {
     remaining: u64,
     index: u64,
     done: bool,
+    /// The block's kb_id, as the one known kb_id for classification.
+    known: [Vec<u8>; 1],
 }
 
 impl BlockRecords<'_> {
@@ -275,8 +278,7 @@ impl Iterator for BlockRecords<'_> {
                 return Some(Err(e));
             }
         };
-        let meta = &self.block.meta;
-        if let Some(why) = check::misplaced(&meta.kb_id, meta.category, &record.key) {
+        if let Some(why) = check::misplaced_in(&self.known, self.block.meta.category, &record.key) {
             return Some(Err(Error::Misplaced {
                 offset: self.block.offset,
                 block: self.block.describe(),

@@ -68,7 +68,7 @@ fn blob<T>(r: &mut Reader, container: &'static str, parse: fn(&[u8]) -> Result<T
     parse(&bytes).map_err(|e| DecodeError::InContainer {
         container,
         offset,
-        source: Box::new(e),
+        inner: Box::new(e),
     })
 }
 

@@ -35,11 +35,13 @@ pub enum DecodeError {
     #[error("{count} unexpected bytes after the value at byte offset {offset}")]
     TrailingBytes { count: usize, offset: usize },
     /// An error inside a container blob stored as a string.
-    #[error("in the {container} stored at byte offset {offset}: {source}")]
+    /// (The inner error is in the message, so it is not also the
+    /// `source`: a printed chain would repeat it.)
+    #[error("in the {container} stored at byte offset {offset}: {inner}")]
     InContainer {
         container: &'static str,
         offset: usize,
-        source: Box<DecodeError>,
+        inner: Box<DecodeError>,
     },
 }
 

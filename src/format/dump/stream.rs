@@ -62,7 +62,7 @@ fn nodes(r: &mut Reader) -> Result<Vec<StreamEntry>> {
         node(&blob, master, &mut entries).map_err(|e| DecodeError::InContainer {
             container: "stream node listpack",
             offset: at,
-            source: Box::new(e),
+            inner: Box::new(e),
         })?;
     }
     if entries.windows(2).any(|w| w[0].id >= w[1].id) {

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::kato::Category;
+use crate::kato::{display_bytes, Category};
 use crate::net::redis::RedisIoError;
 use crate::plan::merge::Policies;
 pub use crate::plan::{estimated_memory, renamed, Method};
@@ -171,6 +171,21 @@ pub struct RestoreSummary {
     pub conflicts: Vec<Failure>,
     /// A merge-mode dry run: the keys it would change, with their values.
     pub plan: Plan,
+    /// kb_ids that `--rename-kb` wrote into which already held keys before
+    /// the run (filled by the caller's check before writing).
+    pub rename_targets: Vec<KbOccupancy>,
+}
+
+/// A kb_id on the target and the keys it held before a run wrote into it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KbOccupancy {
+    #[serde(serialize_with = "as_display")]
+    pub kb_id: Vec<u8>,
+    pub existing_keys: u64,
+}
+
+fn as_display<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&display_bytes(bytes))
 }
 
 impl RestoreSummary {

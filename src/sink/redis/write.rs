@@ -106,6 +106,7 @@ async fn write_present(
             outcomes[i] = Some(restore_logical(conn, kind, pending, options).await?);
         }
     }
+    kept_despite_oom(conn, &batch, &mut outcomes, options.mode).await?;
     Ok(batch
         .into_iter()
         .zip(outcomes)
@@ -172,6 +173,40 @@ pub(super) async fn restore_raw(
         };
     }
     Ok(outcomes)
+}
+
+/// Under `maxmemory` the server refuses RESTORE (and the commands of the
+/// logical path) with OOM before it looks at the key, so in missing mode a
+/// key that is already there fails instead of answering BUSYKEY. Such keys
+/// are checked with EXISTS (which is never refused for memory): a present
+/// key was kept, as missing mode promises, and a rerun after an
+/// out-of-memory run does not report the keys it already wrote as failed.
+async fn kept_despite_oom(
+    conn: &mut RedisConn,
+    batch: &[Pending],
+    outcomes: &mut [Option<Outcome>],
+    mode: Mode,
+) -> Result<(), RedisIoError> {
+    let refused: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, Some(Outcome::Failed(reason)) if reason.contains("OOM")))
+        .map(|(i, _)| i)
+        .collect();
+    if mode != Mode::Missing || refused.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for &i in &refused {
+        pipe.cmd("EXISTS").arg(&batch[i].key);
+    }
+    let replies = conn.pipeline(&pipe, "EXISTS").await?;
+    for (i, reply) in refused.into_iter().zip(replies) {
+        if matches!(reply, Reply::Int(n) if n > 0) {
+            outcomes[i] = Some(Outcome::Kept);
+        }
+    }
+    Ok(())
 }
 
 /// Errors that the logical path would hit too, so there is no point in
