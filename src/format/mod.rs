@@ -3,8 +3,10 @@
 //!
 //! - [`archive`]: the `.kbd` archive format;
 //! - [`dump`]: Redis DUMP payloads;
+//! - [`rdb`]: RDB files and streams, read into DUMP payloads;
 //! - [`mirror`]: the layout of the ClickHouse mirror table.
 
 pub mod archive;
 pub mod dump;
 pub mod mirror;
+pub mod rdb;
