@@ -259,8 +259,12 @@ pub async fn check_write_permissions(
 
 /// Opens an archive, telling the user on stderr when a file is read front
 /// to back (cut short, or an index that does not match its blocks).
-pub fn open_archive(input: &ArchiveInput) -> anyhow::Result<crate::source::archive::ArchiveSource> {
-    let archive = crate::source::archive::ArchiveSource::open(input)?;
+/// `db` is the database read from a physical backup (`--db`).
+pub fn open_archive(
+    input: &ArchiveInput,
+    db: u64,
+) -> anyhow::Result<crate::source::archive::ArchiveSource> {
+    let archive = crate::source::archive::ArchiveSource::open_db(input, Some(db))?;
     if let Some(warning) = archive.warning() {
         eprintln!("kbdump: warning: {}: {warning}", input.name());
     }
@@ -273,11 +277,12 @@ pub fn open_archive(input: &ArchiveInput) -> anyhow::Result<crate::source::archi
 /// how many damaged parts there were.
 pub fn visit_archive(
     input: &ArchiveInput,
+    db: u64,
     selection: &crate::selection::Selection,
     mut record: impl FnMut(crate::records::Record) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
     let mut damaged = 0u64;
-    open_archive(input)?
+    open_archive(input, db)?
         .visit(selection, |item| match item {
             SourceItem::Record(r) => record(r),
             SourceItem::Damaged { what, reason } => {

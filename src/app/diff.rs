@@ -22,7 +22,7 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let input = ArchiveInput::parse(&args.file);
     let selection = selection(&args.select);
     let conn = connect_redis(&args.redis).await?;
-    let archive = open_archive(&input)?;
+    let archive = open_archive(&input, args.db.db)?;
     let progress = key_progress(global);
     if let Some(total) = known_total(archive.selected_size(&selection), &selection) {
         progress.total(total);

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::json;
 
-use super::common::connect_redis;
+use super::common::{connect_redis, open_archive, ArchiveInput};
 use super::options::{selection, selection_spec};
 use super::progress::key_progress;
 use super::report::{human_bytes, is_broken_pipe, print_json, print_text};
 use super::GlobalOpts;
 use crate::cli::ExportArgs;
-use crate::flow::export::{export, ExportError};
+use crate::flow::export::{convert, export, Converted, ExportError};
 use crate::format::archive::WriterOptions;
 use crate::kato::display_bytes;
 use crate::net::redis::RedisConn;
@@ -21,6 +21,9 @@ use crate::source::live::{ExportOptions, ExportSummary, LiveSource};
 use crate::stop::Stop;
 
 pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
+    if let Some(from) = &args.from {
+        return convert_file(&args, from, global).await;
+    }
     // Refuse a bad output path before touching the server.
     let output = Output::open(&args.output, args.force)?;
     let to_stdout = matches!(output, Output::Stdout);
@@ -278,4 +281,125 @@ fn summary_text(
         ));
     }
     out
+}
+
+/// `export --from FILE`: a physical backup converted into an archive.
+async fn convert_file(
+    args: &ExportArgs,
+    from: &str,
+    global: &GlobalOpts,
+) -> anyhow::Result<ExitCode> {
+    let input = ArchiveInput::parse(from);
+    let source = open_archive(&input, args.db.db)?;
+    if !source.is_rdb() {
+        anyhow::bail!(
+            "{}: not a physical backup: `export --from` converts RDB files (dump.rdb); \
+             this is already a kbdump archive",
+            input.name()
+        );
+    }
+    let mut header = source.header().clone();
+    header.selection = selection_spec(&args.select);
+    let output = Output::open(&args.output, args.force)?;
+    let to_stdout = matches!(output, Output::Stdout);
+    let writer = WriterOptions {
+        level: args.level,
+        ..Default::default()
+    };
+    let progress = key_progress(global);
+    let stop = global.interrupts.stop();
+    let kind = OutputKind::of(&output);
+    let sel = selection(&args.select);
+    let progress = progress.as_ref();
+    let converted = match output {
+        Output::File(file) => {
+            let out = BufWriter::with_capacity(1 << 20, file);
+            match convert(source, header, sel, writer, out, progress, &stop).await {
+                Ok((out, converted)) => {
+                    let file = out
+                        .into_inner()
+                        .map_err(|e| e.into_error())
+                        .context("flushing the archive")?;
+                    file.commit()?;
+                    Ok(converted)
+                }
+                Err(e) => Err(anyhow::Error::from(e)),
+            }
+        }
+        stream => {
+            let out: Box<dyn Write + Send> = match stream {
+                Output::Stream { file, .. } => Box::new(file),
+                _ => Box::new(std::io::stdout()),
+            };
+            let run = convert(
+                source,
+                header,
+                sel,
+                writer,
+                BufWriter::new(out),
+                progress,
+                &stop,
+            );
+            flushed(run.await)
+        }
+    };
+    let converted = match converted {
+        Err(e) if is_interrupted(&e) => return Ok(global.interrupts.report(&kind.stopped())),
+        converted => converted?,
+    };
+    report_conversion(&input.name(), args, &converted, to_stdout, global)
+}
+
+fn flushed(
+    result: Result<(BufWriter<Box<dyn Write + Send>>, Converted), ExportError>,
+) -> anyhow::Result<Converted> {
+    let (mut out, converted) = result?;
+    out.flush()?;
+    Ok(converted)
+}
+
+fn report_conversion(
+    from: &str,
+    args: &ExportArgs,
+    converted: &Converted,
+    to_stdout: bool,
+    global: &GlobalOpts,
+) -> anyhow::Result<ExitCode> {
+    for d in &converted.damaged {
+        eprintln!("kbdump: {from}: damaged: {}: {}", d.what, d.reason);
+    }
+    if !converted.unfiled.is_empty() {
+        let first = display_bytes(&converted.unfiled[0]);
+        eprintln!(
+            "kbdump: warning: {from}: {} key(s) of no kb_id left out (an archive files keys by kb_id), e.g. {first}",
+            converted.unfiled.len()
+        );
+    }
+    let value = json!({
+        "from": from, "output": args.output, "db": args.db.db,
+        "records": converted.records, "damaged": converted.damaged,
+        "unfiled": converted.unfiled.len(),
+    });
+    let text = format!(
+        "converted {} keys of db {} from {from} into {}\n",
+        converted.records, args.db.db, args.output
+    );
+    if global.json {
+        if to_stdout {
+            eprintln!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            print_json(&value)?;
+        }
+    } else if !global.quiet {
+        if to_stdout {
+            eprint!("{text}");
+        } else {
+            print_text(&text)?;
+        }
+    }
+    Ok(if converted.damaged.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_ERROR)
+    })
 }

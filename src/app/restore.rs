@@ -63,7 +63,7 @@ async fn open_source(
         return Ok((Source::Mirror(mirror), ArchiveInput::Stdin));
     }
     let input = ArchiveInput::parse(args.file.as_deref().unwrap_or("-"));
-    let archive = open_archive(&input)?;
+    let archive = open_archive(&input, args.db.db)?;
     Ok((Source::Archive(archive), input))
 }
 

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::args::{RedisArgs, SelectArgs};
+use super::args::{DbArg, RedisArgs, SelectArgs};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -10,6 +10,7 @@ Examples:
   kbdump export --kb 'node*' --category emotives --category metadata -o precious.kbd
   kbdump export -o all.kbd                      # every kb_id found on the server
   kbdump export --kb node0_kato -o - | ssh backup 'cat > node0.kbd'
+  kbdump export --from /var/lib/redis/dump.rdb --kb node0_kato -o node0.kbd   # offline, from a physical backup
 
 A SCAN export is not a point-in-time snapshot: each key is read at some moment
 inside its kb_id's SCAN window, which the archive records.";
@@ -19,8 +20,15 @@ inside its kb_id's SCAN window, which the archive records.";
 pub struct ExportArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
+    /// Convert a physical backup (a dump.rdb, recognised by its content)
+    /// instead of reading a server: no connection is made, and the archive
+    /// header names the file, its RDB version and its creation time.
+    #[arg(long, value_name = "FILE|-")]
+    pub from: Option<String>,
     #[command(flatten)]
     pub select: SelectArgs,
+    #[command(flatten)]
+    pub db: DbArg,
     /// Archive to write, or `-` for stdout. A FIFO or a character device
     /// is written to as a stream; a directory is refused.
     #[arg(short = 'o', long = "output", value_name = "FILE|-")]

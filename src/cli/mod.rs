@@ -22,7 +22,7 @@ pub mod verify;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use args::{ClickHouseArgs, ModeArg, RedisArgs, SelectArgs, TlsArgs, WriteArgs};
+pub use args::{ClickHouseArgs, DbArg, ModeArg, RedisArgs, SelectArgs, TlsArgs, WriteArgs};
 pub use backup::{BackupArgs, BackupsArgs, BackupsCommand};
 pub use cat::CatArgs;
 pub use check::CheckArgs;

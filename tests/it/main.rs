@@ -27,6 +27,7 @@ mod hostile;
 mod migration;
 mod offline;
 mod output;
+mod rdb_commands;
 mod rdb_reader;
 mod restore;
 mod secrets;

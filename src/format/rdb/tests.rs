@@ -354,3 +354,46 @@ fn looks_like_rdb_by_content() {
     assert!(!looks_like_rdb(b"KBD1"));
     assert!(!looks_like_rdb(b"REDIS"));
 }
+
+#[test]
+fn huge_declared_counts_end_in_truncation_not_in_allocation() {
+    // A list of 2^62 elements, a stream with 2^62 groups, a hash of 2^62
+    // fields: each item consumes input, so the lie ends at the file's end.
+    let huge = {
+        let mut b = vec![0x81];
+        b.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        b
+    };
+    for (t, prefix) in [(1u8, &[][..]), (4, &[]), (15, &[0, 0, 0, 0]), (24, &[0; 8])] {
+        let mut file = File::redis(12)
+            .raw(&[t])
+            .string(b"k")
+            .raw(prefix)
+            .raw(&huge)
+            .bytes;
+        file.extend_from_slice(&[1, b'x']);
+        let (items, err) = read_all(&file);
+        assert!(keys(&items).is_empty());
+        assert!(
+            matches!(err, Some(RdbError::Truncated { .. })),
+            "type {t}: {err:?}"
+        );
+    }
+}
+
+proptest::proptest! {
+    /// Any bytes after a valid header: an error or an end, never a panic;
+    /// every payload that comes out has a valid trailer.
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        valkey in proptest::prelude::any::<bool>(),
+    ) {
+        let mut file = if valkey { File::valkey(80) } else { File::redis(12) }.bytes;
+        file.extend_from_slice(&body);
+        let (items, _) = read_all(&file);
+        for k in keys(&items) {
+            proptest::prop_assert!(dump::parse_envelope(&k.payload).is_ok());
+        }
+    }
+}
