@@ -172,27 +172,31 @@ impl ArchiveSource {
             source,
         };
         let rdb = |input: Box<dyn Read + Send>| {
-            RdbSource::open(name.clone(), input, db)
-                .map(|s| ArchiveSource {
-                    name: name.clone(),
-                    body: Body::Rdb(Box::new(s)),
-                })
-                .map_err(|source| OpenError::Rdb {
-                    name: name.clone(),
-                    source,
-                })
+            RdbSource::open(name.clone(), input, db).map_err(|source| OpenError::Rdb {
+                name: name.clone(),
+                source,
+            })
         };
         match input.open_file()? {
             Some(mut file) => {
                 if looks_like_rdb(&peek_file(&mut file).map_err(io_error)?) {
-                    return rdb(Box::new(file));
+                    // A file can be read twice: a first pass finds every
+                    // kb_id, so the second holds no key until the end.
+                    let kbs = RdbSource::kb_ids_in(&mut file, db).ok();
+                    file.rewind().map_err(io_error)?;
+                    let source = rdb(Box::new(file))?;
+                    let source = match kbs {
+                        Some(kbs) => source.knowing(kbs),
+                        None => source,
+                    };
+                    return Ok(ArchiveSource::of_rdb(name.clone(), source));
                 }
                 ArchiveSource::seekable(name.clone(), file)
             }
             None => {
                 let mut stream = BufReader::with_capacity(STREAM_BUFFER, io::stdin());
                 if looks_like_rdb(io::BufRead::fill_buf(&mut stream).map_err(io_error)?) {
-                    return rdb(Box::new(stream));
+                    return Ok(ArchiveSource::of_rdb(name.clone(), rdb(Box::new(stream))?));
                 }
                 ArchiveSource::sequential(name.clone(), stream)
             }
@@ -266,6 +270,13 @@ impl ArchiveSource {
     /// Whether the input is a physical backup (an RDB file).
     pub fn is_rdb(&self) -> bool {
         matches!(self.body, Body::Rdb(_))
+    }
+
+    fn of_rdb(name: String, rdb: RdbSource) -> ArchiveSource {
+        ArchiveSource {
+            name,
+            body: Body::Rdb(Box::new(rdb)),
+        }
     }
 
     /// The RDB source of a physical backup; `None` for an archive.

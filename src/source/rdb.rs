@@ -10,9 +10,15 @@
 //! With no kb_id or category selected, every key of the file comes out:
 //! a key of no knowledge base is filed under the prefix before its first
 //! `:` (as an archive would file it), or with an empty kb_id when it has
-//! none. Keys without a category marker whose kb_id is only certain at
-//! the end of the file (see [`crate::kato::attribute`]) are held with
-//! their payloads until then: memory grows with those keys only.
+//! none.
+//!
+//! A key without a category marker may belong to a kb_id that only a
+//! later key reveals (see [`crate::kato::attribute`]). For a file,
+//! [`RdbSource::kb_ids_in`] finds every kb_id in a first pass (values
+//! delimited, not collected) and [`RdbSource::knowing`] then attributes
+//! each key as it is read, so memory stays flat; a stream (stdin) cannot
+//! be read twice, so such keys are held with their payloads until its
+//! end.
 //!
 //! An error of the reader (a truncated file, an unknown type, a bad
 //! checksum) becomes one [`SourceItem::Damaged`] after every key read
@@ -41,6 +47,9 @@ pub struct RdbSource {
     /// The first item after the leading AUX fields, read to find their end.
     next: Option<Result<Item, RdbError>>,
     db: Option<u64>,
+    /// Every kb_id of the file, when a first pass found them (see
+    /// [`RdbSource::knowing`]).
+    kbs: Option<Vec<Vec<u8>>>,
 }
 
 /// How a read of the file ended.
@@ -84,7 +93,33 @@ impl RdbSource {
             header,
             next,
             db,
+            kbs: None,
         })
+    }
+
+    /// Every kb_id among the keys of `input` (database `db`, or every
+    /// one): the prefixes that some key with a category marker proves to
+    /// be kb_ids. A first pass over a file that can be read twice, so that
+    /// the second needs to hold no key until the end (see
+    /// [`RdbSource::knowing`]). Values are delimited, not collected.
+    pub fn kb_ids_in(input: impl Read, db: Option<u64>) -> Result<Vec<Vec<u8>>, RdbError> {
+        let mut attributor = Attributor::new();
+        for item in RdbReader::new(input)?.without_payloads() {
+            if let Item::Key(k) = item? {
+                if db.is_none_or(|d| d == k.db) {
+                    attributor.push(k.key);
+                }
+            }
+        }
+        Ok(attributor.known_kbs())
+    }
+
+    /// Takes `kbs` as the complete list of the file's kb_ids (from
+    /// [`RdbSource::kb_ids_in`]): each key is then attributed as it is
+    /// read, and memory stays flat whatever the keys.
+    pub fn knowing(mut self, kbs: Vec<Vec<u8>>) -> Self {
+        self.kbs = Some(kbs);
+        self
     }
 
     /// The input's name, for messages.
@@ -112,7 +147,7 @@ impl RdbSource {
         selection: &Selection,
         emit: &mut dyn FnMut(SourceItem) -> bool,
     ) -> RdbEnd {
-        let mut keys = Keys::new(selection);
+        let mut keys = Keys::new(selection, self.kbs.take());
         let mut end = RdbEnd {
             header: self.header.clone(),
             checksum: None,
@@ -139,7 +174,7 @@ impl RdbSource {
                 }
                 Ok(Item::End { checksum }) => {
                     end.checksum = Some(checksum);
-                    true
+                    break;
                 }
                 Ok(_) => true,
                 Err(e) => {
@@ -155,8 +190,30 @@ impl RdbSource {
             }
         }
         keys.finish(emit);
+        if end.checksum.is_some() {
+            if let Some(reason) = trailing_data(self.reader) {
+                emit(SourceItem::Damaged {
+                    what: format!("RDB file {}", self.name),
+                    reason,
+                });
+            }
+        }
         end
     }
+}
+
+/// What is wrong with bytes after the RDB's checksum, if there are any: an
+/// AOF with an RDB preamble goes on with commands, which this reader does
+/// not replay, so its keys may not be the server's last state.
+fn trailing_data(reader: RdbReader<Box<dyn Read + Send>>) -> Option<String> {
+    let (rest, mut inner) = reader.into_parts();
+    let mut probe = [0u8; 1];
+    let more = !rest.is_empty() || inner.read(&mut probe).is_ok_and(|n| n > 0);
+    more.then(|| {
+        "data follows the end of the RDB (an AOF's commands after its RDB preamble?); \
+         it was not read, so later changes to these keys are missing"
+            .to_string()
+    })
 }
 
 /// Attribution and selection of the keys of one read.
@@ -168,10 +225,18 @@ struct Keys<'a> {
     /// Nothing narrows by kb_id or category: every key is wanted, also
     /// those of no knowledge base.
     everything: bool,
+    /// Every kb_id of the file, when known up front.
+    complete: Option<KnownKbs>,
+}
+
+/// Every kb_id of a file: in a list for the classifier, in a set to check.
+struct KnownKbs {
+    list: Vec<Vec<u8>>,
+    set: std::collections::HashSet<Vec<u8>>,
 }
 
 impl<'a> Keys<'a> {
-    fn new(selection: &'a Selection) -> Keys<'a> {
+    fn new(selection: &'a Selection, kbs: Option<Vec<Vec<u8>>>) -> Keys<'a> {
         let attributor = match selection.literal_kbs() {
             Some(kbs) => Attributor::new().wanting(kbs),
             None => Attributor::new(),
@@ -181,10 +246,37 @@ impl<'a> Keys<'a> {
             attributor,
             held: HashMap::new(),
             everything: selection.kbs.is_empty() && selection.categories.is_empty(),
+            complete: kbs.map(|list| KnownKbs {
+                set: list.iter().cloned().collect(),
+                list,
+            }),
         }
     }
 
+    /// Where a key belongs when every kb_id is known: the attribution
+    /// rule's final answer, without holding the key until the end.
+    fn attribute_now(&self, key: &[u8]) -> Option<Option<(usize, Category)>> {
+        let known = self.complete.as_ref()?;
+        Some(
+            crate::kato::classify_with(key, &known.list)
+                .filter(|c| known.set.contains(c.kb_id))
+                .map(|c| (c.kb_id.len(), c.category)),
+        )
+    }
+
     fn push(&mut self, k: KeyRecord, emit: &mut dyn FnMut(SourceItem) -> bool) -> bool {
+        match self.attribute_now(&k.key) {
+            Some(Some((kb_len, category))) => {
+                let a = Attributed {
+                    kb_id: k.key[..kb_len].to_vec(),
+                    key: k.key,
+                    category,
+                };
+                return self.selection_send(a, k.payload, k.expire_at_ms, emit);
+            }
+            Some(None) => return self.send_unattributed(k.key, k.payload, k.expire_at_ms, emit),
+            None => {}
+        }
         let held_before = self.attributor.held();
         match self.attributor.push(k.key.clone()) {
             Some(a) => self.selection_send(a, k.payload, k.expire_at_ms, emit),
@@ -404,21 +496,34 @@ mod tests {
         assert_eq!(got, vec![b"kb1:emotives:x".to_vec()]);
     }
 
-    #[test]
-    fn a_truncated_file_yields_its_keys_then_the_damage() {
-        let mut bytes = file(&[b"kb1:emotives:x", b"kb1:emotives:y"]);
-        bytes.truncate(bytes.len() - 20);
-        let source = RdbSource::open(
-            "dump.rdb".into(),
-            Box::new(std::io::Cursor::new(bytes)),
-            Some(0),
-        )
-        .unwrap();
+    /// Every item a read of `bytes` (db 0, nothing selected) yields.
+    fn all_items(bytes: Vec<u8>) -> Vec<SourceItem> {
+        let input = Box::new(std::io::Cursor::new(bytes));
+        let source = RdbSource::open("dump.rdb".into(), input, Some(0)).unwrap();
         let mut items = Vec::new();
         source.read(&Selection::default(), &mut |item| {
             items.push(item);
             true
         });
+        items
+    }
+
+    #[test]
+    fn data_after_the_rdb_is_reported_not_ignored() {
+        let mut bytes = file(&[b"kb1:emotives:x"]);
+        bytes.extend_from_slice(b"*2\r\n$3\r\nDEL\r\n$14\r\nkb1:emotives:x\r\n");
+        let items = all_items(bytes);
+        assert!(matches!(items.first(), Some(SourceItem::Record(_))));
+        assert!(
+            matches!(items.last(), Some(SourceItem::Damaged { reason, .. }) if reason.contains("AOF"))
+        );
+    }
+
+    #[test]
+    fn a_truncated_file_yields_its_keys_then_the_damage() {
+        let mut bytes = file(&[b"kb1:emotives:x", b"kb1:emotives:y"]);
+        bytes.truncate(bytes.len() - 20);
+        let items = all_items(bytes);
         assert!(
             matches!(items.last(), Some(SourceItem::Damaged { reason, .. }) if reason.contains("truncated"))
         );

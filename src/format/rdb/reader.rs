@@ -38,6 +38,8 @@ pub struct RdbReader<R> {
     /// Opcodes seen since the last key, applying to the next one.
     pending: Pending,
     done: bool,
+    /// Whether keys come with their payloads (see [`RdbReader::without_payloads`]).
+    payloads: bool,
 }
 
 #[derive(Default)]
@@ -65,7 +67,16 @@ impl<R: Read> RdbReader<R> {
             db: 0,
             pending: Pending::default(),
             done: false,
+            payloads: true,
         })
+    }
+
+    /// Keys come with an empty payload from now on: every value is still
+    /// delimited (and the file checksummed), nothing is collected. For a
+    /// quick first pass that only needs the key names.
+    pub fn without_payloads(mut self) -> Self {
+        self.payloads = false;
+        self
     }
 
     /// The file's magic and version.
@@ -202,12 +213,18 @@ impl<R: Read> RdbReader<R> {
         let layout = layout(t, version, at)?;
         let pending = std::mem::take(&mut self.pending);
         let key = self.inp.read_string(limit, "key")?;
-        let mut prefix = pending.key_meta;
-        prefix.push(t);
-        self.inp.begin_capture(&prefix, limit);
-        skip_body(&mut self.inp, layout)?;
-        let mut payload = self.inp.end_capture();
-        seal_into(&mut payload, version);
+        let payload = if self.payloads {
+            let mut prefix = pending.key_meta;
+            prefix.push(t);
+            self.inp.begin_capture(&prefix, limit);
+            skip_body(&mut self.inp, layout)?;
+            let mut payload = self.inp.end_capture();
+            seal_into(&mut payload, version);
+            payload
+        } else {
+            skip_body(&mut self.inp, layout)?;
+            Vec::new()
+        };
         Ok(KeyRecord {
             db: self.db,
             key,
