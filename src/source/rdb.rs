@@ -509,6 +509,36 @@ mod tests {
     }
 
     #[test]
+    fn a_first_pass_attributes_like_holding_until_the_end() {
+        // The unmarked key comes before the key that proves `a:b` a kb_id.
+        let keys: [&[u8]; 3] = [b"a:b:plain", b"a:b:emotives:x", b"a:other"];
+        let bytes = file(&keys);
+        let kbs = RdbSource::kb_ids_in(&bytes[..], Some(0)).unwrap();
+        assert_eq!(kbs, vec![b"a:b".to_vec()]);
+        let by_key = |mut v: Vec<Record>| {
+            v.sort_by(|a, b| a.key.cmp(&b.key));
+            v
+        };
+        let held = by_key(read(bytes.clone(), &Selection::default(), Some(0)).0);
+        let input = Box::new(std::io::Cursor::new(bytes));
+        let known = RdbSource::open("dump.rdb".into(), input, Some(0))
+            .unwrap()
+            .knowing(kbs);
+        let mut streamed = Vec::new();
+        known.read(&Selection::default(), &mut |item| {
+            if let SourceItem::Record(r) = item {
+                streamed.push(r);
+            }
+            true
+        });
+        let streamed = by_key(streamed);
+        assert_eq!(held, streamed);
+        assert_eq!(streamed[0].key, b"a:b:emotives:x");
+        assert_eq!(streamed[1].kb_id, b"a:b", "a:b:plain belongs to a:b");
+        assert_eq!(streamed[2].kb_id, b"a", "a:other to no known kb_id");
+    }
+
+    #[test]
     fn data_after_the_rdb_is_reported_not_ignored() {
         let mut bytes = file(&[b"kb1:emotives:x"]);
         bytes.extend_from_slice(b"*2\r\n$3\r\nDEL\r\n$14\r\nkb1:emotives:x\r\n");
