@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Fuzz the DUMP decoder and the archive readers with libFuzzer (cargo-fuzz),
+# Fuzz the DUMP decoder, the archive readers and the RDB reader with libFuzzer (cargo-fuzz),
 # for a bounded time per target.
 #
 #   scripts/fuzz.sh                    # 60 s per target
 #   scripts/fuzz.sh 600                # 10 min per target
 #   scripts/fuzz.sh 60 archive_read    # one target
 #
-# Targets (fuzz/fuzz_targets/): decode, envelope, archive_read. Seeds: every
-# captured payload in fixtures/dump/*.json (decode, envelope), every
-# archive in fixtures/archive/ and the hostile archives that
+# Targets (fuzz/fuzz_targets/): decode, envelope, archive_read, rdb_read.
+# Seeds: every captured payload in fixtures/dump/*.json (decode, envelope;
+# for rdb_read each wrapped in an RDB file as its server would write it),
+# every archive in fixtures/archive/ and the hostile archives that
 # tests/it/support/crafted.rs builds (archive_read). The growing corpus is kept in
 # fuzz/corpus/<target>/ between runs. A crash is written to
 # fuzz/artifacts/<target>/; replay it with
@@ -23,7 +24,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode envelope archive_read)
+[ ${#targets[@]} -gt 0 ] || targets=(decode envelope archive_read rdb_read)
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -36,13 +37,31 @@ trap 'rm -rf "$seeds"' EXIT
 python3 - "$root" "$seeds" <<'PY'
 import json, pathlib, sys
 root, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-for target in ("decode", "envelope", "archive_read"):
+
+def crc64(data):
+    # CRC-64/REDIS (Jones), reflected, bit by bit: seeds only.
+    crc = 0
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x95AC9329AC4BC9B5 if crc & 1 else 0)
+    return crc
+
+def rdb_file(payload):
+    # One key "k" in db 0, as a server would write the file.
+    version = int.from_bytes(payload[-10:-8], "little")
+    head = (b"VALKEY%03d" % version) if version >= 80 else (b"REDIS%04d" % version)
+    body = payload[:-10]
+    data = head + b"\xfe\x00" + body[:1] + b"\x01k" + body[1:] + b"\xff"
+    return data + crc64(data).to_bytes(8, "little")
+for target in ("decode", "envelope", "archive_read", "rdb_read"):
     (out / target).mkdir()
 for fixture in sorted((root / "fixtures/dump").glob("*.json")):
     for n, key in enumerate(json.loads(fixture.read_text())["keys"]):
         payload = bytes.fromhex(key["payload_hex"])
         for target in ("decode", "envelope"):
             (out / target / f"{fixture.stem}-{n}").write_bytes(payload)
+        (out / "rdb_read" / f"{fixture.stem}-{n}").write_bytes(rdb_file(payload))
 for archive in sorted((root / "fixtures/archive").glob("*.kbd")):
     (out / "archive_read" / archive.name).write_bytes(archive.read_bytes())
 PY

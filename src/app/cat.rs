@@ -28,7 +28,7 @@ pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
     let input = ArchiveInput::parse(&args.file).with_keys(global.keys.clone());
     let selection = selection(&args.select);
     if let Some(key) = &args.raw {
-        return raw(&input, &selection, &parse_display_bytes(key));
+        return raw(&input, args.db.db, &selection, &parse_display_bytes(key));
     }
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut undecodable = 0u64;
@@ -54,7 +54,7 @@ pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
         }
         Ok(())
     };
-    let damaged = visit(&input, &selection, print)?;
+    let damaged = visit(&input, args.db.db, &selection, print)?;
     out.flush().map_err(stdout_error)?;
     if undecodable > 0 {
         eprintln!("kbdump: {undecodable} key(s) could not be decoded");
@@ -68,10 +68,11 @@ pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode>
 /// The selected records; damaged parts are named on stderr and counted.
 fn visit(
     input: &ArchiveInput,
+    db: u64,
     selection: &Selection,
     visit: impl FnMut(Record) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
-    visit_archive(input, selection, visit)
+    visit_archive(input, db, selection, visit)
 }
 
 /// One key as a JSON Lines object.
@@ -162,8 +163,13 @@ fn pretty(j: &Json, indent: usize, out: &mut String) {
 struct Found(Record);
 
 /// `--raw KEY`: the one string's bytes on stdout.
-fn raw(input: &ArchiveInput, selection: &Selection, key: &[u8]) -> anyhow::Result<ExitCode> {
-    let found = visit(input, selection, |r| {
+fn raw(
+    input: &ArchiveInput,
+    db: u64,
+    selection: &Selection,
+    key: &[u8],
+) -> anyhow::Result<ExitCode> {
+    let found = visit(input, db, selection, |r| {
         if r.key == key {
             return Err(Found(r).into());
         }

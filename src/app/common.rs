@@ -352,8 +352,12 @@ pub async fn check_write_permissions(
 
 /// Opens an archive, telling the user on stderr when a file is read front
 /// to back (cut short, or an index that does not match its blocks).
-pub fn open_archive(input: &ArchiveInput) -> anyhow::Result<crate::source::archive::ArchiveSource> {
-    let archive = crate::source::archive::ArchiveSource::open(input)?;
+/// `db` is the database read from a physical backup (`--db`).
+pub fn open_archive(
+    input: &ArchiveInput,
+    db: u64,
+) -> anyhow::Result<crate::source::archive::ArchiveSource> {
+    let archive = crate::source::archive::ArchiveSource::open_db(input, Some(db))?;
     if let Some(warning) = archive.warning() {
         eprintln!("kbdump: warning: {}: {warning}", input.name());
     }
@@ -368,10 +372,11 @@ pub fn open_archive(input: &ArchiveInput) -> anyhow::Result<crate::source::archi
 /// Returns how many damaged parts there were.
 pub fn visit_archive(
     input: &ArchiveInput,
+    db: u64,
     selection: &Selection,
     mut record: impl FnMut(crate::records::Record) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
-    let source = open_archive(input)?;
+    let source = open_archive(input, db)?;
     let indexed = check_archive(&source, input, selection)?.is_some();
     let mut seen = std::collections::BTreeSet::new();
     let mut damaged = 0u64;

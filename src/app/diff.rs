@@ -25,7 +25,7 @@ pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode
     let input = ArchiveInput::parse(&args.file).with_keys(global.keys.clone());
     let selection = selection(&args.select);
     let conn = connect_redis(&args.redis).await?;
-    let archive = open_archive(&input)?;
+    let archive = open_archive(&input, args.db.db)?;
     let indexed = check_archive(&archive, &input, &selection)?.is_some();
     let covered = covered(&archive.header().selection);
     let progress = key_progress(global);

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::json;
 
-use super::common::redis_endpoint;
+use super::common::{open_archive, redis_endpoint, ArchiveInput};
 use super::options::{pace, recipients, selection, selection_spec};
 use super::progress::key_progress;
 use super::report::{human_bytes, is_broken_pipe, print_json, print_text};
 use super::GlobalOpts;
 use crate::cli::ExportArgs;
-use crate::flow::export::{export, ExportError};
+use crate::flow::export::{convert, export, Converted, ExportError};
 use crate::format::archive::WriterOptions;
 use crate::format::encryption::{MaybeSealed, Recipients};
 use crate::kato::{display_bytes, place_label, Group};
@@ -25,6 +25,12 @@ use crate::stop::Stop;
 pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     // Refuse a bad output path or recipient before touching the server.
     let recipients = recipients(&args.encrypt)?;
+    let sealing = Sealing {
+        recipients: recipients.as_ref(),
+    };
+    if let Some(from) = &args.from {
+        return convert_file(&args, from, sealing, global).await;
+    }
     let output = Output::open(&args.output, args.force)?;
     let to_stdout = matches!(output, Output::Stdout);
     let stop = global.interrupts.stop();
@@ -40,9 +46,6 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
     };
     let progress = key_progress(global);
     let kind = OutputKind::of(&output);
-    let sealing = Sealing {
-        recipients: recipients.as_ref(),
-    };
     let written = write(&source, writer, output, sealing, progress.as_ref(), &stop).await;
     let (summary, written) = match written {
         Err(e) if is_interrupted(&e) => return Ok(global.interrupts.report(&kind.stopped())),
@@ -371,4 +374,117 @@ fn summary_text(
         out += &format!("{line}\n");
     }
     out
+}
+
+/// `export --from FILE`: a physical backup converted into an archive.
+async fn convert_file(
+    args: &ExportArgs,
+    from: &str,
+    sealing: Sealing<'_>,
+    global: &GlobalOpts,
+) -> anyhow::Result<ExitCode> {
+    let input = ArchiveInput::parse(from).with_keys(global.keys.clone());
+    let source = open_archive(&input, args.db.db)?;
+    if !source.is_rdb() {
+        anyhow::bail!(
+            "{}: not a physical backup: `export --from` converts RDB files (dump.rdb); \
+             this is already a kbdump archive",
+            input.name()
+        );
+    }
+    let mut header = source.header().clone();
+    header.selection = selection_spec(&args.select);
+    let output = Output::open(&args.output, args.force)?;
+    let to_stdout = matches!(output, Output::Stdout);
+    let writer = WriterOptions {
+        level: args.level,
+        ..Default::default()
+    };
+    let progress = key_progress(global);
+    let stop = global.interrupts.stop();
+    let kind = OutputKind::of(&output);
+    let sel = selection(&args.select);
+    let progress = progress.as_ref();
+    let converted = match output {
+        Output::File(file) => {
+            let out = sealing.wrap(file)?;
+            match convert(source, header, sel, writer, out, progress, &stop).await {
+                Ok((out, converted)) => {
+                    let file = finish_output(out)?;
+                    file.commit()?;
+                    Ok(converted)
+                }
+                Err(e) => Err(anyhow::Error::from(e)),
+            }
+        }
+        stream => {
+            let out: Box<dyn Write + Send> = match stream {
+                Output::Stream { file, .. } => Box::new(file),
+                _ => Box::new(std::io::stdout()),
+            };
+            let out = sealing.wrap(out)?;
+            let run = convert(source, header, sel, writer, out, progress, &stop);
+            flushed(run.await)
+        }
+    };
+    let converted = match converted {
+        Err(e) if is_interrupted(&e) => return Ok(global.interrupts.report(&kind.stopped())),
+        converted => converted?,
+    };
+    report_conversion(&input.name(), args, &converted, to_stdout, global)
+}
+
+/// An archive written into a stream (stdout, a FIFO, a device).
+type StreamOut = BufWriter<MaybeSealed<Box<dyn Write + Send>>>;
+
+fn flushed(result: Result<(StreamOut, Converted), ExportError>) -> anyhow::Result<Converted> {
+    let (out, converted) = result?;
+    finish_output(out)?.flush()?;
+    Ok(converted)
+}
+
+fn report_conversion(
+    from: &str,
+    args: &ExportArgs,
+    converted: &Converted,
+    to_stdout: bool,
+    global: &GlobalOpts,
+) -> anyhow::Result<ExitCode> {
+    for d in &converted.damaged {
+        eprintln!("kbdump: {from}: damaged: {}: {}", d.what, d.reason);
+    }
+    if !converted.unfiled.is_empty() {
+        let first = display_bytes(&converted.unfiled[0]);
+        eprintln!(
+            "kbdump: warning: {from}: {} key(s) left out that the archive could not file under their group, e.g. {first}",
+            converted.unfiled.len()
+        );
+    }
+    let value = json!({
+        "from": from, "output": args.output, "db": args.db.db,
+        "records": converted.records, "damaged": converted.damaged,
+        "unfiled": converted.unfiled.len(),
+    });
+    let text = format!(
+        "converted {} keys of db {} from {from} into {}\n",
+        converted.records, args.db.db, args.output
+    );
+    if global.json {
+        if to_stdout {
+            eprintln!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            print_json(&value)?;
+        }
+    } else if !global.quiet {
+        if to_stdout {
+            eprint!("{text}");
+        } else {
+            print_text(&text)?;
+        }
+    }
+    Ok(if converted.damaged.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_ERROR)
+    })
 }

@@ -24,7 +24,7 @@ struct Cell {
 
 pub async fn run(args: InspectArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let input = ArchiveInput::parse(&args.file).with_keys(global.keys.clone());
-    let overview = open_archive(&input)?
+    let overview = open_archive(&input, args.db.db)?
         .overview()
         .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))?;
     let cells = tally(&overview);

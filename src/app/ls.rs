@@ -20,7 +20,7 @@ pub async fn run(args: LsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> 
     let print = |r: Record| -> anyhow::Result<()> {
         writeln!(out, "{}", line(&r, args.long, global.json)).map_err(stdout_error)
     };
-    let damaged = visit_archive(&input, &selection, print)?;
+    let damaged = visit_archive(&input, args.db.db, &selection, print)?;
     out.flush().map_err(stdout_error)?;
     Ok(if damaged > 0 {
         ExitCode::from(EXIT_ERROR)

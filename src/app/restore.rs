@@ -103,9 +103,9 @@ async fn open_source(
         ArchiveInput::parse(args.file.as_deref().unwrap_or("-")).with_keys(global.keys.clone());
     // The second read of a file (to count) does not warn again.
     let archive = if warn {
-        open_archive(&input)?
+        open_archive(&input, args.db.db)?
     } else {
-        ArchiveSource::open(&input)?
+        ArchiveSource::open_db(&input, Some(args.db.db))?
     };
     let census = check_archive(&archive, &input, selection)?;
     Ok((Source::Archive(archive), input, census))

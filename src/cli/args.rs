@@ -86,6 +86,15 @@ pub struct SelectArgs {
     pub allow_empty: bool,
 }
 
+/// `--db`: which database of a physical backup to read.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct DbArg {
+    /// Database to read from a physical backup (a dump.rdb, recognised by
+    /// its content). A kbdump archive holds one database and ignores it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub db: u64,
+}
+
 /// What happens to keys that already exist on the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum ModeArg {

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::args::SelectArgs;
+use super::args::{DbArg, SelectArgs};
 
 const AFTER_HELP: &str = "\
 Strings that hold JSON (emotives, metadata, tf_vector) print as JSON; bytes
@@ -29,11 +29,13 @@ Examples:
 #[derive(Debug, Clone, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct CatArgs {
-    /// Archive file, or `-` for stdin.
+    /// Archive file or physical backup (a dump.rdb), or `-` for stdin.
     #[arg(value_name = "FILE|-")]
     pub file: String,
     #[command(flatten)]
     pub select: SelectArgs,
+    #[command(flatten)]
+    pub db: DbArg,
     /// Write the exact bytes of this one string key to stdout (as `ls`
     /// prints it: non-UTF-8 bytes as \xNN).
     #[arg(long, value_name = "KEY")]

@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueEnum};
 
-use super::args::{RedisArgs, SelectArgs};
+use super::args::{DbArg, RedisArgs, SelectArgs};
 
 const EXAMPLES: &str = "\
 Exit status: 0 identical, or no difference of a --fail-on kind; 1 some key
@@ -43,13 +43,15 @@ pub enum FailOn {
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct DiffArgs {
-    /// Archive file, or `-` for stdin.
+    /// Archive file or physical backup (a dump.rdb), or `-` for stdin.
     #[arg(value_name = "FILE|-")]
     pub file: String,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
     pub select: SelectArgs,
+    #[command(flatten)]
+    pub db: DbArg,
     /// Expiries closer than this many milliseconds count as equal.
     #[arg(long, default_value_t = 2000)]
     pub expiry_tolerance_ms: i64,

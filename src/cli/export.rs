@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::args::{EncryptArgs, PaceArgs, RedisArgs, SelectArgs};
+use super::args::{DbArg, EncryptArgs, PaceArgs, RedisArgs, SelectArgs};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -14,6 +14,7 @@ Examples:
   kbdump export --kb node0_kato -o - | ssh backup 'cat > node0.kbd'
   kbdump export --encrypt-to age1… -o offsite.kbd   # age-encrypted; read with --identity
   kbdump export -o all.kbd --max-keys-per-sec 5k --max-bytes-per-sec 20MiB   # gently, in production
+  kbdump export --from /var/lib/redis/dump.rdb --kb node0_kato -o node0.kbd   # offline, from a physical backup
 
 A --kb that matches no kb_id on the server is an error (exit 2, no archive),
 unless --allow-empty. The summary says what the selection left out.
@@ -30,8 +31,15 @@ server. A server that answers LOADING or BUSY is waited for (up to
 pub struct ExportArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
+    /// Convert a physical backup (a dump.rdb, recognised by its content)
+    /// instead of reading a server: no connection is made, and the archive
+    /// header names the file, its RDB version and its creation time.
+    #[arg(long, value_name = "FILE|-")]
+    pub from: Option<String>,
     #[command(flatten)]
     pub select: SelectArgs,
+    #[command(flatten)]
+    pub db: DbArg,
     /// Archive to write, or `-` for stdout. A FIFO or a character device
     /// is written to as a stream; a directory is refused.
     #[arg(short = 'o', long = "output", value_name = "FILE|-")]

@@ -23,8 +23,8 @@ pub mod verify;
 use clap::{Args, Parser, Subcommand};
 
 pub use args::{
-    ClickHouseArgs, EncryptArgs, ModeArg, PaceArgs, PolicyArg, RedisArgs, SelectArgs, TlsArgs,
-    WriteArgs,
+    ClickHouseArgs, DbArg, EncryptArgs, ModeArg, PaceArgs, PolicyArg, RedisArgs, SelectArgs,
+    TlsArgs, WriteArgs,
 };
 pub use backup::{BackupArgs, BackupsArgs, BackupsCommand};
 pub use cat::CatArgs;

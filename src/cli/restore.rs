@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::args::{RedisArgs, SelectArgs, WriteArgs};
+use super::args::{DbArg, RedisArgs, SelectArgs, WriteArgs};
 
 const EXAMPLES: &str = "\
 By default only keys that are missing on the server are written; existing
@@ -48,7 +48,7 @@ already has keys says so before writing.";
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct RestoreArgs {
-    /// Archive file, or `-` for stdin.
+    /// Archive file or physical backup (a dump.rdb), or `-` for stdin.
     #[arg(
         value_name = "FILE|-",
         required_unless_present = "from_clickhouse",
@@ -67,6 +67,8 @@ pub struct RestoreArgs {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub select: SelectArgs,
+    #[command(flatten)]
+    pub db: DbArg,
     #[command(flatten)]
     pub write: WriteArgs,
     /// Where replace and merge mode save the keys they change (default:

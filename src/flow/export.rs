@@ -89,3 +89,83 @@ pub async fn export<W: Write + Send + 'static>(
         (Ok(summary), Ok(Ok(written))) => Ok((written.out, summary)),
     }
 }
+
+/// What a conversion of a physical backup wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Converted {
+    pub records: u64,
+    /// Keys the archive's placement check refuses for the block they were
+    /// attributed to (none is expected: every key of a db has a group);
+    /// left out and named rather than written where a reader rejects them.
+    pub unfiled: Vec<Vec<u8>>,
+    /// Parts of the file that could not be read (a truncated end, an
+    /// unknown type): every key before them is in the archive.
+    pub damaged: Vec<crate::records::Failure>,
+}
+
+/// Converts a physical backup (an RDB file opened as an archive source)
+/// into an archive written to `out`, with `header` (the file's own,
+/// completed with the selection). The reader runs on a blocking thread,
+/// the writer on another; the bounded channel between them keeps memory
+/// flat.
+pub async fn convert<W: Write + Send + 'static>(
+    source: crate::source::archive::ArchiveSource,
+    header: archive::Header,
+    selection: crate::selection::Selection,
+    writer: WriterOptions,
+    out: W,
+    progress: &dyn Progress,
+    stop: &Stop,
+) -> Result<(W, Converted), ExportError> {
+    let (mut items, task) = source.stream(selection).split();
+    let (tx, rx) = mpsc::channel::<SourceItem>(CHANNEL_RECORDS);
+    let written = spawn_writer(out, header, writer, rx, stop.clone());
+    let mut records = 0u64;
+    let mut unfiled = Vec::new();
+    let forwarded = async {
+        // Progress in batches: `advance` is meant per batch, not per key.
+        let (mut keys, mut bytes) = (0u64, 0u64);
+        while let Some(item) = items.recv().await {
+            if let SourceItem::Record(r) = &item {
+                if archive::misplaced(&r.kb_id, r.category, &r.key).is_some() {
+                    unfiled.push(r.key.clone());
+                    continue;
+                }
+                records += 1;
+                keys += 1;
+                bytes += r.payload.len() as u64;
+                if keys == 1024 {
+                    progress.advance(keys, bytes);
+                    (keys, bytes) = (0, 0);
+                }
+            }
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+        progress.advance(keys, bytes);
+    };
+    let completed = tokio::select! {
+        biased;
+        () = stop.requested() => false,
+        () = forwarded => true,
+    };
+    drop(tx);
+    drop(items);
+    progress.finish();
+    if !completed {
+        let _ = tokio::time::timeout(ABANDON_WAIT, written).await;
+        return Err(ExportError::Interrupted);
+    }
+    task.finish().await?;
+    let written = written.await.map_err(|_| ExportError::WriterGone)??;
+    let written = written.ok_or(ExportError::Interrupted)?;
+    Ok((
+        written.out,
+        Converted {
+            records,
+            unfiled,
+            damaged: written.damaged,
+        },
+    ))
+}

@@ -4,9 +4,11 @@
 //! - [`archive`]: the `.kbd` archive format;
 //! - [`dump`]: Redis DUMP payloads;
 //! - [`encryption`]: the age layer around an encrypted archive;
+//! - [`rdb`]: RDB files and streams, read into DUMP payloads;
 //! - [`mirror`]: the layout of the ClickHouse mirror table.
 
 pub mod archive;
 pub mod dump;
 pub mod encryption;
 pub mod mirror;
+pub mod rdb;

@@ -188,6 +188,12 @@ impl Attributor {
         self.known_set.contains(kb_id)
     }
 
+    /// Every kb_id known so far (given or learned), in the order first
+    /// seen.
+    pub fn known_kbs(&self) -> Vec<Vec<u8>> {
+        self.known.clone()
+    }
+
     /// Keys held until [`Attributor::finish`].
     pub fn held(&self) -> usize {
         self.held.len()

@@ -16,12 +16,14 @@ use std::path::PathBuf;
 
 use tokio::sync::mpsc::{channel, Sender};
 
+use super::rdb::RdbSource;
 use super::{RecordStream, SourceError};
 use crate::format::archive::{
     self, ArchiveReader, Block, BlockMeta, Header, Index, IndexEntry, IndexedArchive, KbWindow,
     KeySet,
 };
 use crate::format::encryption::{self, Keyring};
+use crate::format::rdb::{looks_like_rdb, RdbError};
 use crate::kato::display_bytes;
 use crate::records::{SelectedSize, SourceItem};
 use crate::selection::Selection;
@@ -145,6 +147,23 @@ impl ArchiveInput {
         ))))
     }
 
+    /// Whether a path holds a physical backup (an RDB file), by its first
+    /// bytes; stdin is not looked at (it cannot be read twice).
+    pub fn holds_rdb(&self) -> Result<bool, OpenError> {
+        if self.file_path().is_none() {
+            return Ok(false);
+        }
+        match self.open()? {
+            OpenedInput::Seekable(mut file) => peek_file(&mut file)
+                .map(|head| looks_like_rdb(&head))
+                .map_err(|cause| OpenError::Io {
+                    name: self.name(),
+                    cause,
+                }),
+            OpenedInput::Stream(_) => Ok(false),
+        }
+    }
+
     /// Opens the input for a front-to-back read.
     pub fn open_stream(&self) -> Result<Box<dyn Read + Send>, OpenError> {
         Ok(match self.open()? {
@@ -165,6 +184,8 @@ pub enum OpenError {
     Archive { name: String, cause: archive::Error },
     #[error(transparent)]
     Encrypted(#[from] encryption::CryptError),
+    #[error("{name}: {cause}")]
+    Rdb { name: String, cause: RdbError },
 }
 
 /// What an archive holds, from its index (or a metadata-only pass).
@@ -199,6 +220,8 @@ enum Body {
         cut: Option<archive::Error>,
         fallback: Option<archive::Error>,
     },
+    /// A physical backup (an RDB file or stream), read front to back.
+    Rdb(Box<RdbSource>),
 }
 
 /// Payload bytes allowed in the channel between the reader thread and
@@ -212,10 +235,48 @@ impl ArchiveSource {
     /// frame is damaged or does not describe its blocks: a lying index
     /// would make a selective read miss blocks; [`Self::warning`] says so.
     pub fn open(input: &ArchiveInput) -> Result<ArchiveSource, OpenError> {
+        Self::open_db(input, Some(0))
+    }
+
+    /// [`Self::open`], reading database `db` (`None`: every database) when
+    /// the input turns out to be a physical backup: an RDB file
+    /// (`dump.rdb`) is recognised by its content, whatever its name, and
+    /// read as [`RdbSource`]. An archive holds one database and ignores it.
+    pub fn open_db(input: &ArchiveInput, db: Option<u64>) -> Result<ArchiveSource, OpenError> {
         let name = input.name();
+        let io_error = |cause| OpenError::Io {
+            name: name.clone(),
+            cause,
+        };
+        let rdb = |input: Box<dyn Read + Send>| {
+            RdbSource::open(name.clone(), input, db).map_err(|cause| OpenError::Rdb {
+                name: name.clone(),
+                cause,
+            })
+        };
         match input.open()? {
-            OpenedInput::Seekable(file) => ArchiveSource::seekable(name.clone(), file),
-            OpenedInput::Stream(stream) => ArchiveSource::sequential(name.clone(), stream),
+            OpenedInput::Seekable(mut file) => {
+                if looks_like_rdb(&peek_file(&mut file).map_err(io_error)?) {
+                    // A file can be read twice: a first pass finds every
+                    // kb_id, so the second holds no key until the end.
+                    let kbs = RdbSource::kb_ids_in(&mut file, db).ok();
+                    file.rewind().map_err(io_error)?;
+                    let source = rdb(Box::new(file))?;
+                    let source = match kbs {
+                        Some(kbs) => source.knowing(kbs),
+                        None => source,
+                    };
+                    return Ok(ArchiveSource::of_rdb(name.clone(), source));
+                }
+                ArchiveSource::seekable(name.clone(), file)
+            }
+            OpenedInput::Stream(stream) => {
+                let mut stream = BufReader::with_capacity(STREAM_BUFFER, stream);
+                if looks_like_rdb(io::BufRead::fill_buf(&mut stream).map_err(io_error)?) {
+                    return Ok(ArchiveSource::of_rdb(name.clone(), rdb(Box::new(stream))?));
+                }
+                ArchiveSource::sequential(name.clone(), stream)
+            }
         }
         .map_err(|cause| OpenError::Archive { name, cause })
     }
@@ -279,6 +340,27 @@ impl ArchiveSource {
         match &self.body {
             Body::Indexed(a) => a.header(),
             Body::Sequential { reader, .. } => reader.header(),
+            Body::Rdb(r) => r.header(),
+        }
+    }
+
+    /// Whether the input is a physical backup (an RDB file).
+    pub fn is_rdb(&self) -> bool {
+        matches!(self.body, Body::Rdb(_))
+    }
+
+    fn of_rdb(name: String, rdb: RdbSource) -> ArchiveSource {
+        ArchiveSource {
+            name,
+            body: Body::Rdb(Box::new(rdb)),
+        }
+    }
+
+    /// The RDB source of a physical backup; `None` for an archive.
+    pub fn into_rdb(self) -> Option<RdbSource> {
+        match self.body {
+            Body::Rdb(rdb) => Some(*rdb),
+            _ => None,
         }
     }
 
@@ -286,7 +368,7 @@ impl ArchiveSource {
     pub fn truncation(&self) -> Option<&archive::Error> {
         match &self.body {
             Body::Sequential { cut, .. } => cut.as_ref(),
-            Body::Indexed(_) => None,
+            Body::Indexed(_) | Body::Rdb(_) => None,
         }
     }
 
@@ -340,6 +422,7 @@ impl ArchiveSource {
     /// every block frame is read and checked, none is decompressed.
     pub fn overview(self) -> archive::Result<Overview> {
         match self.body {
+            Body::Rdb(rdb) => Ok(rdb_overview(*rdb)),
             Body::Sequential { cut: Some(cut), .. } => Err(cut),
             Body::Indexed(archive) => Ok(Overview {
                 header: archive.header().clone(),
@@ -487,7 +570,70 @@ fn read_body(body: Body, selection: &Selection, emit: &mut Emit<'_>) -> Header {
     match body {
         Body::Indexed(archive) => read_indexed(archive, selection, &mut keys, emit),
         Body::Sequential { reader, .. } => read_sequential(*reader, selection, &mut keys, emit),
+        Body::Rdb(rdb) => rdb.read(selection, emit).header,
     }
+}
+
+/// What an RDB file holds, as if each kb_id and category were one block:
+/// every key is read (a file has no index), none is decoded.
+fn rdb_overview(rdb: RdbSource) -> Overview {
+    let mut blocks: Vec<BlockMeta> = Vec::new();
+    let mut problems = Vec::new();
+    let header = rdb
+        .read(&Selection::default(), &mut |item| {
+            match item {
+                SourceItem::Record(r) => {
+                    let at = blocks
+                        .iter()
+                        .position(|b| b.kb_id == r.kb_id && b.category == r.category)
+                        .unwrap_or_else(|| {
+                            blocks.push(BlockMeta {
+                                kb_id: r.kb_id.clone(),
+                                category: r.category,
+                                records: 0,
+                                payload_bytes: 0,
+                                raw_len: 0,
+                                rdb_versions: Vec::new(),
+                                type_bytes: Vec::new(),
+                            });
+                            blocks.len() - 1
+                        });
+                    add_to_block(&mut blocks[at], &r.payload);
+                }
+                SourceItem::Damaged { what, reason } => problems.push(format!("{what}: {reason}")),
+                SourceItem::KbDone(_) => {}
+            }
+            true
+        })
+        .header;
+    Overview {
+        header,
+        blocks: blocks.into_iter().map(|b| (0, b)).collect(),
+        kbs: Vec::new(),
+        problems,
+    }
+}
+
+fn add_to_block(block: &mut BlockMeta, payload: &[u8]) {
+    block.records += 1;
+    block.payload_bytes += payload.len() as u64;
+    if let Some((type_byte, version)) = crate::format::dump::peek_type_and_version(payload) {
+        if !block.rdb_versions.contains(&version) {
+            block.rdb_versions.push(version);
+        }
+        if !block.type_bytes.contains(&type_byte) {
+            block.type_bytes.push(type_byte);
+        }
+    }
+}
+
+/// The first bytes of a file (for detection by content); the file is
+/// rewound afterwards.
+fn peek_file(file: &mut (impl Read + Seek)) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(16);
+    file.by_ref().take(16).read_to_end(&mut head)?;
+    file.rewind()?;
+    Ok(head)
 }
 
 fn read_indexed(

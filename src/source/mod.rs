@@ -12,6 +12,7 @@
 pub mod archive;
 pub mod live;
 pub mod mirror;
+pub mod rdb;
 
 use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinHandle;

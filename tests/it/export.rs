@@ -468,8 +468,9 @@ fn verify_tells_truncation_magic_and_version_apart() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (bytes[..bytes.len() / 2].to_vec(), "truncated"),
         (bytes[..bytes.len() - 3].to_vec(), "truncated"),
+        // Not REDIS0011: that is an RDB file's magic, read as one.
         (
-            [b"REDIS0011".as_slice(), &bytes[9..]].concat(),
+            [b"XEDIS0011".as_slice(), &bytes[9..]].concat(),
             "not a kbdump archive",
         ),
         (

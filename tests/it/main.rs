@@ -32,6 +32,8 @@ mod migration;
 mod offline;
 mod output;
 mod rails;
+mod rdb_commands;
+mod rdb_reader;
 mod restore;
 mod secrets;
 mod signals;

@@ -78,10 +78,17 @@ pub fn seal(type_byte: u8, body: &[u8], rdb_version: u16) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + TRAILER + 1);
     out.push(type_byte);
     out.extend_from_slice(body);
-    out.extend_from_slice(&rdb_version.to_le_bytes());
-    let crc = crc64(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    seal_into(&mut out, rdb_version);
     out
+}
+
+/// Append the trailer (`rdb_version` and the CRC-64 of everything before
+/// it) to a buffer holding a type byte and a body: [`seal`] without a
+/// copy, for readers that collect the body in place.
+pub fn seal_into(type_and_body: &mut Vec<u8>, rdb_version: u16) {
+    type_and_body.extend_from_slice(&rdb_version.to_le_bytes());
+    let crc = crc64(type_and_body);
+    type_and_body.extend_from_slice(&crc.to_le_bytes());
 }
 
 /// The type ids a payload uses. A DUMP payload holds exactly one value, so

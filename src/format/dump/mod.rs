@@ -46,12 +46,13 @@ mod zipmap;
 pub use commands::CommandOptions;
 pub use crc64::crc64;
 pub use envelope::{
-    parse_envelope, peek_type_and_version, rdb_version_for, redis_type, retag, seal,
+    parse_envelope, peek_type_and_version, rdb_version_for, redis_type, retag, seal, seal_into,
     target_accepts_version, target_knows_type, type_id_name, type_ids_in, Envelope, Product,
-    ServerKind,
+    ServerKind, VALKEY_FIRST_OWN,
 };
 pub use error::DecodeError;
 pub use json::JsonError;
+pub use reader::LengthForm;
 pub use value::{
     Consumer, HashField, PendingEntry, RedisType, Stream, StreamEntry, StreamGroup, StreamId, Value,
 };
@@ -75,6 +76,12 @@ pub fn decode_body(type_byte: u8, body: &[u8], rdb_version: u16) -> Result<Value
         });
     }
     Ok(value)
+}
+
+/// Expand an LZF-compressed string to its stated length `out_len` (the
+/// form RDB strings use, §2.6); bounded by the input's maximal expansion.
+pub fn lzf_decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, DecodeError> {
+    lzf::decompress(input, out_len, 0)
 }
 
 /// The Redis type of a DUMP payload, from its type byte and trailer version.

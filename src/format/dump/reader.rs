@@ -124,13 +124,13 @@ impl<'a> Reader<'a> {
     fn length_or_special(&mut self, what: &'static str) -> Result<Len> {
         let start = self.offset();
         let b = self.u8(what)?;
-        Ok(match b >> 6 {
-            0 => Len::Plain(u64::from(b & 0x3f)),
-            1 => Len::Plain((u64::from(b & 0x3f) << 8) | u64::from(self.u8(what)?)),
-            3 => Len::Special(b & 0x3f),
-            _ if b == 0x80 => Len::Plain(u64::from(u32::from_be_bytes(self.array(what)?))),
-            _ if b == 0x81 => Len::Plain(self.u64_be(what)?),
-            _ => {
+        Ok(match LengthForm::of(b) {
+            LengthForm::Short(n) => Len::Plain(n),
+            LengthForm::Medium(high) => Len::Plain(high | u64::from(self.u8(what)?)),
+            LengthForm::Special(k) => Len::Special(k),
+            LengthForm::Be32 => Len::Plain(u64::from(u32::from_be_bytes(self.array(what)?))),
+            LengthForm::Be64 => Len::Plain(self.u64_be(what)?),
+            LengthForm::Invalid => {
                 return Err(DecodeError::corrupt(
                     format!("{what}: invalid length byte {b:#04x}"),
                     start,
@@ -196,6 +196,38 @@ impl<'a> Reader<'a> {
 enum Len {
     Plain(u64),
     Special(u8),
+}
+
+/// What the first byte of an RDB length (§2.5) says: the one place that
+/// knows the encoding, for this cursor and for the streaming RDB reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthForm {
+    /// `00xxxxxx`: the length itself.
+    Short(u64),
+    /// `01xxxxxx yyyyyyyy`: these high bits, OR the next byte.
+    Medium(u64),
+    /// `11xxxxxx`: a specially encoded string of kind `xxxxxx` follows.
+    Special(u8),
+    /// `0x80`: a 32-bit big-endian length follows.
+    Be32,
+    /// `0x81`: a 64-bit big-endian length follows.
+    Be64,
+    /// Any other `10xxxxxx` byte.
+    Invalid,
+}
+
+impl LengthForm {
+    /// Classify a length's first byte.
+    pub fn of(b: u8) -> LengthForm {
+        match b >> 6 {
+            0 => LengthForm::Short(u64::from(b & 0x3f)),
+            1 => LengthForm::Medium(u64::from(b & 0x3f) << 8),
+            3 => LengthForm::Special(b & 0x3f),
+            _ if b == 0x80 => LengthForm::Be32,
+            _ if b == 0x81 => LengthForm::Be64,
+            _ => LengthForm::Invalid,
+        }
+    }
 }
 
 /// A length field as `usize`, saturated: anything that large fails the
