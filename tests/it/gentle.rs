@@ -95,6 +95,37 @@ fn spawn(args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// A paced run: kbdump with `args`, the DUMP calls of `server` (times
+/// `per_call`: 1 counts keys, a payload size counts bytes) sampled every
+/// 250 ms while it runs. Asserts that no window of a second or more read
+/// over 1.2x `limit` per second, and that the run took at least 2.5 s (what
+/// the limit implies for the seeded data). Returns the run's output and the
+/// samples.
+fn paced_run(
+    args: &[&str],
+    server: &RedisServer,
+    limit: f64,
+    per_call: u64,
+    what: &str,
+) -> (std::process::Output, Vec<Sample>) {
+    let started = Instant::now();
+    let mut child = spawn(args);
+    let samples = sample_while(&mut child, Duration::from_millis(250), || {
+        calls(&server.info("commandstats"), "dump") * per_call
+    });
+    let took = started.elapsed();
+    let output = child.wait_with_output().unwrap();
+    let (ratio, window) = worst_window(&samples, limit);
+    eprintln!("{what}: busiest window {window} ({ratio:.2}x), {took:?} in all");
+    assert!(
+        ratio <= 1.2,
+        "{what}: {window}: {ratio:.2}x the limit; samples {:?}",
+        samples.iter().map(|s| s.2).collect::<Vec<_>>()
+    );
+    assert!(took >= Duration::from_millis(2500), "{what} in {took:?}");
+    (output, samples)
+}
+
 fn archive_keys(path: &Path) -> u64 {
     let out = crate::support::cli::ok(&["inspect", "--json", path.to_str().unwrap()]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -109,35 +140,21 @@ fn export_keeps_within_max_keys_per_sec() {
     fill(&server, 3000, 16);
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("paced.kbd");
-    let started = Instant::now();
     let (url, path) = (server.url(), out.to_str().unwrap().to_string());
     let args = ["export", "--quiet", "--redis", &url, "-o", &path];
-    let mut child = spawn(&[&args[..], &["--max-keys-per-sec", "1000"]].concat());
-    let samples = sample_while(&mut child, Duration::from_millis(250), || {
-        calls(&server.info("commandstats"), "dump")
-    });
-    let took = started.elapsed();
-    let output = child.wait_with_output().unwrap();
+    let args = [&args[..], &["--max-keys-per-sec", "1000"]].concat();
+    let (output, samples) = paced_run(&args, &server, 1000.0, 1, "export at 1000 keys/s");
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(samples.last().unwrap().2, 3000, "every key dumped once");
     assert_eq!(archive_keys(&out), 3000);
-    let (ratio, window) = worst_window(&samples, 1000.0);
-    eprintln!("export at 1000 keys/s: busiest window {window} ({ratio:.2}x), {took:?} in all");
-    assert!(
-        ratio <= 1.2,
-        "{window}: {ratio:.2}x the limit; samples {:?}",
-        samples.iter().map(|s| s.2).collect::<Vec<_>>()
-    );
-    assert!(took >= Duration::from_millis(2500), "3000 keys in {took:?}");
 }
 
 #[test]
 fn copy_keeps_within_max_keys_per_sec_on_the_source() {
     let (source, target) = (RedisServer::start(), RedisServer::start());
     fill(&source, 1500, 16);
-    let started = Instant::now();
     let (from, to) = (source.url(), target.url());
-    let mut child = spawn(&[
+    let args = [
         "copy",
         "--quiet",
         "--json",
@@ -147,17 +164,10 @@ fn copy_keeps_within_max_keys_per_sec_on_the_source() {
         &to,
         "--max-keys-per-sec",
         "500",
-    ]);
-    let samples = sample_while(&mut child, Duration::from_millis(250), || {
-        calls(&source.info("commandstats"), "dump")
-    });
-    let took = started.elapsed();
-    let report = json_with_code(&child.wait_with_output().unwrap(), 0);
+    ];
+    let (output, _) = paced_run(&args, &source, 500.0, 1, "copy at 500 keys/s");
+    let report = json_with_code(&output, 0);
     assert_eq!(report["total"]["restored"], 1500, "{report}");
-    let (ratio, window) = worst_window(&samples, 500.0);
-    eprintln!("copy at 500 keys/s: busiest window {window} ({ratio:.2}x), {took:?} in all");
-    assert!(ratio <= 1.2, "{window}: {ratio:.2}x the limit");
-    assert!(took >= Duration::from_millis(2500), "1500 keys in {took:?}");
 }
 
 #[test]
@@ -165,9 +175,8 @@ fn backup_keeps_within_max_keys_per_sec() {
     let server = RedisServer::start();
     fill(&server, 1500, 16);
     let dir = TempDir::new().unwrap();
-    let started = Instant::now();
     let (url, into) = (server.url(), dir.path().to_str().unwrap().to_string());
-    let mut child = spawn(&[
+    let args = [
         "backup",
         "--json",
         "--redis",
@@ -176,21 +185,14 @@ fn backup_keeps_within_max_keys_per_sec() {
         &into,
         "--max-keys-per-sec",
         "500",
-    ]);
-    let samples = sample_while(&mut child, Duration::from_millis(250), || {
-        calls(&server.info("commandstats"), "dump")
-    });
-    let took = started.elapsed();
-    let report = json_with_code(&child.wait_with_output().unwrap(), 0);
+    ];
+    let (output, samples) = paced_run(&args, &server, 500.0, 1, "backup at 500 keys/s");
+    let report = json_with_code(&output, 0);
     assert_eq!(samples.last().unwrap().2, 1500, "every key dumped once");
     let file = report["file"]
         .as_str()
         .unwrap_or_else(|| panic!("{report}"));
     assert_eq!(archive_keys(Path::new(file)), 1500);
-    let (ratio, window) = worst_window(&samples, 500.0);
-    eprintln!("backup at 500 keys/s: busiest window {window} ({ratio:.2}x), {took:?} in all");
-    assert!(ratio <= 1.2, "{window}: {ratio:.2}x the limit");
-    assert!(took >= Duration::from_millis(2500), "1500 keys in {took:?}");
 }
 
 #[test]
@@ -207,9 +209,8 @@ fn export_keeps_within_max_bytes_per_sec() {
     assert!(size > 1000, "the values compressed: {size} bytes");
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("paced.kbd");
-    let started = Instant::now();
     let (url, path) = (server.url(), out.to_str().unwrap().to_string());
-    let mut child = spawn(&[
+    let args = [
         "export",
         "--quiet",
         "--redis",
@@ -218,18 +219,10 @@ fn export_keeps_within_max_bytes_per_sec() {
         &path,
         "--max-bytes-per-sec",
         "200k",
-    ]);
-    let samples = sample_while(&mut child, Duration::from_millis(250), || {
-        calls(&server.info("commandstats"), "dump") * size
-    });
-    let took = started.elapsed();
-    let output = child.wait_with_output().unwrap();
+    ];
+    let (output, _) = paced_run(&args, &server, 200_000.0, size, "export at 200 kB/s");
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(archive_keys(&out), 600);
-    let (ratio, window) = worst_window(&samples, 200_000.0);
-    eprintln!("export at 200 kB/s: busiest window {window} bytes ({ratio:.2}x), {took:?} in all");
-    assert!(ratio <= 1.2, "{window} bytes: {ratio:.2}x the limit");
-    assert!(took >= Duration::from_millis(2500), "600 kB in {took:?}");
 }
 
 /// Runs a script on its own connection that keeps the server busy for
@@ -346,9 +339,8 @@ fn mirror_keeps_within_max_keys_per_sec() {
     let url = clickhouse.url(&db);
     let server = RedisServer::start();
     fill(&server, 1500, 16);
-    let started = Instant::now();
     let redis_url = server.url();
-    let mut child = spawn(&[
+    let args = [
         "mirror",
         "--quiet",
         "--json",
@@ -358,15 +350,8 @@ fn mirror_keeps_within_max_keys_per_sec() {
         &url,
         "--max-keys-per-sec",
         "500",
-    ]);
-    let samples = sample_while(&mut child, Duration::from_millis(250), || {
-        calls(&server.info("commandstats"), "dump")
-    });
-    let took = started.elapsed();
-    let report = json_with_code(&child.wait_with_output().unwrap(), 0);
+    ];
+    let (output, _) = paced_run(&args, &server, 500.0, 1, "mirror at 500 keys/s");
+    let report = json_with_code(&output, 0);
     assert_eq!(report["summary"]["keys"], 1500, "{report}");
-    let (ratio, window) = worst_window(&samples, 500.0);
-    eprintln!("mirror at 500 keys/s: busiest window {window} ({ratio:.2}x), {took:?} in all");
-    assert!(ratio <= 1.2, "{window}: {ratio:.2}x the limit");
-    assert!(took >= Duration::from_millis(2500), "1500 keys in {took:?}");
 }
