@@ -154,18 +154,23 @@ fn url_password_beats_password_file_beats_rediscli_auth() {
     }
 }
 
-#[test]
-fn an_acl_user_named_in_the_url_takes_its_password_from_a_file() {
-    let server = protected();
+/// An ACL user with every command and key, and this password.
+fn full_access_user(server: &RedisServer, name: &str, password: &str) {
     let _: () = ::redis::cmd("ACL")
         .arg("SETUSER")
-        .arg("alice")
+        .arg(name)
         .arg("on")
-        .arg(format!(">{PASSWORD}-alice"))
+        .arg(format!(">{password}"))
         .arg("~*")
         .arg("+@all")
         .query(&mut server.client())
         .unwrap();
+}
+
+#[test]
+fn an_acl_user_named_in_the_url_takes_its_password_from_a_file() {
+    let server = protected();
+    full_access_user(&server, "alice", &format!("{PASSWORD}-alice"));
     let dir = tempfile::tempdir().unwrap();
     let file = secret_file(dir.path(), "alice", &format!("{PASSWORD}-alice\n"));
     let url = format!("redis://alice@127.0.0.1:{}/0", server.port());
@@ -231,15 +236,7 @@ fn bad_password_files_are_named() {
 #[test]
 fn passwords_never_show_in_reports_messages_or_archives() {
     let server = protected();
-    let _: () = ::redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("bob")
-        .arg("on")
-        .arg(format!(">{PASSWORD}"))
-        .arg("~*")
-        .arg("+@all")
-        .query(&mut server.client())
-        .unwrap();
+    full_access_user(&server, "bob", PASSWORD);
     let dir = tempfile::tempdir().unwrap();
     let file = secret_file(dir.path(), "pw", PASSWORD);
     let url = format!("redis://bob@127.0.0.1:{}/0", server.port());
