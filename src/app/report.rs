@@ -39,6 +39,11 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     print_text(&format!("{}\n", serde_json::to_string_pretty(value)?))
 }
 
+/// A warning on stderr, in kbdump's form.
+pub fn warn(text: &str) {
+    eprintln!("kbdump: warning: {text}");
+}
+
 /// Prints a report on stdout, flushed. A reader that closed the pipe
 /// (`| head`) is no failure of the command, which keeps its verdict; any
 /// other write error (a full disk) is one, naming stdout.

@@ -15,10 +15,11 @@ use super::report::{
 };
 use super::GlobalOpts;
 use crate::cli::RestoreArgs;
+use crate::clock::Clock;
 use crate::flow::preflight::{dbsize, existing_keys, overlaps, same_origin};
 use crate::flow::restore::is_undo_archive;
 use crate::kato::attribute::KeyspaceCensus;
-use crate::net::mirror::mirrored_kb_ids;
+use crate::net::mirror::{layout as mirror_layout, mirrored_kb_ids};
 use crate::selection::Selection;
 use crate::sink::redis::{Mode, RestoreOptions, Target};
 use crate::source::archive::ArchiveSource;
@@ -94,10 +95,14 @@ async fn open_source(
         let ch = connect_clickhouse(url, args.clickhouse_password_file.as_deref()).await?;
         if !selection.kbs.is_empty() {
             let place = format!("the ClickHouse mirror at {}", ch.target());
-            selection.check_kbs(&mirrored_kb_ids(&ch).await?, &place)?;
+            let layout = mirror_layout(&ch).await?;
+            selection.check_kbs(&mirrored_kb_ids(&ch, layout).await?, &place)?;
         }
-        let mirror = MirrorSource::open(ch, selection.clone()).await?;
-        return Ok((Source::Mirror(mirror), ArchiveInput::stdin(), None));
+        let at_ms = args
+            .as_of
+            .map(|at| at.resolve(Clock::system().now_ms()).max(0) as u64);
+        let mirror = MirrorSource::open(ch, selection.clone(), at_ms).await?;
+        return Ok((Source::Mirror(Box::new(mirror)), ArchiveInput::stdin(), None));
     }
     let input =
         ArchiveInput::parse(args.file.as_deref().unwrap_or("-")).with_keys(global.keys.clone());

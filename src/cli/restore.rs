@@ -9,6 +9,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::{DbArg, RedisArgs, SelectArgs, WriteArgs};
+use crate::plan::instant::{self, Instant};
+
+fn parse_as_of(s: &str) -> Result<Instant, String> {
+    instant::parse(s, super::backup::parse_age)
+}
 
 const EXAMPLES: &str = "\
 By default only keys that are missing on the server are written; existing
@@ -39,6 +44,8 @@ Examples:
   kbdump restore node0.kbd --mode replace --yes                  # in a script: no question
   ssh backup 'cat node0.kbd' | kbdump restore - --redis redis://new:6379
   kbdump restore --from-clickhouse http://ch:8123 --kb node0_kato   # from `kbdump mirror`
+  kbdump restore --from-clickhouse http://ch:8123 --kb node0_kato --as-of '2026-12-01 09:30:00'
+  kbdump restore --from-clickhouse http://ch:8123 --as-of '3h ago' --dry-run   # before the storm
 
 --mode replace into a server that already holds some of the selected keys
 asks 'overwrite N existing keys on HOST? [y/N]' on a terminal, and needs --yes
@@ -63,6 +70,12 @@ pub struct RestoreArgs {
     /// password in the URL, then this file, then CLICKHOUSE_PASSWORD.
     #[arg(long, value_name = "FILE", requires = "from_clickhouse")]
     pub clickhouse_password_file: Option<PathBuf>,
+    /// With --from-clickhouse: restore the state the mirror recorded at
+    /// TIME instead of the latest: 2026-12-01T09:30:00Z, 2026-12-01 09:30:00
+    /// (UTC), 2026-12-01 (midnight UTC), @SECONDS, or a duration before now
+    /// (2h, 90min ago).
+    #[arg(long, value_name = "TIME", requires = "from_clickhouse", value_parser = parse_as_of)]
+    pub as_of: Option<Instant>,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]

@@ -71,6 +71,18 @@ pub enum ChError {
         /// What to do about it.
         hint: &'static str,
     },
+    /// The database of the URL does not exist.
+    #[error("ClickHouse at {server} has no database {database:?} (it has: {existing}); {hint}")]
+    MissingDatabase {
+        /// Redacted server address.
+        server: String,
+        /// The database of the URL.
+        database: String,
+        /// The databases there are, comma-separated.
+        existing: String,
+        /// What to do about it.
+        hint: &'static str,
+    },
     /// Any other failure of a query.
     #[error("ClickHouse at {server} failed while {doing}: {detail}")]
     Query {
@@ -253,8 +265,18 @@ impl Ch {
         }
     }
 
-    /// Fails with [`ChError::MissingTable`] unless `table` exists.
+    /// Fails with [`ChError::MissingDatabase`] unless the URL's database
+    /// exists, or [`ChError::MissingTable`] unless `table` exists in it.
     pub async fn require_table(&self, table: &str, hint: &'static str) -> Result<()> {
+        self.require_database(hint).await?;
+        if !self.has_table(table).await? {
+            return Err(self.missing(table, hint));
+        }
+        Ok(())
+    }
+
+    /// Whether `table` exists in the URL's database.
+    pub async fn has_table(&self, table: &str) -> Result<bool> {
         let n: u64 = self
             .client
             .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
@@ -263,10 +285,44 @@ impl Ch {
             .fetch_one()
             .await
             .map_err(|e| self.error("looking up tables", e))?;
-        if n == 0 {
-            return Err(self.missing(table, hint));
+        Ok(n > 0)
+    }
+
+    /// Whether the URL's database exists.
+    pub async fn has_database(&self) -> Result<bool> {
+        let n: u64 = self
+            .client
+            .query("SELECT count() FROM system.databases WHERE name = ?")
+            .bind(self.target.database.as_str())
+            .fetch_one()
+            .await
+            .map_err(|e| self.error("looking up databases", e))?;
+        Ok(n > 0)
+    }
+
+    /// Fails with [`ChError::MissingDatabase`], naming the databases there
+    /// are, unless the URL's database exists: a `?database=` typo must not
+    /// read as an empty database.
+    pub async fn require_database(&self, hint: &'static str) -> Result<()> {
+        if self.has_database().await? {
+            return Ok(());
         }
-        Ok(())
+        let names: Vec<String> = self
+            .client
+            .query("SELECT name FROM system.databases WHERE name != 'system' ORDER BY name")
+            .fetch_all()
+            .await
+            .map_err(|e| self.error("listing databases", e))?;
+        Err(ChError::MissingDatabase {
+            server: self.target.base.clone(),
+            database: self.target.database.clone(),
+            existing: if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            },
+            hint,
+        })
     }
 
     fn missing(&self, table: &str, hint: &'static str) -> ChError {

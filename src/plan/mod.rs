@@ -9,13 +9,18 @@
 //! [`health`] (the alarms of `backups check`) and [`metrics`] (their
 //! Prometheus textfile), each with the instant passed in.
 //!
+//! For the ClickHouse mirror: [`shrink`] (the guard against recording an
+//! eviction storm as deletions) and [`instant`] (`--as-of TIME`).
+//!
 //! For cluster targets: [`slot`] (hash slots, and a tag for each).
 
 mod gate;
 pub mod health;
+pub mod instant;
 pub mod merge;
 pub mod metrics;
 pub mod retention;
+pub mod shrink;
 pub mod slot;
 pub mod throttle;
 

@@ -1,36 +1,28 @@
 /*!
-A second home in ClickHouse for the data a rebuild cannot bring back.
+A second home in ClickHouse for the data a rebuild cannot bring back, with
+its history.
 
 `mirror` copies the unrecoverable categories (the key catalogue's
 backup-only ones: frequency, emotives, metadata, affinity) of chosen
-kb_ids from Redis into `{db}.redis_mirror`:
-one row per key with its DUMP payload, type and absolute expiry, exactly
-what an archive record holds. The table (created if absent) is a
-`ReplacingMergeTree(mirrored_at_ms)` ordered by `(kb_id, category, key)`:
-rerunning a mirror inserts new versions of the same logical rows, and the
-newest version wins.
+kb_ids from Redis into `{db}.redis_mirror_versions`
+(`format::mirror`): each run appends one row per key it finds, with its
+DUMP payload, type and absolute expiry, stamped with the run's start, and
+then a tombstone for every key of those kb_ids that was live in the mirror
+and that the run did not find. Nothing is overwritten, so the state at any
+instant of the kept window can be read back (`restore --from-clickhouse
+--as-of`), and a key deleted on purpose stays deleted on a latest restore.
 
-Reads dedupe with `SELECT ... FINAL`, which merges versions at query time
-(supported by ReplacingMergeTree since long before 18.16, and by current
-servers). `argMax(col, mirrored_at_ms) ... GROUP BY key` would do the same
-but holds every key of the selection in the server's memory at once, and
-needs one argMax per column; FINAL streams in key order.
+Tombstones are the dangerous part: under `allkeys-lru` an eviction storm
+removes keys nobody meant to delete. Before recording them the run counts,
+per kb_id and category, what vanished against what was live
+(`plan::shrink`); above `--max-shrink` it records none, keeps the versions
+of the keys it found, and reports what shrank, so the caller fails the
+run. A tombstone is only ever written after a complete pass over the kb_id
+(SCAN returns every key present for the whole scan), so a dropped
+connection or a failed run never records a false deletion.
 
-`kbdump restore --from-clickhouse` reads it back through
-`source::mirror`, which feeds the restore engine exactly as an
-archive does.
-
-Deleted keys: a plain mirror is an upsert, not a sync. A key deleted from
-Redis keeps its last mirrored row, and `restore --from-clickhouse` would
-bring it back. `mirror --prune` (`net::mirror::prune`) makes the run a sync for the
-kb_ids it mirrored: once every key is written, it deletes those kb_ids'
-rows older than the run's start (`mirrored_at_ms < stamp`: the rows of
-keys the run no longer found, and the superseded versions of the others)
-with `ALTER TABLE ... DELETE`, a mutation (18.16 has them), and waits for
-the mutation to finish. A mutation rather than tombstone rows: tombstones
-would have to be filtered by every reader and would never shrink the
-table. A kb_id that vanished from Redis entirely is only pruned when named
-literally with `--kb` (a glob finds nothing to mirror for it).
+`--keep` drops versions older than a window without losing any state inside
+it (`net::mirror::keep_since`).
 
 The payloads are in the source server's RDB format; restore handles
 other targets as it does for archives.
@@ -42,18 +34,46 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::format::dump::payload_type_name;
-use crate::format::mirror::{MirrorRow, MIRRORED, MIRROR_TABLE};
+use crate::format::mirror::{VersionRow, MIRRORED, VERSIONS_TABLE};
 use crate::kato::attribute::Attributor;
 use crate::kato::{self, keys, Category};
 use crate::net::clickhouse::Ch;
-use crate::net::mirror::{ensure_table, MirrorError as Error};
+use crate::net::mirror::{self as queries, Kept, MirrorError as Error, Prepared};
 use crate::net::pace::{Pace, Pacer};
 use crate::net::redis::{Dumped, RedisConn};
+use crate::plan::shrink::{over_limit, Shrink};
 use crate::progress::Progress;
+
+/// How a mirror run treats the mirror.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorOptions {
+    /// Create the database and table when absent.
+    pub create: bool,
+    /// The share (percent) of a kb_id x category that may vanish in one
+    /// run before its deletions are held back.
+    pub max_shrink_percent: f64,
+    /// Record the deletions whatever the share.
+    pub force: bool,
+    /// Drop versions older than this many ms (never a state inside it).
+    pub keep_ms: Option<u64>,
+}
+
+impl Default for MirrorOptions {
+    fn default() -> Self {
+        MirrorOptions {
+            create: true,
+            max_shrink_percent: 10.0,
+            force: false,
+            keep_ms: None,
+        }
+    }
+}
 
 /// Keys and payload bytes mirrored per kb_id and category.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MirrorSummary {
+    /// What opening the mirror found or did.
+    pub prepared: Prepared,
     /// Per kb_id (as display text), per category: (keys, bytes).
     pub kbs: BTreeMap<String, BTreeMap<String, (u64, u64)>>,
     /// Keys mirrored.
@@ -62,9 +82,26 @@ pub struct MirrorSummary {
     pub vanished: u64,
     /// When the run started (unix ms): the version of its rows.
     pub started_at_ms: u64,
+    /// Keys gone since the previous state, per kb_id and category.
+    pub shrinks: Vec<Shrink>,
+    /// The groups that shrank by more than the limit; when not empty (and
+    /// not forced) no tombstone was recorded.
+    pub held_back: Vec<Shrink>,
+    /// Tombstones recorded.
+    pub deleted: u64,
+    /// What `--keep` dropped.
+    pub kept: Option<Kept>,
 }
 
-/// Copies the unrecoverable categories of `kb_ids` into the mirror table.
+impl MirrorSummary {
+    /// Whether the run held back deletions because a group shrank too much.
+    pub fn shrank_too_much(&self) -> bool {
+        !self.held_back.is_empty()
+    }
+}
+
+/// Copies the unrecoverable categories of `kb_ids` into the mirror table,
+/// with the default options.
 pub async fn mirror(
     conn: &RedisConn,
     ch: &Ch,
@@ -72,21 +109,33 @@ pub async fn mirror(
     clock: &Clock,
     progress: &dyn Progress,
 ) -> Result<MirrorSummary, Error> {
-    mirror_paced(conn, ch, kb_ids, clock, &Pace::default(), progress).await
+    let options = MirrorOptions::default();
+    mirror_paced(
+        conn,
+        ch,
+        kb_ids,
+        clock,
+        (&options, &Pace::default()),
+        progress,
+    )
+    .await
 }
 
-/// [`mirror`], reading Redis at `pace` (`--max-keys-per-sec`, ...).
+/// [`mirror`] with `options`, reading Redis at `pace` (`--max-keys-per-sec`,
+/// ...).
 pub async fn mirror_paced(
     conn: &RedisConn,
     ch: &Ch,
     kb_ids: &[Vec<u8>],
     clock: &Clock,
-    pace: &Pace,
+    (options, pace): (&MirrorOptions, &Pace),
     progress: &dyn Progress,
 ) -> Result<MirrorSummary, Error> {
-    ensure_table(ch).await?;
-    let mut summary = MirrorSummary::default();
-    let stamp = clock.now_ms() as u64;
+    let mut summary = MirrorSummary {
+        prepared: queries::prepare(ch, options.create).await?,
+        ..MirrorSummary::default()
+    };
+    let stamp = queries::next_stamp(ch, clock.now_ms() as u64).await?;
     summary.started_at_ms = stamp;
     let mut pacer = pace.pacer(clock);
     for kb in kb_ids {
@@ -110,7 +159,38 @@ pub async fn mirror_paced(
         }
     }
     progress.finish();
+    record_deletions(ch, kb_ids, options, &mut summary).await?;
+    if let Some(keep) = options.keep_ms {
+        let cutoff = stamp.saturating_sub(keep);
+        summary.kept = Some(queries::keep_since(ch, kb_ids, cutoff).await?);
+    }
     Ok(summary)
+}
+
+/// Counts what vanished per kb_id and category and records the tombstones,
+/// unless a group shrank by more than the limit (and the run is not
+/// forced).
+async fn record_deletions(
+    ch: &Ch,
+    kb_ids: &[Vec<u8>],
+    options: &MirrorOptions,
+    summary: &mut MirrorSummary,
+) -> Result<(), Error> {
+    let stamp = summary.started_at_ms;
+    for kb in kb_ids {
+        let found = queries::shrinks(ch, kb, stamp).await?;
+        summary
+            .shrinks
+            .extend(found.into_iter().filter(|s| s.gone > 0));
+    }
+    if !options.force {
+        summary.held_back = over_limit(&summary.shrinks, options.max_shrink_percent);
+        if summary.shrank_too_much() {
+            return Ok(());
+        }
+    }
+    summary.deleted = queries::record_tombstones(ch, kb_ids, stamp).await?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -126,7 +206,7 @@ async fn mirror_one(
 ) -> Result<(), Error> {
     let client = ch.client().clone().with_database(ch.target().database());
     let mut insert = client
-        .insert::<MirrorRow>(MIRROR_TABLE)
+        .insert::<VersionRow>(VERSIONS_TABLE)
         .await
         .map_err(|e| ch.error("starting the mirror insert", e))?;
     let mut run = Run {
@@ -200,7 +280,7 @@ impl Run<'_> {
     async fn write(
         &mut self,
         ch: &Ch,
-        insert: &mut clickhouse::insert::Insert<MirrorRow>,
+        insert: &mut clickhouse::insert::Insert<VersionRow>,
         mut keys: Vec<Vec<u8>>,
     ) -> Result<(), Error> {
         // An empty pipeline is an error.
@@ -226,7 +306,7 @@ impl Run<'_> {
     async fn insert_rows(
         &mut self,
         ch: &Ch,
-        insert: &mut clickhouse::insert::Insert<MirrorRow>,
+        insert: &mut clickhouse::insert::Insert<VersionRow>,
         keys: Vec<Vec<u8>>,
         dumped: Vec<Dumped>,
     ) -> Result<(), Error> {
@@ -239,14 +319,15 @@ impl Run<'_> {
             };
             n += 1;
             bytes += payload.len() as u64;
-            let row = MirrorRow {
+            let row = VersionRow {
                 kb_id: self.kb.to_vec(),
                 category: self.category.name().to_string(),
                 key,
                 redis_type: payload_type_name(&payload).to_string(),
                 expire_at_ms: pttl_ms.map(|ms| now + ms),
                 payload,
-                mirrored_at_ms: self.stamp,
+                observed_at_ms: self.stamp,
+                deleted: 0,
             };
             insert
                 .write(&row)

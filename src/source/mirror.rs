@@ -1,19 +1,24 @@
-//! The mirror table as a record source (`kbdump restore
-//! --from-clickhouse`): the rows a `--kb`/`--category`/`--match` selection
-//! reads, fed to a sink exactly as an archive's records are.
+//! The mirror as a record source (`kbdump restore --from-clickhouse
+//! [--as-of TIME]`): the state at an instant of the keys a
+//! `--kb`/`--category`/`--match` selection reads, fed to a sink exactly as
+//! an archive's records are.
 
 use tokio::sync::mpsc::channel;
 
 use super::RecordStream;
+use crate::format::mirror::Layout;
 use crate::net::clickhouse::{Ch, ChError};
-use crate::net::mirror::{MirrorError, MirrorReader, MirrorScope};
+use crate::net::mirror::{layout, MirrorError, MirrorReader, MirrorScope};
 use crate::records::{SelectedSize, SourceItem};
 use crate::selection::Selection;
 
-/// The mirror table, opened for a selection: its `--kb` globs resolved
-/// against the kb_ids in the mirror, and the size of the rows in scope.
+/// The mirror, opened for a selection at an instant: its `--kb` globs
+/// resolved against the kb_ids in the mirror, and the size of the keys in
+/// scope.
 pub struct MirrorSource {
     ch: Ch,
+    layout: Layout,
+    at_ms: u64,
     selection: Selection,
     /// `None` when the selection cannot match any row.
     scope: Option<MirrorScope>,
@@ -21,12 +26,19 @@ pub struct MirrorSource {
 }
 
 impl MirrorSource {
-    /// Resolves the selection against the mirror and sizes it (one query).
-    pub async fn open(ch: Ch, selection: Selection) -> Result<MirrorSource, ChError> {
-        let scope = MirrorScope::resolve(&ch, &selection).await?;
+    /// Resolves the selection against the mirror and sizes the state at
+    /// `at_ms` (`None`: the latest).
+    pub async fn open(
+        ch: Ch,
+        selection: Selection,
+        at_ms: Option<u64>,
+    ) -> Result<MirrorSource, ChError> {
+        let layout = layout(&ch).await?;
+        let at_ms = at_ms.unwrap_or(u64::MAX);
+        let scope = MirrorScope::resolve(&ch, layout, &selection).await?;
         let size = match &scope {
             Some(scope) => {
-                let (payload_bytes, keys) = scope.payload_bytes(&ch).await?;
+                let (payload_bytes, keys) = scope.payload_bytes(&ch, layout, at_ms).await?;
                 SelectedSize {
                     payload_bytes,
                     keys,
@@ -36,6 +48,8 @@ impl MirrorSource {
         };
         Ok(MirrorSource {
             ch,
+            layout,
+            at_ms,
             selection,
             scope,
             size,
@@ -45,6 +59,11 @@ impl MirrorSource {
     /// Payload bytes and keys of the rows in scope.
     pub fn selected_size(&self) -> Option<SelectedSize> {
         Some(self.size)
+    }
+
+    /// The table read (`database.table`), for messages.
+    pub fn table(&self) -> String {
+        self.layout.table(self.ch.target().database())
     }
 
     /// Feeds the selected rows as records, as an archive source does. A row
@@ -58,7 +77,7 @@ impl MirrorSource {
                 return Ok(0);
             };
             let (ch, selection) = (self.ch, self.selection);
-            let mut reader = MirrorReader::open(&ch, &scope.kb_ids, &scope.categories).await?;
+            let mut reader = MirrorReader::open_at(&ch, self.layout, &scope, self.at_ms)?;
             let mut sent = 0;
             loop {
                 let item = match reader.next().await {

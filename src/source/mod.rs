@@ -118,9 +118,13 @@ pub enum SourceEnd {
 }
 
 /// Any record source.
+// One per command: the archive source is kept inline, as it is the one
+// every archive-reading command matches on.
+#[allow(clippy::large_enum_variant)]
 pub enum Source {
     Archive(archive::ArchiveSource),
-    Mirror(mirror::MirrorSource),
+    // Boxed, as the live source: it carries a ClickHouse client.
+    Mirror(Box<mirror::MirrorSource>),
     // Boxed: a live source carries its census and the counting task.
     Live(Box<live::LiveSource>),
 }
@@ -149,7 +153,7 @@ impl Source {
     pub fn stream(self, selection: Selection) -> RecordStream<SourceEnd> {
         match self {
             Source::Archive(a) => a.stream(selection).map(SourceEnd::Archive),
-            Source::Mirror(m) => m.stream().map(SourceEnd::Mirror),
+            Source::Mirror(m) => (*m).stream().map(SourceEnd::Mirror),
             Source::Live(l) => (*l).stream().map(SourceEnd::Live),
         }
     }

@@ -1,5 +1,5 @@
 //! The two stores together, against real ClickHouse and Redis servers:
-//! `mirror` (reruns, `--prune`, binary keys, large values, expiries),
+//! `mirror` (reruns, deletions, `--as-of`, binary keys, large values, expiries),
 //! `restore --from-clickhouse` with the semantics of an archive restore, and
 //! `check` finding each kind of inconsistency between them.
 
@@ -365,9 +365,31 @@ async fn first_symbol_set(conn: &mut redis::aio::MultiplexedConnection, kb: &str
     keys.into_iter().next().expect("a symbol set")
 }
 
+/// Unix ms as RFC 3339 with milliseconds, the form `--as-of` takes.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
 #[tokio::test]
-async fn mirror_prune_forgets_keys_deleted_from_redis() {
-    let (ch, url) = seeded("mirror_prune", "kbp", 10).await;
+async fn a_deleted_key_stays_deleted_and_an_earlier_as_of_brings_it_back() {
+    let (ch, url) = seeded("mirror_history", "kbp", 10).await;
     let redis = RedisServer::start();
     let mut conn = chs::conn(&redis).await;
     live_state(&ch, &mut conn, "kbp").await;
@@ -377,7 +399,7 @@ async fn mirror_prune_forgets_keys_deleted_from_redis() {
         args.extend_from_slice(extra);
         kbdump_json(&args)
     };
-    let count = || async {
+    let latest = || async {
         let mut reader = MirrorReader::open(&ch, &[b"kbp".to_vec()], &[])
             .await
             .unwrap();
@@ -387,35 +409,84 @@ async fn mirror_prune_forgets_keys_deleted_from_redis() {
         }
         keys
     };
-    let first = mirror_cli(&[]);
-    let all = count().await;
+    let first = mirror_cli(&["--create"]);
+    assert_eq!(
+        first["summary"]["prepared"]["created_table"], true,
+        "{first}"
+    );
+    let all = latest().await;
     assert_eq!(all.len() as u64, first["summary"]["keys"].as_u64().unwrap());
     let gone = format!("kbp:emotives:{}", chs::pattern_name("kbp", 1));
     let _: () = conn.del(&gone).await.unwrap();
+    let changed = format!("kbp:frequency:{}", chs::pattern_name("kbp", 2));
+    let _: () = conn.set(&changed, 777).await.unwrap();
 
-    // Without --prune the deleted key stays in the mirror.
-    let json = mirror_cli(&[]);
-    assert_eq!(json["pruned"], serde_json::Value::Null);
-    assert_eq!(count().await.len(), all.len());
-    // With --prune it is gone, and a restore does not bring it back.
-    let json = mirror_cli(&["--prune"]);
-    assert_eq!(json["pruned"], 1, "{json}");
-    let left = count().await;
+    // The next run records the deletion (1 of 20 emotives: under 10%) and
+    // the new count, as new rows: nothing is overwritten.
+    let second = mirror_cli(&[]);
+    assert_eq!(second["summary"]["deleted"], 1, "{second}");
+    assert_eq!(second["summary"]["held_back"], serde_json::json!([]));
+    let left = latest().await;
     assert_eq!(left.len(), all.len() - 1);
     assert!(!left.contains(&gone.clone().into_bytes()));
+    let rows: u64 = chs::server()
+        .client()
+        .query("SELECT count() FROM kato_mirror_history.redis_mirror_versions")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        2 * all.len() as u64,
+        "one version per key per run, one tombstone"
+    );
+
+    // Latest: the deleted key stays deleted, the count is the new one.
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
     let json = kbdump_json(&["restore", "--from-clickhouse", &url, "--redis", &r]);
     assert_eq!(json["total"]["restored"], left.len() as u64, "{json}");
     let back: bool = conn.exists(&gone).await.unwrap();
-    assert!(!back);
-    // Superseded versions went too: every row left is from the last run.
-    let rows: u64 = chs::server()
-        .client()
-        .query("SELECT count() FROM kato_mirror_prune.redis_mirror")
-        .fetch_one()
-        .await
+    assert!(!back, "a deleted key came back on a latest restore");
+    let count: i64 = conn.get(&changed).await.unwrap();
+    assert_eq!(count, 777);
+
+    // As of just before the second run: the key is back, the count old.
+    let before_second = second["summary"]["started_at_ms"].as_u64().unwrap() - 1;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let as_of = rfc3339_ms(before_second);
+    let json = kbdump_json(&[
+        "restore",
+        "--from-clickhouse",
+        &url,
+        "--redis",
+        &r,
+        "--as-of",
+        &as_of,
+    ]);
+    assert_eq!(json["total"]["restored"], all.len() as u64, "{json}");
+    let back: bool = conn.exists(&gone).await.unwrap();
+    assert!(back, "--as-of before the deletion left the key out");
+    let count: i64 = conn.get(&changed).await.unwrap();
+    assert_eq!(count, 5, "the count as it was then");
+    // Before the first run there was nothing.
+    let json = kbdump_json(&[
+        "restore",
+        "--from-clickhouse",
+        &url,
+        "--redis",
+        &r,
+        "--dry-run",
+        "--as-of",
+        "2001-01-01",
+    ]);
+    assert_eq!(json["total"]["restored"], 0, "{json}");
+    // --prune is accepted (every run records deletions now), with a warning.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbdump"))
+        .args(["mirror", "--prune", "--clickhouse", &url, "--redis", &r])
+        .output()
         .unwrap();
-    assert_eq!(rows, left.len() as u64);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--prune is no longer needed"));
 }
 
 /// Binary keys and payloads, a large value, a key whose expiry passes
@@ -458,10 +529,11 @@ async fn mirror_round_trips_binary_large_and_expiring_keys() {
     let _: () = conn.set("kbo:emotives:p", "[]").await.unwrap();
     let _: () = conn.set("kbo:emotives:q", "[]").await.unwrap();
 
-    let mirror = |kb: &str, prune: bool| {
-        let mut args = vec!["mirror", "--clickhouse", &url, "--redis", &r, "--kb", kb];
-        if prune {
-            args.push("--prune");
+    let mirror = |kb: &str, force: bool| {
+        let mut args = vec!["mirror", "--create", "--clickhouse", &url, "--redis", &r];
+        args.extend(["--kb", kb]);
+        if force {
+            args.push("--force");
         }
         let (code, json, err) = json_outcome(&args);
         assert_eq!(code, Some(0), "{err}");
@@ -471,20 +543,34 @@ async fn mirror_round_trips_binary_large_and_expiring_keys() {
     assert_eq!(first["summary"]["keys"], 7, "{first}");
     mirror("kb?", false);
     let final_rows = |kb: &'static str| {
-        let client = server.client();
-        let sql = format!("SELECT count() FROM `{db}`.redis_mirror FINAL WHERE kb_id = '{kb}'");
-        async move { client.query(&sql).fetch_one::<u64>().await.unwrap() }
+        let ch = Ch::from_url(&url).unwrap();
+        async move {
+            let mut reader = MirrorReader::open(&ch, &[kb.as_bytes().to_vec()], &[])
+                .await
+                .unwrap();
+            let mut n = 0u64;
+            while reader.next().await.unwrap().is_some() {
+                n += 1;
+            }
+            n
+        }
     };
-    assert_eq!(final_rows("kbb").await, 5, "rerun duplicates rows");
+    assert_eq!(final_rows("kbb").await, 5, "a rerun duplicates keys");
     assert_eq!(final_rows("kbo").await, 2);
 
-    // Prune of kbb only: kbo's rows stay, even of a key deleted since.
+    // Deletions are recorded for the mirrored kb_id only: kbo's rows stay,
+    // even of a key deleted since. (1 of 2 metadata keys is above the
+    // shrink guard, hence --force.)
     let _: () = conn.del("kbo:emotives:q").await.unwrap();
     let _: () = conn.del("kbb:metadata:later").await.unwrap();
     let json = mirror("kbb", true);
-    assert_eq!(json["pruned"], 1, "{json}");
+    assert_eq!(json["summary"]["deleted"], 1, "{json}");
     assert_eq!(final_rows("kbb").await, 4);
-    assert_eq!(final_rows("kbo").await, 2, "prune touched another kb_id");
+    assert_eq!(
+        final_rows("kbo").await,
+        2,
+        "a deletion touched another kb_id"
+    );
 
     // The short expiry passes; everything else comes back byte for byte.
     let before = support::seed::snapshot(&mut redis.client());

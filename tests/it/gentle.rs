@@ -342,6 +342,7 @@ fn mirror_keeps_within_max_keys_per_sec() {
     let redis_url = server.url();
     let args = [
         "mirror",
+        "--create",
         "--quiet",
         "--json",
         "--redis",

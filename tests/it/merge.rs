@@ -786,6 +786,7 @@ async fn restore_from_the_clickhouse_mirror_merges_too() {
     let redis_url = server.url();
     ok(&[
         "mirror",
+        "--create",
         "--quiet",
         "--redis",
         &redis_url,

@@ -308,7 +308,7 @@ async fn quiet_rebuild_and_mirror_print_nothing_when_they_succeed() {
     let r = redis.url();
     for args in [
         vec!["rebuild", "--clickhouse", &ch, "--redis", &r],
-        vec!["mirror", "--clickhouse", &ch, "--redis", &r],
+        vec!["mirror", "--create", "--clickhouse", &ch, "--redis", &r],
     ] {
         let (code, out, err) = tokio::task::block_in_place(|| quiet(&args));
         assert_eq!(code, Some(0), "{args:?}: {err}");

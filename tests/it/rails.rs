@@ -592,6 +592,7 @@ fn kbdump_never_flushes_or_lists_every_key_and_sends_what_safety_md_lists() {
     );
     let mirror = [
         "mirror",
+        "--create",
         "--redis",
         &url,
         "--clickhouse",
