@@ -14,12 +14,14 @@ use super::report::{
     iso_ms, report_interrupted, report_restore_selection, restore_exit_code, undo_stamp,
 };
 use super::GlobalOpts;
+use crate::cli::backup::parse_age;
 use crate::cli::RestoreArgs;
 use crate::clock::Clock;
 use crate::flow::preflight::{dbsize, existing_keys, overlaps, same_origin};
 use crate::flow::restore::is_undo_archive;
 use crate::kato::attribute::KeyspaceCensus;
 use crate::net::mirror::{layout as mirror_layout, mirrored_kb_ids};
+use crate::plan::instant;
 use crate::selection::Selection;
 use crate::sink::redis::{Mode, RestoreOptions, Target};
 use crate::source::archive::ArchiveSource;
@@ -28,6 +30,7 @@ use crate::source::Source;
 
 pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     check_write_args(&args.write)?;
+    check_mirror_args(&args)?;
     let selection = selection(&args.select);
     let target = connect_target(&redis_endpoint(&args.redis)?).await?;
     // A `--kb` that names nothing in an indexed archive fails here, before
@@ -81,6 +84,36 @@ pub async fn run(args: RestoreArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
     Ok(restore_exit_code(&summary))
 }
 
+/// The mirror's options make sense only with `--from-clickhouse`, and
+/// `--as-of` must parse, before anything connects. (clap leaves
+/// `requires` unchecked when the file, which conflicts with
+/// `--from-clickhouse`, is given.)
+fn check_mirror_args(args: &RestoreArgs) -> anyhow::Result<()> {
+    if args.from_clickhouse.is_none() {
+        if args.as_of.is_some() {
+            anyhow::bail!(
+                "--as-of reads the history of the ClickHouse mirror and needs --from-clickhouse \
+                 URL; an archive holds one instant (restore the archive of the time you want)"
+            );
+        }
+        if args.clickhouse_password_file.is_some() {
+            anyhow::bail!(
+                "--clickhouse-password-file is for --from-clickhouse URL, which is not given"
+            );
+        }
+    }
+    if let Some(text) = &args.as_of {
+        as_of(text)?;
+    }
+    Ok(())
+}
+
+/// `--as-of TIME` as unix ms.
+fn as_of(text: &str) -> anyhow::Result<u64> {
+    let at = instant::parse(text, parse_age).map_err(|e| anyhow::anyhow!("--as-of: {e}"))?;
+    Ok(at.resolve(Clock::system().now_ms()).max(0) as u64)
+}
+
 /// The archive (a file, stdin) or the ClickHouse mirror the records come
 /// from, the input to name in messages, and what an indexed archive holds
 /// by group (its `--kb`s checked against it); `warn`: say so when the
@@ -92,17 +125,19 @@ async fn open_source(
     warn: bool,
 ) -> anyhow::Result<(Source, ArchiveInput, Option<KeyspaceCensus>)> {
     if let Some(url) = &args.from_clickhouse {
+        let at_ms = args.as_of.as_deref().map(as_of).transpose()?;
         let ch = connect_clickhouse(url, args.clickhouse_password_file.as_deref()).await?;
         if !selection.kbs.is_empty() {
             let place = format!("the ClickHouse mirror at {}", ch.target());
             let layout = mirror_layout(&ch).await?;
             selection.check_kbs(&mirrored_kb_ids(&ch, layout).await?, &place)?;
         }
-        let at_ms = args
-            .as_of
-            .map(|at| at.resolve(Clock::system().now_ms()).max(0) as u64);
         let mirror = MirrorSource::open(ch, selection.clone(), at_ms).await?;
-        return Ok((Source::Mirror(Box::new(mirror)), ArchiveInput::stdin(), None));
+        return Ok((
+            Source::Mirror(Box::new(mirror)),
+            ArchiveInput::stdin(),
+            None,
+        ));
     }
     let input =
         ArchiveInput::parse(args.file.as_deref().unwrap_or("-")).with_keys(global.keys.clone());

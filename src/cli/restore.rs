@@ -9,11 +9,6 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::{DbArg, RedisArgs, SelectArgs, WriteArgs};
-use crate::plan::instant::{self, Instant};
-
-fn parse_as_of(s: &str) -> Result<Instant, String> {
-    instant::parse(s, super::backup::parse_age)
-}
 
 const EXAMPLES: &str = "\
 By default only keys that are missing on the server are written; existing
@@ -74,8 +69,8 @@ pub struct RestoreArgs {
     /// TIME instead of the latest: 2026-12-01T09:30:00Z, 2026-12-01 09:30:00
     /// (UTC), 2026-12-01 (midnight UTC), @SECONDS, or a duration before now
     /// (2h, 90min ago).
-    #[arg(long, value_name = "TIME", requires = "from_clickhouse", value_parser = parse_as_of)]
-    pub as_of: Option<Instant>,
+    #[arg(long, value_name = "TIME", requires = "from_clickhouse")]
+    pub as_of: Option<String>,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]

@@ -40,16 +40,17 @@ pub fn parse(
             .map_err(|_| format!("invalid time {text:?}: expected @ and seconds since 1970"))?;
         return Ok(Instant::At(secs.saturating_mul(1000)));
     }
+    let invalid = || {
+        format!(
+            "invalid time {text:?}: expected such as 2026-12-01T09:30:00Z, \
+             2026-12-01 09:30:00 (UTC), 2026-12-01, @1764581400, or 2h ago"
+        )
+    };
     if s.len() >= 10 && s.as_bytes()[4] == b'-' {
-        return absolute(s).map(Instant::At).ok_or_else(|| {
-            format!(
-                "invalid time {text:?}: expected such as 2026-12-01T09:30:00Z, \
-                 2026-12-01 09:30:00 (UTC), 2026-12-01, @1764581400 or 2h ago"
-            )
-        });
+        return absolute(s).map(Instant::At).ok_or_else(invalid);
     }
     let relative = s.strip_suffix("ago").map(str::trim_end).unwrap_or(s);
-    duration(relative).map(Instant::Ago)
+    duration(relative).map(Instant::Ago).map_err(|_| invalid())
 }
 
 /// `YYYY-MM-DD[(T| )HH:MM[:SS[.fff]][Z|±HH:MM]]` as unix milliseconds.

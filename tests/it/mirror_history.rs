@@ -262,6 +262,32 @@ async fn the_first_layout_is_read_and_converted() {
     ]);
     let value: String = conn.get("kbl:emotives:p").unwrap();
     assert_eq!(value, "[\"old\"]");
+    // --as-of is for the mirror's history, and must be a time; both are
+    // refused before anything is written.
+    for (args, says) in [
+        (
+            vec!["restore", "x.kbd", "--as-of", "2h", "--redis", &r],
+            "needs --from-clickhouse",
+        ),
+        (
+            vec![
+                "restore",
+                "--from-clickhouse",
+                &url,
+                "--redis",
+                &r,
+                "--as-of",
+                "soon",
+            ],
+            "invalid time \"soon\"",
+        ),
+    ] {
+        let (code, _, err) = tokio::task::block_in_place(|| json_outcome(&args));
+        assert_eq!(code, Some(2), "{args:?}");
+        assert!(err.contains(says), "{err}");
+    }
+    let value: String = conn.get("kbl:emotives:p").unwrap();
+    assert_eq!(value, "[\"old\"]");
 }
 
 fn version(kb: &str, key: &str, at: u64, value: Option<&str>) -> VersionRow {
