@@ -64,10 +64,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         interrupts: Interrupts::listen(),
         keys: options::keyring(&cli.global.identity)?,
     };
-    let stops_cleanly = matches!(
-        cli.command,
-        Command::Export(_) | Command::Restore(_) | Command::Copy(_)
-    );
+    let stops_cleanly = match &cli.command {
+        Command::Export(_) | Command::Restore(_) | Command::Copy(_) => true,
+        Command::Mirror(args) => args.follow,
+        _ => false,
+    };
     let stop = global.interrupts.stop();
     let result = tokio::select! {
         result = dispatch(cli.command, &global) => result,

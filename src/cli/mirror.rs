@@ -10,6 +10,8 @@ Examples:
   kbdump mirror --kb node0_kato --kb 'node1*' --json
   kbdump mirror --keep 30d                  # nightly: history of the last 30 days
   kbdump mirror --force                     # record deletions above --max-shrink: they are meant
+  kbdump mirror --follow --kb node0_kato    # continuous: every change within a second (a service:
+                                            # contrib/systemd/kbdump-mirror-follow.service)
   kbdump mirror --max-keys-per-sec 2k --max-bytes-per-sec 10M   # gently, in production
   kbdump restore --from-clickhouse URL --kb node0_kato --as-of '2026-12-01 09:30:00'
 
@@ -58,6 +60,15 @@ pub struct MirrorArgs {
     /// inside the window: each key keeps its version as of the window's start.
     #[arg(long, value_name = "DURATION", value_parser = super::backup::parse_age)]
     pub keep: Option<i64>,
+    /// Keep following: after a full pass, record every change of the
+    /// mirrored categories within a second (needs notify-keyspace-events
+    /// KA on the server); runs until SIGTERM or SIGINT. Reconnects to
+    /// Redis (with a full pass) and retries ClickHouse by itself.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: print a status line every SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60, requires = "follow")]
+    pub status_every: u64,
     /// No longer needed: every run records the keys that are gone (as
     /// tombstones, guarded by --max-shrink). Accepted, with a warning.
     #[arg(long, hide = true)]

@@ -6,6 +6,7 @@ pub mod backups;
 pub mod check;
 pub mod diff;
 pub mod export;
+pub mod follow;
 pub mod preflight;
 pub mod rebuild;
 pub mod restore;

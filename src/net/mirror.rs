@@ -282,6 +282,25 @@ pub async fn mirrored_kb_ids(ch: &Ch, layout: Layout) -> Result<Vec<Vec<u8>>, Ch
     Ok(rows.into_iter().map(|r| r.kb_id).collect())
 }
 
+/// Appends `rows` to the versioned table in one insert.
+pub async fn insert_versions(ch: &Ch, rows: &[VersionRow]) -> Result<(), ChError> {
+    let client = ch.client().clone().with_database(ch.target().database());
+    let mut insert = client
+        .insert::<VersionRow>(VERSIONS_TABLE)
+        .await
+        .map_err(|e| ch.error("starting the mirror insert", e))?;
+    for row in rows {
+        insert
+            .write(row)
+            .await
+            .map_err(|e| ch.error("inserting mirror rows", e))?;
+    }
+    insert
+        .end()
+        .await
+        .map_err(|e| ch.error("inserting mirror rows", e))
+}
+
 /// Per category of `kb_id`: the keys live in the mirror before the run
 /// stamped `stamp`, and how many of them the run did not see (the
 /// tombstones it would record).

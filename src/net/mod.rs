@@ -5,5 +5,6 @@
 
 pub mod clickhouse;
 pub mod mirror;
+pub mod notify;
 pub mod pace;
 pub mod redis;

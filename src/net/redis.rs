@@ -112,6 +112,20 @@ pub enum RedisIoError {
     },
 }
 
+impl RedisIoError {
+    /// Whether the server could not be reached or the connection dropped
+    /// (worth a retry once it is back), as opposed to a refusal.
+    pub fn is_connection_failure(&self) -> bool {
+        match self {
+            RedisIoError::Connect { .. } => true,
+            RedisIoError::Command { cause, .. } => {
+                cause.is_io_error() || cause.is_timeout() || cause.is_connection_dropped()
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Longest server error text quoted in a message, in characters.
 pub const MAX_SERVER_TEXT: usize = 300;
 
@@ -366,6 +380,47 @@ impl RedisConn {
         Ok(this)
     }
 
+    /// A dedicated connection in subscriber mode to the endpoint's server,
+    /// subscribed to the channel `patterns` (`PSUBSCRIBE`), with the same
+    /// URL, password and TLS handling as [`RedisConn::open`].
+    pub async fn psubscribe(
+        endpoint: &Endpoint,
+        patterns: &[Vec<u8>],
+    ) -> Result<redis::aio::PubSub> {
+        let url = endpoint.url.as_str();
+        let info = url
+            .into_connection_info()
+            .map_err(|e| RedisIoError::BadUrl {
+                url: redact_url(url),
+                reason: e.to_string(),
+            })?;
+        let address = redacted_address(&info);
+        let user = info
+            .redis_settings()
+            .username()
+            .unwrap_or("default")
+            .to_string();
+        let (info, origin) = with_password(info, endpoint, &address, &user)?;
+        let client = tls_client(info, endpoint)?;
+        let fail = Failure {
+            address: &address,
+            user: &user,
+            origin: &origin,
+            endpoint,
+        };
+        let mut pubsub = client
+            .get_async_pubsub()
+            .await
+            .map_err(|source| fail.connect_error(source))?;
+        for pattern in patterns {
+            if let Err(e) = pubsub.psubscribe(pattern.as_slice()).await {
+                return Err(no_permission(&address, &user, "PSUBSCRIBE", &e)
+                    .unwrap_or_else(|| fail.connect_error(e)));
+            }
+        }
+        Ok(pubsub)
+    }
+
     /// The underlying connection, for code that builds its own pipelines
     /// (rebuild). It shares this connection's socket and timeouts.
     pub fn multiplexed(&self) -> MultiplexedConnection {
@@ -447,6 +502,19 @@ impl RedisConn {
             address: self.address.clone(),
             what: what.to_string(),
             cause: source,
+        }
+    }
+
+    /// The error of a connection to this server that dropped (`what`: the
+    /// one that did, when not this one).
+    pub fn dropped(&self, what: &str) -> RedisIoError {
+        let cause = std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            format!("{what} was closed"),
+        );
+        RedisIoError::Connect {
+            address: self.address.clone(),
+            cause: cause.into(),
         }
     }
 

@@ -986,6 +986,7 @@ fn the_systemd_units_pass_systemd_analyze_verify() {
         "kbdump-backup.timer",
         "kbdump-check.service",
         "kbdump-check.timer",
+        "kbdump-mirror-follow.service",
         "kbdump-restore-test.service",
         "kbdump-restore-test.timer",
     ] {

@@ -29,6 +29,7 @@ mod hostile;
 mod keyspace;
 mod merge;
 mod migration;
+mod mirror_follow;
 mod mirror_history;
 mod offline;
 mod output;

@@ -8,5 +8,6 @@
 pub mod cli;
 pub mod clickhouse;
 pub mod crafted;
+pub mod proxy;
 pub mod redis;
 pub mod seed;
