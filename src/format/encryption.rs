@@ -583,8 +583,12 @@ mod tests {
         let (public, secret) = keypair();
         let (_, other) = keypair();
         let r = Recipients::parse(&[public], &[]).unwrap().unwrap();
-        assert!(r.opened_by(&Keyring::new(vec![identity_file(&secret)])).unwrap());
-        assert!(!r.opened_by(&Keyring::new(vec![identity_file(&other)])).unwrap());
+        assert!(r
+            .opened_by(&Keyring::new(vec![identity_file(&secret)]))
+            .unwrap());
+        assert!(!r
+            .opened_by(&Keyring::new(vec![identity_file(&other)]))
+            .unwrap());
     }
 
     #[test]
