@@ -63,9 +63,16 @@ pub fn is_encrypted(prefix: &[u8]) -> bool {
     prefix.starts_with(AGE_MAGIC)
 }
 
-/// The recipients an archive is encrypted to.
+/// The recipients an archive is encrypted to. Its `Debug` shows how many.
+#[derive(Clone)]
 pub struct Recipients {
     keys: Vec<age::x25519::Recipient>,
+}
+
+impl std::fmt::Debug for Recipients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Recipients({})", self.keys.len())
+    }
 }
 
 impl Recipients {
@@ -332,26 +339,28 @@ pub struct Fingerprint {
     pub bytes: u64,
 }
 
-/// A writer that hashes and counts what it passes on.
+/// A writer that counts what it passes on, and hashes it when asked to
+/// (a clear backup has no use for the digest, and it costs CPU).
 pub struct DigestWriter<W: Write> {
     inner: W,
-    hash: Sha256,
+    hash: Option<Sha256>,
     bytes: u64,
 }
 
 impl<W: Write> DigestWriter<W> {
-    pub fn new(inner: W) -> DigestWriter<W> {
+    pub fn new(inner: W, hashing: bool) -> DigestWriter<W> {
         DigestWriter {
             inner,
-            hash: Sha256::new(),
+            hash: hashing.then(Sha256::new),
             bytes: 0,
         }
     }
 
-    /// The inner writer and the fingerprint of everything written to it.
+    /// The inner writer and the fingerprint of everything written to it
+    /// (an empty digest when not hashing).
     pub fn finish(self) -> (W, Fingerprint) {
         let fingerprint = Fingerprint {
-            sha256: hex(&self.hash.finalize()),
+            sha256: self.hash.map(|h| hex(&h.finalize())).unwrap_or_default(),
             bytes: self.bytes,
         };
         (self.inner, fingerprint)
@@ -362,7 +371,9 @@ impl<W: Write> Write for DigestWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // Only what the inner writer took is hashed.
         let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
+        if let Some(hash) = &mut self.hash {
+            hash.update(&buf[..n]);
+        }
         self.bytes += n as u64;
         Ok(n)
     }
@@ -563,7 +574,7 @@ mod tests {
     fn the_fingerprint_of_what_was_written_is_the_fingerprint_of_what_is_read() {
         let (public, _) = keypair();
         let r = Recipients::parse(&[public], &[]).unwrap().unwrap();
-        let mut w = r.seal(DigestWriter::new(Vec::new())).unwrap();
+        let mut w = r.seal(DigestWriter::new(Vec::new(), true)).unwrap();
         w.write_all(&vec![3u8; 150_000]).unwrap();
         let (bytes, written) = w.finish().unwrap().finish();
         assert_eq!(written.bytes, bytes.len() as u64);

@@ -73,6 +73,18 @@ pub enum BackupError {
         moved_to: PathBuf,
         problem: String,
     },
+    #[error(
+        "none of the identities given ({identities}) opens a file encrypted to the {recipients} \
+         recipient(s) of --encrypt-to/--recipients-file, so the backup could not be verified \
+         with them; pass the identity of one of those recipients, or no --identity to verify \
+         the ciphertext only"
+    )]
+    IdentityCannotOpen {
+        identities: String,
+        recipients: usize,
+    },
+    #[error(transparent)]
+    Crypt(#[from] crate::format::encryption::CryptError),
     #[error("no good backup in {}; run kbdump backup --dir {} first", .0.display(), .0.display())]
     NoGoodBackup(PathBuf),
     #[error(
