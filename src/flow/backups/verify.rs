@@ -18,7 +18,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::catalog::{list, move_aside, Entry, Status};
+use super::catalog::{list, move_aside, Entry, Status, DAMAGED_SUFFIX};
 use super::lock::DirLock;
 use super::BackupError;
 use crate::flow::verify::{check_payload_decodes, verify, Problem, VerifyReport};
@@ -87,7 +87,11 @@ pub fn verify_dir(
             (Status::Good, Depth::Sample { pct, seed }) => sampled(&entry, pct, seed, keys),
             (Status::Sealed, _) => ciphertext(&entry),
             (Status::Unknown, _) => unknown(&entry),
-            (Status::Damaged, _) => continue,
+            // Already moved aside: told when it was.
+            (Status::Damaged, _) if entry.name.ends_with(DAMAGED_SUFFIX) => continue,
+            // Its header or index does not read, or it is not the size
+            // its summary says: damaged, and moved aside like the rest.
+            (Status::Damaged, _) => unreadable(&entry),
         };
         if !verdict.is_clean() && verdict.checked != Checked::Nothing {
             verdict.moved_to = Some(move_aside(&entry.path)?.display().to_string());
@@ -138,6 +142,21 @@ fn ciphertext(entry: &Entry) -> FileVerdict {
             .problems
             .push(problem(format!("cannot be read: {e}"))),
     }
+    verdict
+}
+
+fn unreadable(entry: &Entry) -> FileVerdict {
+    let checked = if entry.encrypted && entry.summary.is_some() && entry.header.is_none() {
+        Checked::Ciphertext
+    } else {
+        Checked::Contents
+    };
+    let mut verdict = verdict(entry, checked);
+    let why = entry
+        .problem
+        .clone()
+        .unwrap_or_else(|| "does not read".into());
+    verdict.problems.push(problem(why));
     verdict
 }
 
