@@ -631,6 +631,80 @@ mod tests {
         }
     }
 
+    /// An "encrypted backup" (the age magic and some bytes) with a summary
+    /// naming `summary_for`, recording `recorded` bytes; returns its path.
+    fn sealed_file(dir: &Path, ms: i64, summary_for: &str, recorded: u64) -> PathBuf {
+        use crate::format::encryption::Fingerprint;
+        use crate::format::summary::{Counts, SummaryOf, Verified};
+        let path = dir.join(sealed_backup_name(ms));
+        fs::write(&path, [AGE_MAGIC, &[7u8; 100][..]].concat()).unwrap();
+        let mut cells = BTreeMap::new();
+        cells.insert(
+            (b"kb1".to_vec(), Category::Emotives),
+            Counts { keys: 4, bytes: 40 },
+        );
+        let summary = SealedSummary::new(SummaryOf {
+            backup: summary_for,
+            created_ms: ms,
+            created_at: String::new(),
+            source: &Default::default(),
+            selection: &SelectionSpec::default(),
+            cells: &cells,
+            ciphertext: &Fingerprint {
+                sha256: String::new(),
+                bytes: recorded,
+            },
+            recipients: 1,
+            verified: Verified::Ciphertext,
+        });
+        fs::write(summary_path(&path), summary.to_json()).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_encrypted_backup_is_judged_by_its_summary_without_an_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let t = 1_717_200_000_000;
+        let size = (AGE_MAGIC.len() + 100) as u64;
+        sealed_file(d, t, &sealed_backup_name(t), size);
+        sealed_file(d, t + 1, &sealed_backup_name(t + 1), size + 1);
+        sealed_file(d, t + 2, "kbdump-20000101T000000.000Z.kbd.age", size);
+        let gone = sealed_file(d, t + 3, &sealed_backup_name(t + 3), size);
+        fs::remove_file(summary_path(&gone)).unwrap();
+        let not_age = d.join(sealed_backup_name(t + 4));
+        fs::write(&not_age, b"plain text").unwrap();
+        let newest = sealed_file(d, t + 5, &sealed_backup_name(t + 5), size);
+        let entries = list(d, &Keyring::default()).unwrap();
+        let statuses: Vec<Status> = entries.iter().map(|e| e.status).collect();
+        use Status::*;
+        assert_eq!(
+            statuses,
+            [Sealed, Damaged, Unknown, Unknown, Damaged, Sealed]
+        );
+        assert_eq!(entries[0].keys(), 4);
+        assert!(entries[0].is_usable() && !entries[0].is_good());
+        let problems: Vec<String> = entries
+            .iter()
+            .map(|e| e.problem.clone().unwrap_or_default())
+            .collect();
+        assert!(problems[1].contains("cut short or altered"), "{problems:?}");
+        assert!(problems[2].contains("another file"), "{problems:?}");
+        assert!(problems[3].contains("is missing"), "{problems:?}");
+        assert!(problems[4].contains("not an age file"), "{problems:?}");
+        // Retention counts the sealed ones only, and deletes the older
+        // with its summary; nothing else is touched.
+        let policy = Policy {
+            last: 1,
+            ..Policy::default()
+        };
+        let pruned = prune(d, &policy, t + 10, false, &Keyring::default()).unwrap();
+        assert_eq!(pruned.deleted, [sealed_backup_name(t)], "{pruned:?}");
+        assert!(!summary_path(&d.join(sealed_backup_name(t))).exists());
+        assert!(newest.exists() && summary_path(&newest).exists());
+        assert_eq!(fs::read_dir(d).unwrap().count(), 8);
+    }
+
     #[test]
     fn only_temporaries_of_backups_are_removed() {
         let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,9 @@
 //! list | prune | verify | check | test`.
 //!
 //! A backup is a `.kbd` archive named `kbdump-<UTC timestamp>.kbd`
-//! ([`catalog::backup_name`]): sortable, several a day, never reused. A
+//! ([`catalog::backup_name`]), or `….kbd.age` when encrypted, with its
+//! plaintext summary `….kbd.age.summary.json` beside it
+//! ([`crate::format::summary`]): sortable, several a day, never reused. A
 //! file that fails verification is renamed `<name>.damaged` and is never
 //! counted as good nor deleted by retention. Files that are not named like
 //! a backup are never touched. A lock file in the directory
