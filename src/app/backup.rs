@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::common::redis_endpoint;
-use super::options::{pace, retention_policy, selection, selection_spec};
+use super::options::{pace, recipients, retention_policy, selection, selection_spec};
 use super::progress::key_progress;
 use super::report::{human_bytes, iso_ms, print_json, print_text};
 use super::GlobalOpts;
@@ -17,6 +17,8 @@ use crate::source::live::ExportOptions;
 
 pub async fn run(args: BackupArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
     let policy = retention_policy(&args.retention)?;
+    // A bad recipient is refused before the server is contacted.
+    let recipients = recipients(&args.encrypt)?;
     let options = BackupOptions {
         dir: args.dir.dir.clone(),
         export: ExportOptions {
@@ -32,6 +34,8 @@ pub async fn run(args: BackupArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
         },
         policy,
         allow_empty: args.select.allow_empty,
+        recipients,
+        keys: global.keys.clone(),
     };
     let progress = key_progress(global);
     let outcome = backup(&redis_endpoint(&args.redis)?, &options, progress.as_ref()).await?;
@@ -69,9 +73,26 @@ fn to_json(o: &BackupOutcome) -> serde_json::Value {
     value
 }
 
+/// What the run checked of the file it wrote.
+fn verified_text(o: &BackupOutcome) -> String {
+    let contents = o
+        .verified
+        .as_ref()
+        .map(|v| format!("verified {} blocks, {} keys", v.blocks_ok, v.records_ok));
+    match (&o.encrypted, contents) {
+        (None, contents) => contents.unwrap_or_default(),
+        (Some(_), Some(contents)) => format!("encrypted; decrypted with --identity and {contents}"),
+        (Some(sealed), None) => format!(
+            "encrypted; ciphertext read back from disk intact (SHA-256 {}), contents not \
+             decrypted (no --identity)",
+            sealed.sha256
+        ),
+    }
+}
+
 fn to_text(o: &BackupOutcome) -> String {
     let mut out = format!(
-        "backup {}: {} keys ({} of payload, {} on disk) from {} ({} {}); verified {} blocks, {} keys\n",
+        "backup {}: {} keys ({} of payload, {} on disk) from {} ({} {}); {}\n",
         o.file.display(),
         o.summary.keys,
         human_bytes(o.summary.payload_bytes),
@@ -79,9 +100,14 @@ fn to_text(o: &BackupOutcome) -> String {
         o.address,
         o.server.product,
         o.server.version,
-        o.verified.blocks_ok,
-        o.verified.records_ok,
+        verified_text(o),
     );
+    if let Some(sealed) = &o.encrypted {
+        out += &format!(
+            "summary {} (kb_ids and counts, in clear)\n",
+            sealed.summary.display()
+        );
+    }
     let r = &o.retention;
     out += &format!(
         "retention ({}): {} kept, {} deleted\n",

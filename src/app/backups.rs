@@ -14,8 +14,8 @@ use crate::cli::{BackupsArgs, BackupsCommand};
 use crate::clock::Clock;
 use crate::flow::backups::check::{check, write_metrics, CheckReport, ServerSide};
 use crate::flow::backups::restore_test::{restore_test, TestOutcome};
-use crate::flow::backups::verify::{verify_dir, Depth, FileVerdict};
-use crate::flow::backups::{list, prune, DirLock, Entry};
+use crate::flow::backups::verify::{verify_dir, Checked, Depth, FileVerdict};
+use crate::flow::backups::{list, prune, DirLock, Entry, Status};
 use crate::kato::display_bytes;
 use crate::net::redis::RedisConn;
 use crate::plan::health::{human_duration, Thresholds};
@@ -33,7 +33,7 @@ pub async fn run(args: BackupsArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
 
 /// "scan" for a SCAN export of a live server, else the source kind.
 fn method(entry: &Entry) -> String {
-    match entry.header.as_ref().map(|h| h.source.kind.as_str()) {
+    match entry.source_kind() {
         Some("redis-server") => "scan".to_string(),
         Some(kind) => kind.to_string(),
         None => "?".to_string(),
@@ -41,7 +41,7 @@ fn method(entry: &Entry) -> String {
 }
 
 fn list_cmd(dir: &Path, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let entries = list(dir)?;
+    let entries = list(dir, &global.keys)?;
     let now = Clock::system().now_ms();
     if global.json {
         let rows: Vec<_> = entries.iter().map(|e| entry_json(e, now)).collect();
@@ -61,22 +61,35 @@ fn list_cmd(dir: &Path, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
             method(e),
             e.kb_ids().len(),
             e.keys(),
-            status(e),
+            e.status.name(),
             e.name
         );
+        if let Some(problem) = e.problem.as_ref().filter(|_| e.status == Status::Unknown) {
+            text += &format!("  {problem}\n");
+        }
     }
-    let good = entries.iter().filter(|e| e.is_good()).count();
-    text += &format!("{good} good, {} damaged\n", entries.len() - good);
+    text += &status_counts(&entries);
     print_text(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(e: &Entry) -> &'static str {
-    if e.is_good() {
-        "good"
-    } else {
-        "damaged"
+/// How many backups of each status, the sealed ones said for what they are.
+fn status_counts(entries: &[Entry]) -> String {
+    let count = |status| entries.iter().filter(|e| e.status == status).count();
+    let mut out = format!("{} good", count(Status::Good));
+    let sealed = count(Status::Sealed);
+    if sealed > 0 {
+        out += &format!(
+            ", {sealed} sealed (encrypted, not opened: counts from their summaries, ciphertext \
+             size as written, contents NOT checked; --identity FILE reads them)"
+        );
     }
+    out += &format!(", {} damaged", count(Status::Damaged));
+    let unknown = count(Status::Unknown);
+    if unknown > 0 {
+        out += &format!(", {unknown} unknown (encrypted, no usable summary)");
+    }
+    out + "\n"
 }
 
 fn entry_json(e: &Entry, now: i64) -> serde_json::Value {
@@ -96,7 +109,10 @@ fn entry_json(e: &Entry, now: i64) -> serde_json::Value {
         "kb_ids": e.kb_ids().iter().map(|k| display_bytes(k)).collect::<Vec<_>>(),
         "keys": e.keys(),
         "status": e.status,
+        "encrypted": e.encrypted,
+        "contents_checked": e.is_good(),
         "problem": e.problem,
+        "note": e.note,
         "contents": cells,
     })
 }
@@ -106,7 +122,7 @@ fn prune_cmd(args: &PruneArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> 
     let now = Clock::system().now_ms();
     let dir = &args.dir.dir;
     let _lock = DirLock::acquire(dir, "backups prune", now)?;
-    let outcome = prune(dir, &policy, now, args.dry_run)?;
+    let outcome = prune(dir, &policy, now, args.dry_run, &global.keys)?;
     if global.json {
         let mut value = serde_json::to_value(&outcome)?;
         value["dry_run"] = json!(args.dry_run);
@@ -146,7 +162,7 @@ fn verify_cmd(args: &BackupsVerifyArgs, global: &GlobalOpts) -> anyhow::Result<E
         },
         None => Depth::Full,
     };
-    let verdicts = verify_dir(&args.dir.dir, depth, clock.now_ms())?;
+    let verdicts = verify_dir(&args.dir.dir, depth, clock.now_ms(), &global.keys)?;
     let clean = verdicts.iter().all(FileVerdict::is_clean);
     if global.json {
         print_json(&json!({"ok": clean, "backups": verdicts}))?;
@@ -160,23 +176,33 @@ fn verify_cmd(args: &BackupsVerifyArgs, global: &GlobalOpts) -> anyhow::Result<E
     })
 }
 
+fn clean_line(v: &FileVerdict) -> String {
+    match v.checked {
+        Checked::Contents => format!(
+            "{}: OK ({} of {} blocks, {} keys)\n",
+            v.name, v.blocks_checked, v.blocks_total, v.records_checked
+        ),
+        _ => format!(
+            "{}: SEALED, ciphertext intact (SHA-256 and length as its summary recorded); \
+             contents NOT checked: no identity given opens it (--identity FILE)\n",
+            v.name
+        ),
+    }
+}
+
 fn verify_text(verdicts: &[FileVerdict], quiet: bool) -> String {
     let mut out = String::new();
     for v in verdicts {
         if v.is_clean() {
             if !quiet {
-                out += &format!(
-                    "{}: OK ({} of {} blocks, {} keys)\n",
-                    v.name, v.blocks_checked, v.blocks_total, v.records_checked
-                );
+                out += &clean_line(v);
             }
             continue;
         }
-        out += &format!(
-            "{}: DAMAGED, moved to {}\n",
-            v.name,
-            v.moved_to.as_deref().unwrap_or("?")
-        );
+        out += &match &v.moved_to {
+            Some(to) => format!("{}: DAMAGED, moved to {to}\n", v.name),
+            None => format!("{}: NOT CHECKED\n", v.name),
+        };
         for p in &v.problems {
             let at = p.offset.map_or(String::new(), |o| format!("byte {o}: "));
             let block = p.block.as_ref().map_or(String::new(), |b| format!("{b}: "));
@@ -205,7 +231,7 @@ async fn check_cmd(args: &BackupsCheckArgs, global: &GlobalOpts) -> anyhow::Resu
         },
     };
     let now = Clock::system().now_ms();
-    let report = check(&args.dir.dir, server, &limits, now).await?;
+    let report = check(&args.dir.dir, server, &limits, now, &global.keys).await?;
     // The findings are told even when the metrics cannot be written.
     if global.json {
         print_json(&check_json(&report))?;
@@ -228,17 +254,21 @@ fn check_json(report: &CheckReport) -> serde_json::Value {
     let newest = report
         .entries
         .iter()
-        .filter(|e| e.is_good())
+        .filter(|e| e.is_usable())
         .max_by_key(|e| e.created_ms());
+    let count = |status| report.entries.iter().filter(|e| e.status == status).count();
     json!({
         "healthy": report.findings.is_empty() && report.incomplete.is_none(),
         "findings": report.findings,
         "could_not_check": report.incomplete,
         "backups": {
-            "good": report.entries.iter().filter(|e| e.is_good()).count(),
-            "damaged": report.entries.iter().filter(|e| !e.is_good()).count(),
+            "good": count(Status::Good),
+            "sealed": count(Status::Sealed),
+            "damaged": count(Status::Damaged),
+            "unknown": count(Status::Unknown),
             "newest_good": newest.map(|e| e.name.clone()),
             "newest_good_created_ms": newest.map(Entry::created_ms),
+            "newest_good_contents_checked": newest.map(Entry::is_good),
         },
         "restore_tests": report.tests,
         "server": report.server.as_ref().map(|s| json!({"address": s.address, "health": s.health})),
@@ -259,11 +289,21 @@ fn check_text(report: &CheckReport, now: i64, quiet: bool) -> String {
         out += &format!("UNKNOWN could_not_check: {why}\n");
     }
     if out.is_empty() && !quiet {
-        let good: Vec<&Entry> = report.entries.iter().filter(|e| e.is_good()).collect();
-        let newest = good.iter().max_by_key(|e| e.created_ms());
+        let usable: Vec<&Entry> = report.entries.iter().filter(|e| e.is_usable()).collect();
+        let newest = usable.iter().max_by_key(|e| e.created_ms());
+        let sealed = usable.iter().filter(|e| !e.is_good()).count();
+        let what = if sealed == 0 {
+            format!("{} good backups", usable.len())
+        } else {
+            format!(
+                "{} backups: {} read in full, {sealed} sealed (encrypted, not opened here: \
+                 judged by their summaries and sizes, contents NOT checked)",
+                usable.len(),
+                usable.len() - sealed
+            )
+        };
         out += &format!(
-            "OK: {} good backups, newest {} ({} old){}\n",
-            good.len(),
+            "OK: {what}, newest {} ({} old){}\n",
             newest.map_or("none".to_string(), |e| e.name.clone()),
             newest.map_or("-".to_string(), |e| human_duration(now - e.created_ms())),
             report
@@ -284,6 +324,7 @@ async fn test_cmd(args: &BackupsTestArgs, global: &GlobalOpts) -> anyhow::Result
         args.backup.as_deref(),
         &target,
         &clock,
+        &global.keys,
         progress.as_ref(),
     )
     .await?;

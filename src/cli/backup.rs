@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::args::{PaceArgs, RedisArgs, SelectArgs};
+use super::args::{EncryptArgs, PaceArgs, RedisArgs, SelectArgs};
 
 const BACKUP_EXAMPLES: &str = "\
 Examples:
@@ -16,12 +16,24 @@ Examples:
   kbdump backup --dir /var/lib/kbdump --keep-daily 7 --keep-weekly 4 --keep-monthly 12
   kbdump backup --dir /mnt/offsite/kbdump --kb node0_kato --keep-last 10
   kbdump backup --dir /var/lib/kbdump/pre-training --keep-last 5   # before a training session
+  kbdump backup --dir /var/lib/kbdump --encrypt-to age1…          # encrypted; the identity stays elsewhere
+  kbdump backup --dir /var/lib/kbdump --recipients-file /etc/kbdump/recipients.txt
 
 Writes DIR/kbdump-<UTC timestamp>.kbd (mode 0600), re-reads and verifies every
 block, and only then applies retention to the good backups in DIR. A backup
 that fails verification is renamed <name>.damaged and the run fails. A lock in
 DIR (kbdump.lock) makes a second run fail at once while one is running.
 A selection that matches no key fails (exit 2) unless --allow-empty.
+
+With --encrypt-to/--recipients-file the backup is DIR/kbdump-<UTC timestamp>.kbd.age
+(age), with a plaintext summary beside it, <name>.summary.json (0600: kb_ids and
+key counts per category, the ciphertext's SHA-256 and length; no key, no value).
+Without an identity on the host, the check after writing is of the bytes: the
+SHA-256 computed while writing must match the file read back from disk. With
+--identity (or KBDUMP_IDENTITY) the backup is also decrypted and every block
+checked. backups list/check/verify judge encrypted backups by their summaries
+when no identity opens them, and say that their contents were not checked;
+backups test needs the identity.
 
 Retention follows restic's `forget`: --keep-last N newest; --keep-daily,
 --keep-weekly, --keep-monthly N: the newest backup of each of the last N
@@ -36,7 +48,14 @@ Examples:
   kbdump backups prune --dir /var/lib/kbdump --keep-daily 30 --dry-run
   kbdump backups verify --dir /var/lib/kbdump --sample 10
   kbdump backups check --dir /var/lib/kbdump --prometheus /var/lib/prometheus/node-exporter/kbdump.prom
-  kbdump backups test --dir /var/lib/kbdump --scratch redis://127.0.0.1:6390";
+  kbdump backups test --dir /var/lib/kbdump --scratch redis://127.0.0.1:6390
+  kbdump backups verify --dir /var/lib/kbdump                      # encrypted ones: their ciphertext only
+  kbdump backups verify --dir /var/lib/kbdump --identity key.txt   # encrypted ones decrypted, in full
+  kbdump backups test --dir /var/lib/kbdump --identity key.txt --scratch redis://127.0.0.1:6390
+
+Status of a backup: good (its contents read), sealed (encrypted and not opened:
+its summary describes it and its size matches; contents not checked), damaged,
+unknown (encrypted, not opened, and its summary is missing or unusable).";
 
 /// `kbdump backup`.
 #[derive(Debug, Clone, Args)]
@@ -56,6 +75,8 @@ pub struct BackupArgs {
     /// SCAN COUNT hint.
     #[arg(long, default_value_t = 1000)]
     pub scan_count: usize,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
     #[command(flatten)]
     pub pace: PaceArgs,
 }

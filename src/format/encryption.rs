@@ -18,6 +18,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 
+use sha2::{Digest, Sha256};
+
 /// The first line of every age file.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 
@@ -61,9 +63,16 @@ pub fn is_encrypted(prefix: &[u8]) -> bool {
     prefix.starts_with(AGE_MAGIC)
 }
 
-/// The recipients an archive is encrypted to.
+/// The recipients an archive is encrypted to. Its `Debug` shows how many.
+#[derive(Clone)]
 pub struct Recipients {
     keys: Vec<age::x25519::Recipient>,
+}
+
+impl std::fmt::Debug for Recipients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Recipients({})", self.keys.len())
+    }
 }
 
 impl Recipients {
@@ -103,6 +112,23 @@ impl Recipients {
         Ok(SealedWriter {
             inner: encryptor.wrap_output(out)?,
         })
+    }
+}
+
+impl Recipients {
+    /// Whether one of `keys` opens what is sealed to these recipients: a
+    /// few bytes are sealed and opened in memory, so a run that will
+    /// verify with `--identity` learns before it writes anything that the
+    /// identity cannot open its output.
+    pub fn opened_by(&self, keys: &Keyring) -> Result<bool, CryptError> {
+        let mut probe = self.seal(Vec::new())?;
+        probe.write_all(b"probe")?;
+        let sealed = probe.finish()?;
+        match keys.open("the recipients' probe", "", io::Cursor::new(sealed)) {
+            Ok(_) => Ok(true),
+            Err(CryptError::NoMatchingIdentity { .. }) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 }
 
@@ -304,6 +330,84 @@ impl<R: Read + Seek> Seek for Decrypted<R> {
     }
 }
 
+/// The SHA-256 and length of bytes as they go by: what an encrypted
+/// backup's summary records, to check the file later without the identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Lower-case hex, as `sha256sum` prints it.
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// A writer that counts what it passes on, and hashes it when asked to
+/// (a clear backup has no use for the digest, and it costs CPU).
+pub struct DigestWriter<W: Write> {
+    inner: W,
+    hash: Option<Sha256>,
+    bytes: u64,
+}
+
+impl<W: Write> DigestWriter<W> {
+    pub fn new(inner: W, hashing: bool) -> DigestWriter<W> {
+        DigestWriter {
+            inner,
+            hash: hashing.then(Sha256::new),
+            bytes: 0,
+        }
+    }
+
+    /// The inner writer and the fingerprint of everything written to it
+    /// (an empty digest when not hashing).
+    pub fn finish(self) -> (W, Fingerprint) {
+        let fingerprint = Fingerprint {
+            sha256: self.hash.map(|h| hex(&h.finalize())).unwrap_or_default(),
+            bytes: self.bytes,
+        };
+        (self.inner, fingerprint)
+    }
+}
+
+impl<W: Write> Write for DigestWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Only what the inner writer took is hashed.
+        let n = self.inner.write(buf)?;
+        if let Some(hash) = &mut self.hash {
+            hash.update(&buf[..n]);
+        }
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The fingerprint of everything `input` yields, read in 1 MiB pieces.
+pub fn fingerprint<R: Read>(mut input: R) -> io::Result<Fingerprint> {
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hash.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(Fingerprint {
+        sha256: hex(&hash.finalize()),
+        bytes,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What an age header says without any key: its recipient stanzas by
 /// type, e.g. "2 recipients: X25519, X25519". Reads at most
 /// 64 KiB; the caller rewinds.
@@ -464,6 +568,38 @@ mod tests {
             Recipients::parse(&[], &[empty]),
             Err(CryptError::NoRecipientInFile(_))
         ));
+    }
+
+    #[test]
+    fn the_fingerprint_of_what_was_written_is_the_fingerprint_of_what_is_read() {
+        let (public, _) = keypair();
+        let r = Recipients::parse(&[public], &[]).unwrap().unwrap();
+        let mut w = r.seal(DigestWriter::new(Vec::new(), true)).unwrap();
+        w.write_all(&vec![3u8; 150_000]).unwrap();
+        let (bytes, written) = w.finish().unwrap().finish();
+        assert_eq!(written.bytes, bytes.len() as u64);
+        assert_eq!(written, fingerprint(Cursor::new(&bytes)).unwrap());
+        // sha256sum of the empty input.
+        assert_eq!(
+            fingerprint(Cursor::new(b"")).unwrap().sha256,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let mut flipped = bytes.clone();
+        flipped[100] ^= 1;
+        assert_ne!(written, fingerprint(Cursor::new(&flipped)).unwrap());
+    }
+
+    #[test]
+    fn a_probe_tells_whether_the_identities_open_the_recipients() {
+        let (public, secret) = keypair();
+        let (_, other) = keypair();
+        let r = Recipients::parse(&[public], &[]).unwrap().unwrap();
+        assert!(r
+            .opened_by(&Keyring::new(vec![identity_file(&secret)]))
+            .unwrap());
+        assert!(!r
+            .opened_by(&Keyring::new(vec![identity_file(&other)]))
+            .unwrap());
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! - [`dump`]: Redis DUMP payloads;
 //! - [`encryption`]: the age layer around an encrypted archive;
 //! - [`rdb`]: RDB files and streams, read into DUMP payloads;
-//! - [`mirror`]: the layout of the ClickHouse mirror table.
+//! - [`mirror`]: the layout of the ClickHouse mirror table;
+//! - [`summary`]: the plaintext summary beside an encrypted backup.
 
 pub mod archive;
 pub mod dump;
 pub mod encryption;
 pub mod mirror;
 pub mod rdb;
+pub mod summary;

@@ -129,8 +129,14 @@ pub struct BackupFacts {
     pub name: String,
     /// When the backup was made (unix ms).
     pub created_ms: i64,
-    /// False for a file that failed verification or does not open.
+    /// False for a file that failed verification or does not open, and
+    /// for an encrypted one that nothing describes.
     pub good: bool,
+    /// Encrypted and not opened: `good` rests on its summary and its
+    /// size, its contents were not checked.
+    pub sealed: bool,
+    /// Why it is not good, when known.
+    pub problem: Option<String>,
     /// The selection it was made with, so that only like is compared
     /// with like.
     pub selection: String,
@@ -246,11 +252,17 @@ pub fn evaluate(input: &HealthInput, limits: &Thresholds, now_ms: i64) -> Vec<Fi
     let good: Vec<&BackupFacts> = backups.iter().copied().filter(|b| b.good).collect();
     backup_age(good.last().copied(), limits, now_ms, &mut findings);
     if let Some(newest) = backups.last().filter(|b| !b.good) {
+        let why = newest
+            .problem
+            .as_ref()
+            .map_or("it failed verification".to_string(), |p| p.clone());
         findings.push(Finding::new(
             Alarm::BackupDamaged,
             &newest.name,
-            "the newest backup failed verification; the last good one is older \
-             (see kbdump backups list, and kbdump verify on the file)",
+            format!(
+                "the newest backup cannot be relied on ({why}); the last good one is older \
+                 (see kbdump backups list, and kbdump verify on the file)"
+            ),
         ));
     }
     if let Some((newest, before)) = newest_pair(&good) {
@@ -486,6 +498,8 @@ mod tests {
             name: name.into(),
             created_ms,
             good,
+            sealed: false,
+            problem: None,
             selection: "all".into(),
             matched: false,
             cells: c,

@@ -49,9 +49,15 @@ pub fn render(input: &MetricsInput) -> String {
     let good: Vec<&BackupFacts> = input.backups.iter().filter(|b| b.good).collect();
     out.gauge(
         "kbdump_backups",
-        "Backups in the directory, by status (good, damaged).",
+        "Backups in the directory, by status (good: contents read; sealed: encrypted, not opened, its size as its summary says; damaged: anything else).",
     );
-    out.sample("kbdump_backups", &[("status", "good")], good.len() as f64);
+    let sealed = good.iter().filter(|b| b.sealed).count();
+    out.sample(
+        "kbdump_backups",
+        &[("status", "good")],
+        (good.len() - sealed) as f64,
+    );
+    out.sample("kbdump_backups", &[("status", "sealed")], sealed as f64);
     let damaged = input.backups.len() - good.len();
     out.sample("kbdump_backups", &[("status", "damaged")], damaged as f64);
     if let Some(newest) = good.iter().max_by_key(|b| b.created_ms) {
@@ -264,6 +270,8 @@ mod tests {
             name: "b".into(),
             created_ms: 1_000,
             good: true,
+            sealed: false,
+            problem: None,
             selection: String::new(),
             matched: false,
             cells,

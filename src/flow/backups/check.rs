@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{list, read_record, write_atomic, Entry};
 use super::BackupError;
+use crate::format::encryption::Keyring;
 use crate::kato::Category;
 use crate::net::redis::RedisConn;
 use crate::plan::health::{
@@ -51,14 +52,16 @@ pub struct CheckReport {
     pub metrics: String,
 }
 
-/// Checks `dir` (and the server) against `limits` at `now_ms`.
+/// Checks `dir` (and the server) against `limits` at `now_ms`; encrypted
+/// backups are opened with `keys`, or judged by their summaries.
 pub async fn check(
     dir: &Path,
     server: ServerSide,
     limits: &Thresholds,
     now_ms: i64,
+    keys: &Keyring,
 ) -> Result<CheckReport, BackupError> {
-    let entries = list(dir)?;
+    let entries = list(dir, keys)?;
     let tests: TestHistory = read_record(&dir.join(TESTS_FILE))?;
     let facts: Vec<BackupFacts> = entries.iter().map(backup_facts).collect();
     let (server, incomplete) = match server {
@@ -77,7 +80,7 @@ pub async fn check(
     let findings = evaluate(&input, limits, now_ms);
     let newest = entries
         .iter()
-        .filter(|e| e.is_good())
+        .filter(|e| e.is_usable())
         .max_by_key(|e| e.created_ms());
     let newest_bytes: BTreeMap<(Vec<u8>, Category), u64> = newest
         .map(|e| e.cells.iter().map(|(k, c)| (k.clone(), c.bytes)).collect())
@@ -124,12 +127,16 @@ fn backup_facts(entry: &Entry) -> BackupFacts {
     for ((kb, cat), c) in &entry.cells {
         cells.entry(kb.clone()).or_default().insert(*cat, c.keys);
     }
-    let selection = entry.header.as_ref().map(|h| &h.selection);
+    let selection = entry.selection();
     BackupFacts {
         name: entry.name.clone(),
         created_ms: entry.created_ms(),
-        good: entry.is_good(),
-        selection: format!("{selection:?}"),
+        good: entry.is_usable(),
+        sealed: entry.status == super::catalog::Status::Sealed,
+        problem: (!entry.is_usable())
+            .then(|| entry.problem.clone())
+            .flatten(),
+        selection: format!("{:?}", selection.as_ref()),
         matched: selection.is_some_and(|s| !s.matches.is_empty()),
         cells,
     }

@@ -3,7 +3,9 @@
 //! list | prune | verify | check | test`.
 //!
 //! A backup is a `.kbd` archive named `kbdump-<UTC timestamp>.kbd`
-//! ([`catalog::backup_name`]): sortable, several a day, never reused. A
+//! ([`catalog::backup_name`]), or `….kbd.age` when encrypted, with its
+//! plaintext summary `….kbd.age.summary.json` beside it
+//! ([`crate::format::summary`]): sortable, several a day, never reused. A
 //! file that fails verification is renamed `<name>.damaged` and is never
 //! counted as good nor deleted by retention. Files that are not named like
 //! a backup are never touched. A lock file in the directory
@@ -73,6 +75,18 @@ pub enum BackupError {
         moved_to: PathBuf,
         problem: String,
     },
+    #[error(
+        "none of the identities given ({identities}) opens a file encrypted to the {recipients} \
+         recipient(s) of --encrypt-to/--recipients-file, so the backup could not be verified \
+         with them; pass the identity of one of those recipients, or no --identity to verify \
+         the ciphertext only"
+    )]
+    IdentityCannotOpen {
+        identities: String,
+        recipients: usize,
+    },
+    #[error(transparent)]
+    Crypt(#[from] crate::format::encryption::CryptError),
     #[error("no good backup in {}; run kbdump backup --dir {} first", .0.display(), .0.display())]
     NoGoodBackup(PathBuf),
     #[error(

@@ -17,6 +17,7 @@ use super::BackupError;
 use crate::clock::Clock;
 use crate::flow::diff::{diff, DiffOptions, DiffReport, KeyDiff};
 use crate::flow::restore::{restore_with_undo, RestoreFlowError};
+use crate::format::encryption::Keyring;
 use crate::net::redis::{RedisConn, RedisIoError};
 use crate::plan::health::TestHistory;
 use crate::progress::Progress;
@@ -51,30 +52,33 @@ pub struct TestOutcome {
     pub left_on_scratch: u64,
 }
 
-/// Runs a restore test of `backup` (default: the newest good backup in
-/// `dir`) on the scratch server `target`, and records it in `dir`.
+/// Runs a restore test of `backup` (default: the newest usable backup in
+/// `dir`, an encrypted one opened with `keys`) on the scratch server
+/// `target`, and records it in `dir`. An encrypted backup without a
+/// matching identity fails before the scratch server is touched.
 pub async fn restore_test(
     dir: &Path,
     backup: Option<&Path>,
     target: &Target,
     clock: &Clock,
+    keys: &Keyring,
     progress: &dyn Progress,
 ) -> Result<TestOutcome, BackupError> {
     let _lock = DirLock::acquire(dir, "backups test", clock.now_ms())?;
     let path = match backup {
         Some(p) => p.to_path_buf(),
-        None => newest_good(dir)?,
+        None => newest_usable(dir, keys)?,
     };
+    let input = ArchiveInput::path(path.clone()).with_keys(keys.clone());
+    let source = ArchiveSource::open(&input)?;
     let mut conn = target.conn.clone();
-    let keys: u64 = conn.query(redis::cmd("DBSIZE"), "DBSIZE").await?;
-    if keys > 0 {
+    let held: u64 = conn.query(redis::cmd("DBSIZE"), "DBSIZE").await?;
+    if held > 0 {
         return Err(BackupError::ScratchNotEmpty {
             address: conn.address().to_string(),
-            keys,
+            keys: held,
         });
     }
-    let input = ArchiveInput::path(path.clone());
-    let source = ArchiveSource::open(&input)?;
     if let Some(size) = source.selected_size(&Selection::default()) {
         target
             .check_headroom(size.payload_bytes, size.keys)
@@ -96,10 +100,10 @@ pub async fn restore_test(
     Ok(outcome)
 }
 
-fn newest_good(dir: &Path) -> Result<PathBuf, BackupError> {
-    list(dir)?
+fn newest_usable(dir: &Path, keys: &Keyring) -> Result<PathBuf, BackupError> {
+    list(dir, keys)?
         .into_iter()
-        .filter(Entry::is_good)
+        .filter(Entry::is_usable)
         .max_by_key(|e| (e.created_ms(), e.name.clone()))
         .map(|e| e.path)
         .ok_or_else(|| BackupError::NoGoodBackup(dir.to_path_buf()))

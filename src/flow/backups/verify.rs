@@ -4,6 +4,13 @@
 //! and a random share of its blocks, at least one per file, so that
 //! repeated runs cover the whole directory over time. A file that fails is
 //! moved aside as damaged.
+//!
+//! An encrypted backup that no identity given opens is checked as far as
+//! that is possible: its bytes against the SHA-256 and length its summary
+//! recorded when it was written. Its verdict says that its contents were
+//! not checked. One without a usable summary cannot be checked at all,
+//! which is a problem of its own (it is not moved aside: nothing says it
+//! is damaged).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -11,13 +18,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::catalog::{list, move_aside, Entry};
+use super::catalog::{list, move_aside, Entry, Status, DAMAGED_SUFFIX};
 use super::lock::DirLock;
 use super::BackupError;
 use crate::flow::verify::{check_payload_decodes, verify, Problem, VerifyReport};
 use crate::format::archive::{IndexedArchive, Record};
+use crate::format::encryption::{fingerprint, Keyring};
 use crate::kato::display_bytes;
-use crate::source::archive::ArchiveInput;
+use crate::source::archive::{ArchiveInput, OpenedInput};
 
 /// How much of each backup to read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,10 +39,23 @@ pub enum Depth {
     },
 }
 
+/// What a verdict covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Checked {
+    /// Every block read (or the sampled ones), decrypted if encrypted.
+    Contents,
+    /// Encrypted and not opened: only the ciphertext against its summary.
+    Ciphertext,
+    /// Encrypted, not opened, and without a usable summary.
+    Nothing,
+}
+
 /// The verdict on one file.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileVerdict {
     pub name: String,
+    pub checked: Checked,
     pub blocks_checked: u64,
     pub blocks_total: u64,
     pub records_checked: u64,
@@ -49,16 +70,30 @@ impl FileVerdict {
     }
 }
 
-/// Verifies the good backups of `dir` (moving damaged ones aside).
-pub fn verify_dir(dir: &Path, depth: Depth, now_ms: i64) -> Result<Vec<FileVerdict>, BackupError> {
+/// Verifies the usable backups of `dir` (moving damaged ones aside), the
+/// encrypted ones opened with `keys`; an encrypted backup nothing
+/// describes gets a verdict with its problem.
+pub fn verify_dir(
+    dir: &Path,
+    depth: Depth,
+    now_ms: i64,
+    keys: &Keyring,
+) -> Result<Vec<FileVerdict>, BackupError> {
     let _lock = DirLock::acquire(dir, "backups verify", now_ms)?;
     let mut verdicts = Vec::new();
-    for entry in list(dir)?.into_iter().filter(Entry::is_good) {
-        let mut verdict = match depth {
-            Depth::Full => full(&entry)?,
-            Depth::Sample { pct, seed } => sampled(&entry, pct, seed),
+    for entry in list(dir, keys)? {
+        let mut verdict = match (entry.status, depth) {
+            (Status::Good, Depth::Full) => full(&entry, keys)?,
+            (Status::Good, Depth::Sample { pct, seed }) => sampled(&entry, pct, seed, keys),
+            (Status::Sealed, _) => ciphertext(&entry),
+            (Status::Unknown, _) => unknown(&entry),
+            // Already moved aside: told when it was.
+            (Status::Damaged, _) if entry.name.ends_with(DAMAGED_SUFFIX) => continue,
+            // Its header or index does not read, or it is not the size
+            // its summary says: damaged, and moved aside like the rest.
+            (Status::Damaged, _) => unreadable(&entry),
         };
-        if !verdict.is_clean() {
+        if !verdict.is_clean() && verdict.checked != Checked::Nothing {
             verdict.moved_to = Some(move_aside(&entry.path)?.display().to_string());
         }
         verdicts.push(verdict);
@@ -66,9 +101,78 @@ pub fn verify_dir(dir: &Path, depth: Depth, now_ms: i64) -> Result<Vec<FileVerdi
     Ok(verdicts)
 }
 
-fn full(entry: &Entry) -> Result<FileVerdict, BackupError> {
+fn verdict(entry: &Entry, checked: Checked) -> FileVerdict {
+    FileVerdict {
+        name: entry.name.clone(),
+        checked,
+        blocks_checked: 0,
+        blocks_total: 0,
+        records_checked: 0,
+        problems: Vec::new(),
+        moved_to: None,
+    }
+}
+
+fn problem(message: String) -> Problem {
+    Problem {
+        offset: None,
+        block: None,
+        message,
+    }
+}
+
+/// An encrypted backup's bytes against its summary's SHA-256 and length.
+fn ciphertext(entry: &Entry) -> FileVerdict {
+    let mut verdict = verdict(entry, Checked::Ciphertext);
+    let Some(summary) = &entry.summary else {
+        verdict.checked = Checked::Nothing;
+        verdict
+            .problems
+            .push(problem("its summary is missing".into()));
+        return verdict;
+    };
+    match File::open(&entry.path).and_then(fingerprint) {
+        Ok(found) if summary.matches(&found) => {}
+        Ok(found) => verdict.problems.push(problem(format!(
+            "its bytes are not the ciphertext written: {} bytes with SHA-256 {}, its summary \
+             recorded {} bytes with SHA-256 {}",
+            found.bytes, found.sha256, summary.ciphertext.bytes, summary.ciphertext.sha256
+        ))),
+        Err(e) => verdict
+            .problems
+            .push(problem(format!("cannot be read: {e}"))),
+    }
+    verdict
+}
+
+fn unreadable(entry: &Entry) -> FileVerdict {
+    let checked = if entry.encrypted && entry.summary.is_some() && entry.header.is_none() {
+        Checked::Ciphertext
+    } else {
+        Checked::Contents
+    };
+    let mut verdict = verdict(entry, checked);
+    let why = entry
+        .problem
+        .clone()
+        .unwrap_or_else(|| "does not read".into());
+    verdict.problems.push(problem(why));
+    verdict
+}
+
+fn unknown(entry: &Entry) -> FileVerdict {
+    let mut verdict = verdict(entry, Checked::Nothing);
+    let why = entry.problem.clone().unwrap_or_default();
+    verdict
+        .problems
+        .push(problem(format!("not checked: {why}")));
+    verdict
+}
+
+fn full(entry: &Entry, keys: &Keyring) -> Result<FileVerdict, BackupError> {
     let check = |r: &Record| check_payload_decodes(&r.payload);
-    let report: VerifyReport = verify(&ArchiveInput::path(entry.path.clone()), &check)?;
+    let input = ArchiveInput::path(entry.path.clone()).with_keys(keys.clone());
+    let report: VerifyReport = verify(&input, &check)?;
     let mut problems = report.problems.clone();
     if problems.is_empty() && !report.complete {
         problems.push(Problem {
@@ -79,6 +183,7 @@ fn full(entry: &Entry) -> Result<FileVerdict, BackupError> {
     }
     Ok(FileVerdict {
         name: entry.name.clone(),
+        checked: Checked::Contents,
         blocks_checked: report.blocks_ok + report.blocks_damaged,
         blocks_total: report.blocks_ok + report.blocks_damaged,
         records_checked: report.records_ok + report.records_damaged,
@@ -87,23 +192,20 @@ fn full(entry: &Entry) -> Result<FileVerdict, BackupError> {
     })
 }
 
-fn sampled(entry: &Entry, pct: f64, seed: u64) -> FileVerdict {
-    let mut verdict = FileVerdict {
-        name: entry.name.clone(),
-        blocks_checked: 0,
-        blocks_total: 0,
-        records_checked: 0,
-        problems: Vec::new(),
-        moved_to: None,
-    };
+fn sampled(entry: &Entry, pct: f64, seed: u64, keys: &Keyring) -> FileVerdict {
+    let mut verdict = verdict(entry, Checked::Contents);
     let problem = |offset: Option<u64>, block: Option<String>, message: String| Problem {
         offset,
         block,
         message,
     };
-    let opened = File::open(&entry.path)
-        .map_err(|e| e.to_string())
-        .and_then(|f| IndexedArchive::open(BufReader::new(f)).map_err(|e| e.to_string()));
+    let input = ArchiveInput::path(entry.path.clone()).with_keys(keys.clone());
+    let opened = match input.open() {
+        Ok(OpenedInput::Seekable(file)) => Ok(file),
+        Ok(OpenedInput::Stream(_)) => Err("not a seekable file".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+    .and_then(|f| IndexedArchive::open(BufReader::new(f)).map_err(|e| e.to_string()));
     let mut archive = match opened {
         Ok(a) => a,
         Err(message) => {
