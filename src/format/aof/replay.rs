@@ -274,6 +274,13 @@ impl<'a> Replay<'a> {
                 let why = "a script's effects are not replayed (servers before 7.0 may write the script itself)";
                 keys.map(|k| (k, Err(why.to_string()))).collect()
             }
+            // `XGROUP CREATE key group id`: the key comes second.
+            b"XGROUP" => match args.get(2) {
+                Some(key) if self.selected(key) => {
+                    vec![(key.clone(), self.one_key(name, key, &[]))]
+                }
+                _ => Vec::new(),
+            },
             _ => {
                 let key = args[1].clone();
                 if !self.selected(&key) {
@@ -1077,6 +1084,7 @@ pub fn keys_of(args: &[Vec<u8>]) -> Vec<&[u8]> {
             let n = rest.get(1).and_then(|a| parse_u64(a)).unwrap_or(0) as usize;
             rest.iter().skip(2).take(n).map(Vec::as_slice).collect()
         }
+        b"XGROUP" => rest.get(1).map(Vec::as_slice).into_iter().collect(),
         _ => rest.first().map(Vec::as_slice).into_iter().collect(),
     }
 }

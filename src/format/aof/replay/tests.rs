@@ -242,6 +242,7 @@ fn what_is_not_replayed_damages_the_key_until_replaced() {
         &[],
         &[
             &["XADD", "stm:events:kb", "1-1", "f", "v"],
+            &["XGROUP", "CREATE", "grouped", "g", "0"],
             &["SPOP", "s"],
             &["PFADD", "hll", "a"],
             &["PFADD", "hll2", "a"],
@@ -253,6 +254,8 @@ fn what_is_not_replayed_damages_the_key_until_replaced() {
     assert!(damage(&f, "stm:events:kb").contains("stream"));
     assert!(damage(&f, "stm:events:kb").contains("byte 7 of incr.aof"));
     assert!(damage(&f, "s").contains("SPOP"));
+    assert!(damage(&f, "grouped").contains("stream"));
+    assert!(!f.keys.iter().any(|k| k.key == b"CREATE"));
     assert!(damage(&f, "hll").contains("not replayed"));
     assert!(damage(&f, "f").contains("INCRBYFLOAT"));
     assert_eq!(value(&f, "hll2"), Some(s("replaced")));
