@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Fuzz the DUMP decoder, the archive readers and the RDB reader with libFuzzer (cargo-fuzz),
+# Fuzz the DUMP decoder, the archive readers, the RDB reader and the AOF reader and replay
+# with libFuzzer (cargo-fuzz),
 # for a bounded time per target.
 #
 #   scripts/fuzz.sh                    # 60 s per target
 #   scripts/fuzz.sh 600                # 10 min per target
 #   scripts/fuzz.sh 60 archive_read    # one target
 #
-# Targets (fuzz/fuzz_targets/): decode, envelope, archive_read, rdb_read.
+# Targets (fuzz/fuzz_targets/): decode, envelope, archive_read, rdb_read, aof_read.
 # Seeds: every captured payload in fixtures/dump/*.json (decode, envelope;
 # for rdb_read each wrapped in an RDB file as its server would write it),
 # every archive in fixtures/archive/ and the hostile archives that
-# tests/it/support/crafted.rs builds (archive_read). The growing corpus is kept in
+# tests/it/support/crafted.rs builds (archive_read); AOF command sequences
+# in the shapes servers write (aof_read, from fuzz/src/lib.rs aof_seeds, written by
+# the integration test binary). The growing corpus is kept in
 # fuzz/corpus/<target>/ between runs. A crash is written to
 # fuzz/artifacts/<target>/; replay it with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/artifacts/<target>/<file>
@@ -24,7 +27,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode envelope archive_read rdb_read)
+[ ${#targets[@]} -gt 0 ] || targets=(decode envelope archive_read rdb_read aof_read)
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -54,7 +57,7 @@ def rdb_file(payload):
     body = payload[:-10]
     data = head + b"\xfe\x00" + body[:1] + b"\x01k" + body[1:] + b"\xff"
     return data + crc64(data).to_bytes(8, "little")
-for target in ("decode", "envelope", "archive_read", "rdb_read"):
+for target in ("decode", "envelope", "archive_read", "rdb_read", "aof_read"):
     (out / target).mkdir()
 for fixture in sorted((root / "fixtures/dump").glob("*.json")):
     for n, key in enumerate(json.loads(fixture.read_text())["keys"]):
@@ -69,6 +72,9 @@ PY
 # bombs, damaged lengths), written by the integration test binary.
 (cd "$root" && KBDUMP_CRAFTED_CORPUS="$seeds/archive_read" \
     cargo test --quiet --test it fuzz_regressions::write_crafted_corpus -- --ignored --exact \
+    >/dev/null)
+(cd "$root" && KBDUMP_AOF_CORPUS="$seeds/aof_read" \
+    cargo test --quiet --test it fuzz_regressions::write_aof_corpus -- --ignored --exact \
     >/dev/null)
 
 cd "$root/fuzz"

@@ -17,7 +17,7 @@ provision() {
 }
 
 # Fuzzing within a fixed budget: KBDUMP_FUZZ_SECS per target (default 50;
-# four targets, 3.3 minutes of fuzzing, plus the instrumented build), 0 to
+# five targets, 4.2 minutes of fuzzing, plus the instrumented build), 0 to
 # skip. cargo-fuzz is installed once (it runs on the stable toolchain, see
 # scripts/fuzz.sh). A machine that cannot build libFuzzer (no C++ compiler,
 # cargo-fuzz not installable) skips with a message: the fuzz checks still

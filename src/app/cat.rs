@@ -25,7 +25,9 @@ use crate::kato::{display_bytes, parse_display_bytes};
 use crate::selection::Selection;
 
 pub async fn run(args: CatArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let input = ArchiveInput::parse(&args.file).with_keys(global.keys.clone());
+    let input = ArchiveInput::parse(&args.file)
+        .with_keys(global.keys.clone())
+        .salvaging(args.db.salvage);
     let selection = selection(&args.select);
     if let Some(key) = &args.raw {
         return raw(&input, args.db.db, &selection, &parse_display_bytes(key));

@@ -22,7 +22,9 @@ use crate::kato::{display_bytes, place_label};
 const VALUE_LINE_WIDTH: usize = 100;
 
 pub async fn run(args: DiffArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let input = ArchiveInput::parse(&args.file).with_keys(global.keys.clone());
+    let input = ArchiveInput::parse(&args.file)
+        .with_keys(global.keys.clone())
+        .salvaging(args.db.salvage);
     let selection = selection(&args.select);
     let conn = connect_redis(&args.redis).await?;
     let archive = open_archive(&input, args.db.db)?;

@@ -383,11 +383,14 @@ async fn convert_file(
     sealing: Sealing<'_>,
     global: &GlobalOpts,
 ) -> anyhow::Result<ExitCode> {
-    let input = ArchiveInput::parse(from).with_keys(global.keys.clone());
+    let input = ArchiveInput::parse(from)
+        .with_keys(global.keys.clone())
+        .salvaging(args.db.salvage);
     let source = open_archive(&input, args.db.db)?;
-    if !source.is_rdb() {
+    if !source.is_physical() {
         anyhow::bail!(
-            "{}: not a physical backup: `export --from` converts RDB files (dump.rdb); \
+            "{}: not a physical backup: `export --from` converts RDB files (dump.rdb) and AOFs \
+             (appendonlydir, appendonly.aof); \
              this is already a kbdump archive",
             input.name()
         );

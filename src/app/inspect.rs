@@ -23,7 +23,9 @@ struct Cell {
 }
 
 pub async fn run(args: InspectArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let input = ArchiveInput::parse(&args.file).with_keys(global.keys.clone());
+    let input = ArchiveInput::parse(&args.file)
+        .with_keys(global.keys.clone())
+        .salvaging(args.db.salvage);
     let overview = open_archive(&input, args.db.db)?
         .overview()
         .map_err(|e| anyhow::anyhow!("{}: {e}", input.name()))?;

@@ -14,7 +14,9 @@ use crate::format::archive::Record;
 use crate::kato::display_bytes;
 
 pub async fn run(args: LsArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let input = ArchiveInput::parse(&args.file).with_keys(global.keys.clone());
+    let input = ArchiveInput::parse(&args.file)
+        .with_keys(global.keys.clone())
+        .salvaging(args.db.salvage);
     let selection = selection(&args.select);
     let mut out = BufWriter::new(std::io::stdout().lock());
     let print = |r: Record| -> anyhow::Result<()> {

@@ -139,8 +139,9 @@ async fn open_source(
             None,
         ));
     }
-    let input =
-        ArchiveInput::parse(args.file.as_deref().unwrap_or("-")).with_keys(global.keys.clone());
+    let input = ArchiveInput::parse(args.file.as_deref().unwrap_or("-"))
+        .with_keys(global.keys.clone())
+        .salvaging(args.db.salvage);
     // The second read of a file (to count) does not warn again.
     let archive = if warn {
         open_archive(&input, args.db.db)?

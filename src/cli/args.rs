@@ -86,13 +86,20 @@ pub struct SelectArgs {
     pub allow_empty: bool,
 }
 
-/// `--db`: which database of a physical backup to read.
+/// `--db`, `--salvage`: how to read a physical backup.
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub struct DbArg {
-    /// Database to read from a physical backup (a dump.rdb, recognised by
-    /// its content). A kbdump archive holds one database and ignores it.
+    /// Database to read from a physical backup (a dump.rdb, an AOF file
+    /// or an AOF directory, recognised by their content). A kbdump archive
+    /// holds one database and ignores it.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub db: u64,
+    /// An AOF damaged in the middle: use the keys as they were just before
+    /// the damage (without it, nothing is read: the keys' state after the
+    /// damage is unknown). A cut last command needs no flag: it is
+    /// reported and every command before it used.
+    #[arg(long)]
+    pub salvage: bool,
 }
 
 /// What happens to keys that already exist on the target.

@@ -29,7 +29,8 @@ Examples:
 #[derive(Debug, Clone, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct CatArgs {
-    /// Archive file or physical backup (a dump.rdb), or `-` for stdin.
+    /// Archive file or physical backup (a dump.rdb, an AOF file, or an AOF
+    /// directory such as appendonlydir), or `-` for stdin.
     #[arg(value_name = "FILE|-")]
     pub file: String,
     #[command(flatten)]

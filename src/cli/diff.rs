@@ -43,7 +43,8 @@ pub enum FailOn {
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct DiffArgs {
-    /// Archive file or physical backup (a dump.rdb), or `-` for stdin.
+    /// Archive file or physical backup (a dump.rdb, an AOF file, or an AOF
+    /// directory such as appendonlydir), or `-` for stdin.
     #[arg(value_name = "FILE|-")]
     pub file: String,
     #[command(flatten)]

@@ -15,6 +15,7 @@ Examples:
   kbdump export --encrypt-to age1… -o offsite.kbd   # age-encrypted; read with --identity
   kbdump export -o all.kbd --max-keys-per-sec 5k --max-bytes-per-sec 20MiB   # gently, in production
   kbdump export --from /var/lib/redis/dump.rdb --kb node0_kato -o node0.kbd   # offline, from a physical backup
+  kbdump export --from /var/lib/redis/appendonlydir --kb node0_kato -o node0.kbd   # from an AOF, replayed
 
 A --kb that matches no kb_id on the server is an error (exit 2, no archive),
 unless --allow-empty. The summary says what the selection left out.
@@ -31,10 +32,12 @@ server. A server that answers LOADING or BUSY is waited for (up to
 pub struct ExportArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// Convert a physical backup (a dump.rdb, recognised by its content)
-    /// instead of reading a server: no connection is made, and the archive
-    /// header names the file, its RDB version and its creation time.
-    #[arg(long, value_name = "FILE|-")]
+    /// Convert a physical backup (a dump.rdb, an AOF file or an AOF
+    /// directory, recognised by their content) instead of reading a
+    /// server: no connection is made, and the archive header names the
+    /// file, its RDB version and its creation time. An AOF's commands are
+    /// replayed in memory for the selected keys.
+    #[arg(long, value_name = "FILE|DIR|-")]
     pub from: Option<String>,
     #[command(flatten)]
     pub select: SelectArgs,

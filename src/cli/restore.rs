@@ -30,6 +30,7 @@ Examples:
   kbdump restore all.kbd --kb node0_kato --category emotives     # put back lost emotives
   kbdump restore all.kbd --global --category sessions            # put back KATO's sessions
   kbdump restore node0.kbd --dry-run                             # what would happen
+  kbdump restore appendonlydir --kb node0_kato --category emotives   # from an AOF, no scratch server
   kbdump restore node0.kbd --rename-kb node0_kato=node9_kato     # clone a knowledge base
   kbdump restore node0.kbd --mode replace --undo before.kbd      # overwrite, keep an undo
   kbdump restore --mode replace before.kbd                       # ...and undo it
@@ -50,7 +51,8 @@ already has keys says so before writing.";
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct RestoreArgs {
-    /// Archive file or physical backup (a dump.rdb), or `-` for stdin.
+    /// Archive file or physical backup (a dump.rdb, an AOF file, or an AOF
+    /// directory such as appendonlydir), or `-` for stdin.
     #[arg(
         value_name = "FILE|-",
         required_unless_present = "from_clickhouse",

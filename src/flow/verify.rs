@@ -11,8 +11,7 @@ use crate::format::archive::{self, ArchiveReader, EndInfo, Index, IndexedArchive
 use crate::format::dump;
 use crate::records::SourceItem;
 use crate::selection::Selection;
-use crate::source::archive::{ArchiveInput, ArchiveSource, OpenError, OpenedInput};
-use crate::source::rdb::RdbSource;
+use crate::source::archive::{ArchiveInput, ArchiveSource, OpenError, OpenedInput, Physical};
 
 /// One thing wrong with an archive.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -106,9 +105,9 @@ pub fn verify(
         name: input.name(),
         cause,
     };
-    if input.holds_rdb()? {
-        if let Some(rdb) = ArchiveSource::open_db(input, None)?.into_rdb() {
-            return Ok(verify_rdb(rdb, payload_check));
+    if input.holds_physical()? {
+        if let Some(backup) = ArchiveSource::open_db(input, None)?.into_physical() {
+            return Ok(verify_physical(backup, payload_check));
         }
     }
     match input.open()? {
@@ -117,11 +116,12 @@ pub fn verify(
     }
 }
 
-/// Verifies a physical backup (an RDB file, every database): its
-/// checksum, and every key's payload with `payload_check`. The reader
-/// stops at the first damage (an RDB has no frames to resynchronise on).
-pub fn verify_rdb(
-    rdb: RdbSource,
+/// Verifies a physical backup (an RDB file or an AOF, every database):
+/// an RDB's checksum, an AOF's commands, and every key's payload with
+/// `payload_check`. The reader stops at the first damage (neither has
+/// frames to resynchronise on).
+pub fn verify_physical(
+    rdb: Physical,
     payload_check: &dyn Fn(&Record) -> Result<(), String>,
 ) -> VerifyReport {
     let mut report = VerifyReport::default();
@@ -145,7 +145,7 @@ pub fn verify_rdb(
         }
         true
     });
-    report.complete = end.checksum.is_some();
+    report.complete = end.complete;
     report
 }
 

@@ -1,6 +1,7 @@
 //! Pure codecs: bytes in, values out. Nothing here opens a socket or a
 //! file; readers take `impl Read`, writers `impl Write`.
 //!
+//! - [`aof`]: append-only files (RESP commands, multi-part manifests, replay);
 //! - [`archive`]: the `.kbd` archive format;
 //! - [`dump`]: Redis DUMP payloads;
 //! - [`encryption`]: the age layer around an encrypted archive;
@@ -8,6 +9,7 @@
 //! - [`mirror`]: the layout of the ClickHouse mirror table;
 //! - [`summary`]: the plaintext summary beside an encrypted backup.
 
+pub mod aof;
 pub mod archive;
 pub mod dump;
 pub mod encryption;

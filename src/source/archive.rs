@@ -16,8 +16,10 @@ use std::path::PathBuf;
 
 use tokio::sync::mpsc::{channel, Sender};
 
-use super::rdb::RdbSource;
+use super::aof::{is_aof_dir, AofEnd, AofOpenError, AofSource};
+use super::rdb::{RdbEnd, RdbSource};
 use super::{RecordStream, SourceError};
+use crate::format::aof::looks_like_commands;
 use crate::format::archive::{
     self, ArchiveReader, Block, BlockMeta, Header, Index, IndexEntry, IndexedArchive, KbWindow,
     KeySet,
@@ -40,6 +42,9 @@ const STREAM_BUFFER: usize = 1 << 20;
 pub struct ArchiveInput {
     place: Place,
     keys: Keyring,
+    /// An AOF damaged in the middle yields the keys as they were before
+    /// the damage (instead of none).
+    salvage: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +75,7 @@ impl ArchiveInput {
         ArchiveInput {
             place: Place::Path(path.into()),
             keys: Keyring::default(),
+            salvage: false,
         }
     }
 
@@ -77,12 +83,20 @@ impl ArchiveInput {
         ArchiveInput {
             place: Place::Stdin,
             keys: Keyring::default(),
+            salvage: false,
         }
     }
 
     /// The same input, opened with these identities when it is encrypted.
     pub fn with_keys(mut self, keys: Keyring) -> ArchiveInput {
         self.keys = keys;
+        self
+    }
+
+    /// The same input; an AOF damaged in the middle yields the keys as
+    /// they were before the damage instead of none (`--salvage`).
+    pub fn salvaging(mut self, salvage: bool) -> ArchiveInput {
+        self.salvage = salvage;
         self
     }
 
@@ -147,15 +161,19 @@ impl ArchiveInput {
         ))))
     }
 
-    /// Whether a path holds a physical backup (an RDB file), by its first
-    /// bytes; stdin is not looked at (it cannot be read twice).
-    pub fn holds_rdb(&self) -> Result<bool, OpenError> {
-        if self.file_path().is_none() {
+    /// Whether a path holds a physical backup (an RDB file, an AOF file or
+    /// directory), by its content; stdin is not looked at (it cannot be
+    /// read twice).
+    pub fn holds_physical(&self) -> Result<bool, OpenError> {
+        let Some(path) = self.file_path() else {
             return Ok(false);
+        };
+        if is_aof_dir(path) {
+            return Ok(true);
         }
         match self.open()? {
             OpenedInput::Seekable(mut file) => peek_file(&mut file)
-                .map(|head| looks_like_rdb(&head))
+                .map(|head| looks_like_rdb(&head) || looks_like_commands(&head))
                 .map_err(|cause| OpenError::Io {
                     name: self.name(),
                     cause,
@@ -176,7 +194,7 @@ impl ArchiveInput {
 /// Why an archive could not be opened at all.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot open archive {}: it is a directory; name a .kbd file", .0.display())]
+    #[error("cannot open archive {}: it is a directory without an AOF manifest; name a .kbd file, an RDB or AOF file, or an AOF directory (appendonlydir)", .0.display())]
     IsDirectory(PathBuf),
     #[error("cannot open archive {name}: {cause}")]
     Io { name: String, cause: io::Error },
@@ -186,6 +204,8 @@ pub enum OpenError {
     Encrypted(#[from] encryption::CryptError),
     #[error("{name}: {cause}")]
     Rdb { name: String, cause: RdbError },
+    #[error(transparent)]
+    Aof(#[from] AofOpenError),
 }
 
 /// What an archive holds, from its index (or a metadata-only pass).
@@ -222,6 +242,57 @@ enum Body {
     },
     /// A physical backup (an RDB file or stream), read front to back.
     Rdb(Box<RdbSource>),
+    /// An append-only file or directory, replayed for the selection.
+    Aof(Box<AofSource>),
+}
+
+/// A physical backup, opened: an RDB file or an AOF.
+pub enum Physical {
+    Rdb(Box<RdbSource>),
+    Aof(Box<AofSource>),
+}
+
+/// How the read of a physical backup ended.
+#[derive(Debug)]
+pub struct PhysicalEnd {
+    pub header: Header,
+    /// The input was read to its end (an RDB up to its checksum; an AOF
+    /// up to its end or a cut last command).
+    pub complete: bool,
+}
+
+impl Physical {
+    pub fn header(&self) -> &Header {
+        match self {
+            Physical::Rdb(r) => r.header(),
+            Physical::Aof(a) => a.header(),
+        }
+    }
+
+    /// Every selected key, and the damage, to `emit`.
+    pub fn read(
+        self,
+        selection: &Selection,
+        emit: &mut dyn FnMut(SourceItem) -> bool,
+    ) -> PhysicalEnd {
+        match self {
+            Physical::Rdb(r) => {
+                let RdbEnd {
+                    header, checksum, ..
+                } = r.read(selection, emit);
+                PhysicalEnd {
+                    header,
+                    complete: checksum.is_some(),
+                }
+            }
+            Physical::Aof(a) => {
+                let AofEnd {
+                    header, complete, ..
+                } = a.read(selection, emit);
+                PhysicalEnd { header, complete }
+            }
+        }
+    }
 }
 
 /// Payload bytes allowed in the channel between the reader thread and
@@ -254,12 +325,34 @@ impl ArchiveSource {
                 cause,
             })
         };
+        let aof = |path: &std::path::Path| -> Result<ArchiveSource, OpenError> {
+            let source = AofSource::open(path, db)?.salvaging(input.salvage);
+            Ok(ArchiveSource {
+                name: name.clone(),
+                body: Body::Aof(Box::new(source)),
+            })
+        };
+        if let Some(path) = input.file_path().filter(|p| is_aof_dir(p)) {
+            return aof(path);
+        }
         match input.open()? {
             OpenedInput::Seekable(mut file) => {
-                if looks_like_rdb(&peek_file(&mut file).map_err(io_error)?) {
+                let head = peek_file(&mut file).map_err(io_error)?;
+                if let Some(path) = input.file_path().filter(|_| looks_like_commands(&head)) {
+                    return aof(path);
+                }
+                if looks_like_rdb(&head) {
                     // A file can be read twice: a first pass finds every
                     // kb_id, so the second holds no key until the end.
-                    let kbs = RdbSource::kb_ids_in(&mut file, db).ok();
+                    let first = RdbSource::first_pass(&mut file, db).ok();
+                    if let Some(path) = input
+                        .file_path()
+                        .filter(|_| first.as_ref().is_some_and(|f| f.1))
+                    {
+                        // An AOF with an RDB preamble.
+                        return aof(path);
+                    }
+                    let kbs = first.map(|f| f.0);
                     file.rewind().map_err(io_error)?;
                     let source = rdb(Box::new(file))?;
                     let source = match kbs {
@@ -341,12 +434,13 @@ impl ArchiveSource {
             Body::Indexed(a) => a.header(),
             Body::Sequential { reader, .. } => reader.header(),
             Body::Rdb(r) => r.header(),
+            Body::Aof(a) => a.header(),
         }
     }
 
-    /// Whether the input is a physical backup (an RDB file).
-    pub fn is_rdb(&self) -> bool {
-        matches!(self.body, Body::Rdb(_))
+    /// Whether the input is a physical backup (an RDB file, an AOF).
+    pub fn is_physical(&self) -> bool {
+        matches!(self.body, Body::Rdb(_) | Body::Aof(_))
     }
 
     fn of_rdb(name: String, rdb: RdbSource) -> ArchiveSource {
@@ -356,10 +450,11 @@ impl ArchiveSource {
         }
     }
 
-    /// The RDB source of a physical backup; `None` for an archive.
-    pub fn into_rdb(self) -> Option<RdbSource> {
+    /// The physical backup; `None` for an archive.
+    pub fn into_physical(self) -> Option<Physical> {
         match self.body {
-            Body::Rdb(rdb) => Some(*rdb),
+            Body::Rdb(rdb) => Some(Physical::Rdb(rdb)),
+            Body::Aof(aof) => Some(Physical::Aof(aof)),
             _ => None,
         }
     }
@@ -368,7 +463,7 @@ impl ArchiveSource {
     pub fn truncation(&self) -> Option<&archive::Error> {
         match &self.body {
             Body::Sequential { cut, .. } => cut.as_ref(),
-            Body::Indexed(_) | Body::Rdb(_) => None,
+            Body::Indexed(_) | Body::Rdb(_) | Body::Aof(_) => None,
         }
     }
 
@@ -422,7 +517,8 @@ impl ArchiveSource {
     /// every block frame is read and checked, none is decompressed.
     pub fn overview(self) -> archive::Result<Overview> {
         match self.body {
-            Body::Rdb(rdb) => Ok(rdb_overview(*rdb)),
+            Body::Rdb(rdb) => Ok(physical_overview(Physical::Rdb(rdb))),
+            Body::Aof(aof) => Ok(physical_overview(Physical::Aof(aof))),
             Body::Sequential { cut: Some(cut), .. } => Err(cut),
             Body::Indexed(archive) => Ok(Overview {
                 header: archive.header().clone(),
@@ -571,12 +667,13 @@ fn read_body(body: Body, selection: &Selection, emit: &mut Emit<'_>) -> Header {
         Body::Indexed(archive) => read_indexed(archive, selection, &mut keys, emit),
         Body::Sequential { reader, .. } => read_sequential(*reader, selection, &mut keys, emit),
         Body::Rdb(rdb) => rdb.read(selection, emit).header,
+        Body::Aof(aof) => aof.read(selection, emit).header,
     }
 }
 
-/// What an RDB file holds, as if each kb_id and category were one block:
-/// every key is read (a file has no index), none is decoded.
-fn rdb_overview(rdb: RdbSource) -> Overview {
+/// What a physical backup holds, as if each kb_id and category were one
+/// block: every key is read (a file has no index), none is decoded.
+fn physical_overview(rdb: Physical) -> Overview {
     let mut blocks: Vec<BlockMeta> = Vec::new();
     let mut problems = Vec::new();
     let header = rdb

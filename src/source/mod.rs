@@ -9,6 +9,7 @@
 //! a bounded channel of [`SourceItem`]s, so memory stays flat, and a task
 //! that ends with the source's own verdict.
 
+pub mod aof;
 pub mod archive;
 pub mod live;
 pub mod mirror;

@@ -84,7 +84,7 @@ impl RdbSource {
                 Err(e) => break Some(Err(e)),
             }
         };
-        let header = describe(&name, rdb_header, &aux, db);
+        let header = describe(&name, Some(rdb_header), &aux, db);
         Ok(RdbSource {
             name,
             reader,
@@ -102,15 +102,29 @@ impl RdbSource {
     /// the second needs to hold no key until the end (see
     /// [`RdbSource::knowing`]). Values are delimited, not collected.
     pub fn kb_ids_in(input: impl Read, db: Option<u64>) -> Result<Vec<Vec<u8>>, RdbError> {
+        Ok(Self::first_pass(input, db)?.0)
+    }
+
+    /// [`RdbSource::kb_ids_in`], and whether AOF commands follow the RDB
+    /// (an AOF file with an RDB preamble, to be read as an AOF).
+    pub fn first_pass(input: impl Read, db: Option<u64>) -> Result<(Vec<Vec<u8>>, bool), RdbError> {
         let mut attributor = Attributor::new();
-        for item in RdbReader::new(input)?.without_payloads() {
-            if let Item::Key(k) = item? {
+        let mut reader = RdbReader::new(input)?.without_payloads();
+        while let Some(item) = reader.next_item()? {
+            if let Item::Key(k) = item {
                 if db.is_none_or(|d| d == k.db) {
                     attributor.push(k.key);
                 }
             }
         }
-        Ok(attributor.known_kbs())
+        let (mut rest, inner) = reader.into_parts();
+        if rest.len() < 8 {
+            let _ = inner.take(8).read_to_end(&mut rest);
+        }
+        Ok((
+            attributor.known_kbs(),
+            crate::format::aof::looks_like_commands(&rest),
+        ))
     }
 
     /// Takes `kbs` as the complete list of the file's kb_ids (from
@@ -282,7 +296,7 @@ impl<'a> Keys<'a> {
     }
 }
 
-fn record(a: Attributed, payload: Vec<u8>, expire_at_ms: Option<i64>) -> Record {
+pub(super) fn record(a: Attributed, payload: Vec<u8>, expire_at_ms: Option<i64>) -> Record {
     Record {
         redis_type: payload_type_name(&payload).to_string(),
         key: a.key,
@@ -293,17 +307,20 @@ fn record(a: Attributed, payload: Vec<u8>, expire_at_ms: Option<i64>) -> Record 
     }
 }
 
-/// The archive header that describes an RDB file.
-fn describe(
+/// The archive header that describes an RDB file (or an AOF, whose base
+/// may have no RDB header).
+pub(super) fn describe(
     name: &str,
-    rdb_header: rdb::Header,
+    rdb_header: Option<rdb::Header>,
     aux: &HashMap<Vec<u8>, Vec<u8>>,
     db: Option<u64>,
 ) -> Header {
     let text = |k: &[u8]| aux.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
     let (product, version) = match (text(b"valkey-ver"), text(b"redis-ver")) {
         (Some(v), _) => ("valkey", v),
-        (None, Some(v)) if rdb_header.magic == Magic::Redis => ("redis", v),
+        (None, Some(v)) if rdb_header.is_none_or(|h| h.magic == Magic::Redis) => ("redis", v),
+        // A RESP base says nothing about its server.
+        (None, None) if rdb_header.is_none() => ("redis", String::new()),
         (None, v) => ("valkey", v.unwrap_or_default()),
     };
     let created_at_ms = text(b"ctime")
@@ -314,7 +331,7 @@ fn describe(
         address: name.to_string(),
         product: product.to_string(),
         version,
-        rdb_version: Some(rdb_header.version),
+        rdb_version: rdb_header.map(|h| h.version),
         mode: "standalone".to_string(),
         db: db.map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX)),
     };

@@ -1,7 +1,8 @@
 //! The fuzz targets' checks (`fuzz/src/lib.rs`) as ordinary tests, so they
 //! run in every `cargo test` whether or not libFuzzer can be built: over
 //! the crafted hostile archives, the golden archives and the captured DUMP
-//! payloads (the regression corpus), and over seeded random mutations of
+//! payloads and AOF command sequences (the regression corpus), and over
+//! seeded random mutations of
 //! them (a fixed budget of inputs, the same every run).
 
 #[path = "../../fuzz/src/lib.rs"]
@@ -218,5 +219,64 @@ fn the_rdb_check_holds_on_rdb_files_and_their_mutations() {
                 "check_rdb_read panicked on mutation {n} of {name}"
             );
         }
+    }
+}
+
+#[test]
+fn the_aof_check_holds_on_command_sequences_and_their_mutations() {
+    let mut rng = Rng(0x6b62_6475_6d70_0004);
+    for (n, seed) in checks::aof_seeds().into_iter().enumerate() {
+        checks::check_aof_read(&seed);
+        for m in 0..MUTATIONS * 4 {
+            let input = mutate(&seed, &mut rng);
+            let run = std::panic::catch_unwind(|| checks::check_aof_read(&input));
+            assert!(
+                run.is_ok(),
+                "check_aof_read panicked on mutation {m} of seed {n}"
+            );
+        }
+    }
+}
+
+/// The replay of every seed, whole: what each key becomes decodes, so a
+/// re-encoded value is a valid payload and not only a valid trailer.
+#[test]
+fn every_value_the_aof_seeds_replay_to_decodes() {
+    use kbdump::format::aof::{CommandReader, Replay};
+    let all = checks::aof_seeds().pop().unwrap();
+    let mut replay = Replay::new(Box::new(|_, _: &[u8]| true), 0, 11);
+    for cmd in CommandReader::new(&all[..], 0) {
+        replay.command(cmd.unwrap(), "seed");
+    }
+    let finished = replay.finish();
+    assert!(finished.keys.is_empty(), "FLUSHDB ends the seed");
+    let mut replay = Replay::new(Box::new(|_, _: &[u8]| true), 0, 11);
+    let seeds = checks::aof_seeds();
+    for seed in &seeds[..seeds.len() - 2] {
+        for cmd in CommandReader::new(&seed[..], 0) {
+            replay.command(cmd.unwrap(), "seed");
+        }
+    }
+    let keys = replay.finish().keys;
+    assert!(keys.len() >= 4);
+    for key in keys {
+        match key.outcome {
+            Ok((payload, _)) => {
+                kbdump::format::dump::decode(&payload).unwrap();
+            }
+            Err(why) => assert!(key.key.starts_with(b"stm:"), "{why}"),
+        }
+    }
+}
+
+/// Writes the AOF seeds into the directory named by `KBDUMP_AOF_CORPUS`
+/// (`scripts/fuzz.sh` runs it).
+#[test]
+#[ignore = "run by scripts/fuzz.sh to seed the aof_read target"]
+fn write_aof_corpus() {
+    let dir = PathBuf::from(std::env::var_os("KBDUMP_AOF_CORPUS").expect("KBDUMP_AOF_CORPUS"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (n, seed) in checks::aof_seeds().into_iter().enumerate() {
+        std::fs::write(dir.join(format!("aof-{n:02}")), seed).unwrap();
     }
 }

@@ -11,6 +11,7 @@
 mod support;
 
 mod acl;
+mod aof;
 mod architecture;
 mod backups;
 mod clickhouse_errors;

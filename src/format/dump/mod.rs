@@ -31,13 +31,14 @@
 mod body;
 mod commands;
 mod crc64;
+mod encode;
 mod envelope;
 mod error;
 mod intset;
 pub mod json;
 mod listpack;
 mod lzf;
-mod reader;
+pub(crate) mod reader;
 mod stream;
 mod value;
 mod ziplist;
@@ -45,6 +46,7 @@ mod zipmap;
 
 pub use commands::CommandOptions;
 pub use crc64::crc64;
+pub use encode::{encode, EncodeError};
 pub use envelope::{
     parse_envelope, peek_type_and_version, rdb_version_for, redis_type, retag, seal, seal_into,
     target_accepts_version, target_knows_type, type_id_name, type_ids_in, Envelope, Product,
