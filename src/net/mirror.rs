@@ -230,7 +230,10 @@ impl MirrorScope {
             .bind(at_ms)
             .fetch_one::<(u64, u64)>()
             .await
-            .map_err(|e| ch.error("sizing the mirror", e))
+            .map_err(|e| {
+                let doing = format!("sizing the mirror {}", layout.table(ch.target().database()));
+                ch.error(&doing, e)
+            })
     }
 
     /// The WHERE condition; [`Self::bind`] binds its values in order.
