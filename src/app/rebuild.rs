@@ -39,7 +39,12 @@ pub async fn run(args: RebuildArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
             "kbs": summaries,
         }))?;
     } else {
-        print_report(global, true, &text(&summaries, args.dry_run))?;
+        let from = format!(
+            "from patterns_data of ClickHouse {} into Redis {}\n",
+            ch.target(),
+            checked.address()
+        );
+        print_report(global, true, &(from + &text(&summaries, args.dry_run)))?;
     }
     Ok(ExitCode::SUCCESS)
 }
