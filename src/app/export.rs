@@ -138,8 +138,8 @@ async fn open_source(args: &ExportArgs, global: &GlobalOpts) -> anyhow::Result<O
 
 /// Said once when the server takes more than a moment to start its snapshot.
 const WAITING_NOTE: &str = "kbdump: note: waiting for the server to start its snapshot \
-(with diskless replication it waits repl-diskless-sync-delay seconds, 5 by default, \
-for other replicas; --method scan does not wait)";
+(it saves it to disk first, or, with diskless replication, waits repl-diskless-sync-delay \
+seconds, 5 by default, for other replicas; --method scan does not wait)";
 
 /// The encryption asked for, if any.
 #[derive(Clone, Copy)]

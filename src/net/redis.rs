@@ -676,8 +676,8 @@ pub fn raw_target(endpoint: &Endpoint) -> Result<std::result::Result<RawTarget, 
     let (info, _) = with_password(info, endpoint, &address, &shown)?;
     let (host, port) = match info.addr() {
         ConnectionAddr::Tcp(host, port) if !endpoint.tls.is_set() => (host.clone(), *port),
-        ConnectionAddr::Unix(_) => return Ok(Err("it is a Unix socket".into())),
-        _ => return Ok(Err("it uses TLS".into())),
+        ConnectionAddr::Unix(_) => return Ok(Err("names a Unix socket".into())),
+        _ => return Ok(Err("asks for TLS".into())),
     };
     Ok(Ok(RawTarget {
         host,

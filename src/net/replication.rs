@@ -46,8 +46,8 @@ pub enum ReplicationError {
     #[error("Redis at {address} refused the credentials on the snapshot connection: {}", cap(.reply))]
     Auth { address: String, reply: String },
     #[error(
-        "Redis at {address} sent no snapshot within {secs} s of SYNC (its \
-         repl-diskless-sync-delay, or a save in progress?); use --method scan"
+        "Redis at {address} fell silent for {secs} s after SYNC without starting \
+         the snapshot; use --method scan"
     )]
     NoSnapshot { address: String, secs: u64 },
     #[error("Redis at {address} answered {what} with something unexpected: {}", cap(.detail))]
@@ -85,13 +85,10 @@ pub enum Framing {
     EndMark(Vec<u8>),
 }
 
-/// How long the server may take to start sending the snapshot (it may be
-/// saving to disk first, or waiting `repl-diskless-sync-delay`).
-const SNAPSHOT_WAIT: Duration = Duration::from_secs(300);
 /// After this long without the snapshot, the caller is told why it waits.
 const WAIT_NOTICE: Duration = Duration::from_millis(1500);
-/// The longest silence inside a transfer (the server streams without
-/// pause once it has started).
+/// The longest silence before a transfer (the server sends a newline a
+/// second while it prepares) and inside one (it streams without pause).
 const READ_SILENCE: Duration = Duration::from_secs(60);
 /// Bytes handed out at most per chunk.
 const CHUNK: usize = 1 << 18;
@@ -284,29 +281,29 @@ impl Link {
         Ok(String::from_utf8_lossy(&raw).into_owned())
     }
 
-    /// Reads up to the payload: keepalive newlines, `+FULLRESYNC` (when the
-    /// server treats SYNC as PSYNC), then `$<len>` or `$EOF:<mark>`.
+    /// Reads up to the payload: keepalive newlines (the server sends one a
+    /// second while it saves or waits), `+FULLRESYNC` (when the server
+    /// treats SYNC as PSYNC), then `$<len>` or `$EOF:<mark>`. A save of a
+    /// large db may take long; a server silent for [`READ_SILENCE`] is
+    /// given up on.
     async fn snapshot_header(&mut self, waiting: &(dyn Fn() + Send + Sync)) -> Result<Framing> {
         let started = Instant::now();
         let mut told = false;
         loop {
-            let elapsed = started.elapsed();
-            if elapsed >= SNAPSHOT_WAIT {
-                return Err(ReplicationError::NoSnapshot {
-                    address: self.address.clone(),
-                    secs: SNAPSHOT_WAIT.as_secs(),
-                });
-            }
             let patience = match told {
-                false => WAIT_NOTICE.saturating_sub(elapsed),
-                true => SNAPSHOT_WAIT - elapsed,
+                false => WAIT_NOTICE.saturating_sub(started.elapsed()),
+                true => READ_SILENCE,
             };
             let line = match tokio::time::timeout(patience, self.line("SYNC")).await {
+                Err(_) if told => {
+                    return Err(ReplicationError::NoSnapshot {
+                        address: self.address.clone(),
+                        secs: READ_SILENCE.as_secs(),
+                    })
+                }
                 Err(_) => {
-                    if !told {
-                        told = true;
-                        waiting();
-                    }
+                    told = true;
+                    waiting();
                     continue;
                 }
                 Ok(line) => line.map_err(|e| match e {
@@ -319,6 +316,10 @@ impl Link {
                 })?,
             };
             if line.is_empty() || line.starts_with("+FULLRESYNC") {
+                if !told && started.elapsed() >= WAIT_NOTICE {
+                    told = true;
+                    waiting();
+                }
                 continue;
             }
             if let Some(reply) = line.strip_prefix('-') {

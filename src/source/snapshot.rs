@@ -21,6 +21,13 @@
 //!    lets its output buffer for this replica grow), tallies them and
 //!    hands them to the sink.
 //!
+//! The kb_ids are known only at the end of the stream, so a key without a
+//! category marker whose owner a later key may still reveal (a foreign key
+//! such as `cache:user:42` when every key is selected) is held with its
+//! value until the end, as for any RDB stream ([`RdbSource`]); KATO's
+//! keys carry markers and are never held. With `--kb` named literally,
+//! only keys that may belong to those kb_ids are held.
+//!
 //! The kb_ids that exist are known only at the end of the snapshot, so a
 //! `--kb` that names none fails then ([`SourceError::Selection`]), before
 //! the archive is complete; so does a transfer that breaks off midway
@@ -51,7 +58,7 @@ pub enum SnapshotOpenError {
     #[error(transparent)]
     Replication(#[from] ReplicationError),
     /// This connection cannot carry the replication stream.
-    #[error("the snapshot cannot be read from {address}: {reason}; use --method scan")]
+    #[error("the snapshot connection to {address} speaks plain TCP only, and this URL {reason}")]
     Unsupported { address: String, reason: String },
 }
 

@@ -131,6 +131,14 @@ fn rdb_equals_scan_key_by_key_and_round_trips_on_every_flavor() {
         assert_eq!(rdb["snapshot_at_ms"], at, "{flavor:?}");
         assert!(scan_header.snapshot_at_ms.is_none(), "{flavor:?}");
         assert_eq!(rdb_header.source.version, scan_header.source.version);
+        let shown = stdout(&ok(&[
+            "inspect",
+            dir.path().join("rdb.kbd").to_str().unwrap(),
+        ]));
+        assert!(
+            shown.contains("(the server's snapshot: point-in-time)"),
+            "{shown}"
+        );
 
         let target = RedisServer::start_flavor(flavor);
         restore_ok(&dir.path().join("rdb.kbd"), &target, &[]);
