@@ -330,19 +330,11 @@ impl Link {
     }
 
     fn framing(&self, line: &str) -> Result<Framing> {
-        let bad = || ReplicationError::Protocol {
+        framing(line).ok_or_else(|| ReplicationError::Protocol {
             address: self.address.clone(),
             what: "SYNC",
             detail: line.to_string(),
-        };
-        let rest = line.strip_prefix('$').ok_or_else(bad)?;
-        if let Some(mark) = rest.strip_prefix("EOF:") {
-            if mark.len() != 40 {
-                return Err(bad());
-            }
-            return Ok(Framing::EndMark(mark.as_bytes().to_vec()));
-        }
-        rest.parse().map(Framing::Length).map_err(|_| bad())
+        })
     }
 
     fn refused(&self, command: &'static str, reply: String) -> ReplicationError {
@@ -365,9 +357,32 @@ impl Link {
     }
 }
 
+/// How a snapshot's first line (`$<len>` or `$EOF:<40 bytes>`) frames it.
+fn framing(line: &str) -> Option<Framing> {
+    let rest = line.strip_prefix('$')?;
+    match rest.strip_prefix("EOF:") {
+        Some(mark) if mark.len() == 40 => Some(Framing::EndMark(mark.as_bytes().to_vec())),
+        Some(_) => None,
+        None => rest.parse().ok().map(Framing::Length),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_transfers_are_framed() {
+        let mark = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            framing(&format!("$EOF:{mark}")),
+            Some(Framing::EndMark(mark.as_bytes().to_vec()))
+        );
+        assert_eq!(framing("$175"), Some(Framing::Length(175)));
+        for bad in ["$EOF:short", "$", "$-1", "+OK", "175", "$12x"] {
+            assert_eq!(framing(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn only_a_refusal_lets_another_method_read() {

@@ -332,6 +332,33 @@ fn a_server_killed_mid_transfer_is_an_error_and_leaves_no_archive() {
     );
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+
+    // Into a stream: the archive ends without its index, never complete.
+    let mut server = RedisServer::start();
+    bulk(&server, 5_000, 8_000);
+    let url = server.url();
+    let args = [
+        "export",
+        "--redis",
+        &url,
+        "-o",
+        "-",
+        "--max-keys-per-sec",
+        "200",
+    ];
+    let child = spawn(&args);
+    wait_for("the snapshot to start", || full_syncs(&server) > 0);
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let cut = IndexedArchive::open(std::io::Cursor::new(&out.stdout));
+    assert!(
+        matches!(cut, Err(kbdump::format::archive::Error::Truncated { .. })),
+        "{} bytes: {:?}",
+        out.stdout.len(),
+        cut.err()
+    );
 }
 
 #[test]
