@@ -188,6 +188,7 @@ fn header_bytes() -> Vec<u8> {
         created_at_ms: 0,
         source: Default::default(),
         selection: Default::default(),
+        snapshot_at_ms: None,
     };
     rmp_serde::to_vec_named(&header).unwrap()
 }

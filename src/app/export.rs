@@ -9,17 +9,19 @@ use serde_json::json;
 use super::common::{open_archive, redis_endpoint, ArchiveInput};
 use super::options::{pace, recipients, selection, selection_spec};
 use super::progress::key_progress;
-use super::report::{human_bytes, is_broken_pipe, print_json, print_text};
+use super::report::{human_bytes, is_broken_pipe, iso_ms, print_json, print_text};
 use super::GlobalOpts;
+use crate::cli::export::Method;
 use crate::cli::ExportArgs;
-use crate::flow::export::{convert, export, Converted, ExportError};
+use crate::flow::export::{convert, export, export_snapshot, Converted, ExportError};
 use crate::format::archive::WriterOptions;
 use crate::format::encryption::{MaybeSealed, Recipients};
 use crate::kato::{display_bytes, place_label, Group};
-use crate::net::redis::RedisConn;
+use crate::net::redis::{RedisConn, ServerInfo};
 use crate::selection::LeftOut;
 use crate::sink::file::Output;
-use crate::source::live::{ExportOptions, ExportSummary, LiveSource};
+use crate::source::live::{ExportOptions, ExportSummary, LeftOutTask, LiveSource};
+use crate::source::snapshot::SnapshotSource;
 use crate::stop::Stop;
 
 pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
@@ -36,37 +38,62 @@ pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCo
     let stop = global.interrupts.stop();
     // A signal while connecting drops the output (and its temporary file).
     let mut source = tokio::select! {
-        source = open_source(&args) => source?,
+        source = open_source(&args, global) => source?,
         () = stop.requested() => return Ok(interrupted(global, &output)),
     };
-    let left_out = source.take_left_out();
     let writer = WriterOptions {
         level: args.level,
         ..Default::default()
     };
     let progress = key_progress(global);
     let kind = OutputKind::of(&output);
-    let written = write(&source, writer, output, sealing, progress.as_ref(), &stop).await;
-    let (summary, written) = match written {
+    let written = write(
+        &mut source,
+        writer,
+        output,
+        sealing,
+        progress.as_ref(),
+        &stop,
+    )
+    .await;
+    let (read, written) = match written {
         Err(e) if is_interrupted(&e) => return Ok(global.interrupts.report(&kind.stopped())),
         written => written?,
     };
-    let info = source.server_info().cloned().unwrap_or_default();
+    let (conn, info) = source.server();
     let done = Done {
-        summary,
-        left_out: match left_out {
-            Some(task) => task.await.context("counting the db")??,
-            None => LeftOut::default(),
+        left_out: match read.left_out {
+            LeftOutBy::Known(left_out) => left_out,
+            LeftOutBy::Counting(Some(task)) => task.await.context("counting the db")??,
+            LeftOutBy::Counting(None) => LeftOut::default(),
         },
+        summary: read.summary,
+        snapshot: read.snapshot,
         written,
     };
-    report(&args, source.conn(), &info, &done, to_stdout, global)?;
+    report(&args, conn, &info, &done, to_stdout, global)?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn open_source(args: &ExportArgs) -> anyhow::Result<LiveSource> {
+/// The server, opened for the method that reads it.
+enum Opened {
+    Scan(Box<LiveSource>),
+    Snapshot(Box<SnapshotSource>),
+}
+
+impl Opened {
+    fn server(&self) -> (&RedisConn, ServerInfo) {
+        match self {
+            Opened::Scan(live) => (live.conn(), live.server_info().cloned().unwrap_or_default()),
+            Opened::Snapshot(snap) => (snap.conn(), snap.server_info().clone()),
+        }
+    }
+}
+
+async fn open_source(args: &ExportArgs, global: &GlobalOpts) -> anyhow::Result<Opened> {
     let pace = pace(&args.pace);
-    let conn = pace.patience.connect(&redis_endpoint(&args.redis)?).await?;
+    let endpoint = redis_endpoint(&args.redis)?;
+    let conn = pace.patience.connect(&endpoint).await?;
     let options = ExportOptions {
         selection: selection(&args.select),
         scan_count: args.scan_count,
@@ -74,9 +101,45 @@ async fn open_source(args: &ExportArgs) -> anyhow::Result<LiveSource> {
         ..Default::default()
     };
     let spec = selection_spec(&args.select);
+    if args.method != Method::Scan {
+        let quiet = global.quiet;
+        let waiting = move || {
+            if !quiet {
+                eprintln!("{WAITING_NOTE}");
+            }
+        };
+        let opened = SnapshotSource::open(
+            conn.clone(),
+            &endpoint,
+            options.clone(),
+            spec.clone(),
+            &waiting,
+        )
+        .await;
+        match opened {
+            Ok(snapshot) => return Ok(Opened::Snapshot(Box::new(snapshot))),
+            Err(e) if args.method == Method::Auto && e.is_refusal() => {
+                if !global.quiet {
+                    eprintln!("kbdump: note: reading with SCAN (--method scan) instead of a snapshot: {e}");
+                }
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(
+                    "--method rdb: the server's snapshot cannot be read (--method auto falls back \
+                     to SCAN when the server refuses one)",
+                ))
+            }
+        }
+    }
     // A `--kb` that names nothing fails here, before the archive exists.
-    Ok(LiveSource::open(conn, options, spec).await?)
+    let live = LiveSource::open(conn, options, spec).await?;
+    Ok(Opened::Scan(Box::new(live)))
 }
+
+/// Said once when the server takes more than a moment to start its snapshot.
+const WAITING_NOTE: &str = "kbdump: note: waiting for the server to start its snapshot \
+(it saves it to disk first, or, with diskless replication, waits repl-diskless-sync-delay \
+seconds, 5 by default, for other replicas; --method scan does not wait)";
 
 /// The encryption asked for, if any.
 #[derive(Clone, Copy)]
@@ -101,26 +164,72 @@ fn finish_output<W: Write>(out: BufWriter<MaybeSealed<W>>) -> anyhow::Result<W> 
     sealed.finish().context("finishing the encrypted archive")
 }
 
-/// Exports into `output`: the summary and the archive's size (0 when not
-/// known, for a stream).
+/// What a read yielded, whatever the method.
+struct Read {
+    summary: ExportSummary,
+    left_out: LeftOutBy,
+    /// The instant of a snapshot and the keys it held already expired.
+    snapshot: Option<(i64, u64)>,
+}
+
+/// What the selection left out: known at the end of a snapshot, or still
+/// being counted beside a SCAN read.
+enum LeftOutBy {
+    Known(LeftOut),
+    Counting(Option<LeftOutTask>),
+}
+
+/// Exports `source` into `out` by its method.
+async fn export_any<W: Write + Send + 'static>(
+    source: &mut Opened,
+    writer: WriterOptions,
+    out: W,
+    progress: &dyn crate::progress::Progress,
+    stop: &Stop,
+) -> Result<(W, Read), ExportError> {
+    match source {
+        Opened::Scan(live) => {
+            let left_out = LeftOutBy::Counting(live.take_left_out());
+            let (out, summary) = export(live, writer, out, progress, stop).await?;
+            let read = Read {
+                summary,
+                left_out,
+                snapshot: None,
+            };
+            Ok((out, read))
+        }
+        Opened::Snapshot(snap) => {
+            let (out, s) = export_snapshot(snap, writer, out, progress, stop).await?;
+            let read = Read {
+                summary: s.summary,
+                left_out: LeftOutBy::Known(s.left_out),
+                snapshot: Some((s.snapshot_at_ms, s.expired)),
+            };
+            Ok((out, read))
+        }
+    }
+}
+
+/// Exports into `output`: what was read and the archive's size (0 when
+/// not known, for a stream).
 async fn write(
-    source: &LiveSource,
+    source: &mut Opened,
     writer: WriterOptions,
     output: Output,
     sealing: Sealing<'_>,
     progress: &dyn crate::progress::Progress,
     stop: &Stop,
-) -> anyhow::Result<(ExportSummary, u64)> {
+) -> anyhow::Result<(Read, u64)> {
     match output {
         Output::File(file) => {
             let out = sealing.wrap(file)?;
-            let (out, summary) = export(source, writer, out, progress, stop).await?;
+            let (out, read) = export_any(source, writer, out, progress, stop).await?;
             let file = finish_output(out)?;
             let written = std::fs::metadata(file.temp_path())
                 .map(|m| m.len())
                 .unwrap_or(0);
             file.commit()?;
-            Ok((summary, written))
+            Ok((read, written))
         }
         Output::Stream { file, path } => {
             let name = path.display().to_string();
@@ -173,17 +282,17 @@ fn is_interrupted(e: &anyhow::Error) -> bool {
 
 /// Exports into a stream (stdout, a FIFO, a device), flushed.
 async fn export_stream<W: Write + Send + 'static>(
-    source: &LiveSource,
+    source: &mut Opened,
     writer: WriterOptions,
     sealing: Sealing<'_>,
     out: W,
     progress: &dyn crate::progress::Progress,
     stop: &Stop,
-) -> anyhow::Result<ExportSummary> {
+) -> anyhow::Result<Read> {
     let out = sealing.wrap(out)?;
-    let (out, summary) = export(source, writer, out, progress, stop).await?;
+    let (out, read) = export_any(source, writer, out, progress, stop).await?;
     finish_output(out)?.flush()?;
-    Ok(summary)
+    Ok(read)
 }
 
 /// A reader that closes the pipe of an archive (`| head -c N`) got a
@@ -205,6 +314,9 @@ fn stream_outcome<T>(result: anyhow::Result<T>, name: &str) -> anyhow::Result<T>
 struct Done {
     summary: ExportSummary,
     left_out: LeftOut,
+    /// The instant of a snapshot (`--method rdb`) and the keys it held
+    /// already expired; `None` for a SCAN read.
+    snapshot: Option<(i64, u64)>,
     written: u64,
 }
 
@@ -302,6 +414,9 @@ fn summary_json(
         "payload_bytes": summary.payload_bytes,
         "vanished": summary.vanished,
         "duplicates": summary.duplicates,
+        "method": if done.snapshot.is_some() { "rdb" } else { "scan" },
+        "snapshot_at_ms": done.snapshot.map(|(at, _)| at),
+        "expired_in_snapshot": done.snapshot.map(|(_, expired)| expired),
         "kbs": kbs,
         "groups": groups_json(summary),
         "left_out": done.left_out,
@@ -333,6 +448,14 @@ fn summary_text(
             String::new()
         },
     );
+    out += &match done.snapshot {
+        Some((at, 0)) => format!("point-in-time: the server's snapshot of {}\n", iso_ms(at)),
+        Some((at, expired)) => format!(
+            "point-in-time: the server's snapshot of {}; {expired} keys in it had already expired and are left out\n",
+            iso_ms(at)
+        ),
+        None => "read key by key with SCAN: each key as it was at some moment of its kb_id's SCAN window\n".into(),
+    };
     out.push_str(&format!(
         "{:<24} {:<12} {:>10} {:>12}\n",
         "kb_id", "category", "keys", "bytes"

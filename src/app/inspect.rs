@@ -87,6 +87,7 @@ fn to_json(overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category), Cell>) -> 
         "format_version": h.format_version,
         "tool": h.tool,
         "created_at_ms": h.created_at_ms,
+        "snapshot_at_ms": h.snapshot_at_ms,
         "source": {"kind": h.source.kind, "address": h.source.address, "product": h.source.product,
                    "version": h.source.version, "rdb_version": h.source.rdb_version, "mode": h.source.mode, "db": h.source.db},
         "selection": {
@@ -114,6 +115,16 @@ fn to_text(name: &str, overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category)
         h.tool,
         iso_ms(h.created_at_ms)
     );
+    out += &match h.snapshot_at_ms {
+        Some(at) => format!(
+            "instant   {} (the server's snapshot: point-in-time)\n",
+            iso_ms(at)
+        ),
+        None if s.kind == "redis-server" => {
+            "instant   none: read with SCAN, each key inside its kb_id's window\n".to_string()
+        }
+        None => String::new(),
+    };
     out += &format!(
         "source    {} {} {} at {} (db {}, {}), RDB version {}\n",
         s.kind,

@@ -1,6 +1,6 @@
 //! `kbdump export`: arguments.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::args::{DbArg, EncryptArgs, PaceArgs, RedisArgs, SelectArgs};
 
@@ -20,11 +20,30 @@ Examples:
 A --kb that matches no kb_id on the server is an error (exit 2, no archive),
 unless --allow-empty. The summary says what the selection left out.
 
-A SCAN export is not a point-in-time snapshot: each key is read at some moment
-inside its kb_id's SCAN window, which the archive records.
+How the server is read (--method):
+  auto  (the default) rdb, or scan when the server refuses a snapshot (an ACL
+        without +sync, a managed service such as ElastiCache, MemoryDB, Azure
+        or Memorystore, a renamed SYNC, a replica cut off from its master, a
+        TLS or Unix-socket URL); one line on stderr says so. A snapshot that
+        breaks off midway is an error, never a fallback.
+  rdb   the server's snapshot from its replication stream, as redis-cli --rdb
+        gets it (REPLCONF, SYNC): one instant of the whole db (the archive
+        header records it), at the speed of the server's own save. The server
+        forks; with diskless replication it first waits
+        repl-diskless-sync-delay seconds (5 by default) for other replicas.
+  scan  SCAN + DUMP + PTTL, key by key: no fork and no replication rights, but
+        not point-in-time (each key is read at some moment inside its kb_id's
+        SCAN window, which the archive records).
+
+  kbdump export --method scan -o all.kbd        # no fork, no SYNC rights needed
+  kbdump export --method rdb --kb node0_kato -o node0.kbd   # point-in-time or fail
 
 --max-keys-per-sec and --max-bytes-per-sec cap the load the export puts on the
-server. A server that answers LOADING or BUSY is waited for (up to
+server. With a snapshot the server pushes and kbdump reads slower: the transfer
+lasts longer, so the server's fork lives longer (its copy-on-write memory grows
+with the writes meanwhile), and what the server queues for this replica grows
+in its output buffer, up to client-output-buffer-limit replica (256 MB hard,
+64 MB for 60 s by default), past which it drops the transfer (an error). A server that answers LOADING or BUSY is waited for (up to
 --busy-timeout seconds, with a message) instead of failing the export.";
 
 #[derive(Debug, Clone, Args)]
@@ -43,6 +62,11 @@ pub struct ExportArgs {
     pub select: SelectArgs,
     #[command(flatten)]
     pub db: DbArg,
+    /// How the server is read: its snapshot from the replication stream
+    /// (rdb, point-in-time), SCAN + DUMP (scan), or rdb with scan when the
+    /// server refuses a snapshot (auto). See below.
+    #[arg(long, value_enum, default_value_t = Method::Auto)]
+    pub method: Method,
     /// Archive to write, or `-` for stdout. A FIFO or a character device
     /// is written to as a stream; a directory is refused.
     #[arg(short = 'o', long = "output", value_name = "FILE|-")]
@@ -60,4 +84,15 @@ pub struct ExportArgs {
     pub encrypt: EncryptArgs,
     #[command(flatten)]
     pub pace: PaceArgs,
+}
+
+/// How `export` reads a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// rdb, or scan (with a note) when the server refuses a snapshot.
+    Auto,
+    /// The server's snapshot, from its replication stream.
+    Rdb,
+    /// SCAN + DUMP + PTTL.
+    Scan,
 }

@@ -1,4 +1,5 @@
-//! Export: a live source joined to an archive sink. The scan runs on the
+//! Export: a live source (SCAN + DUMP, or the server's snapshot) joined to
+//! an archive sink. The scan runs on the
 //! calling task, the writer on a blocking thread; the bounded channel
 //! between them keeps memory flat.
 
@@ -12,6 +13,7 @@ use crate::progress::Progress;
 use crate::records::SourceItem;
 use crate::sink::archive::spawn_writer;
 use crate::source::live::{ExportSummary, LiveSource};
+use crate::source::snapshot::{SnapshotSource, SnapshotSummary};
 use crate::source::SourceError;
 use crate::stop::Stop;
 
@@ -64,13 +66,56 @@ pub async fn export<W: Write + Send + 'static>(
     progress: &dyn Progress,
     stop: &Stop,
 ) -> Result<(W, ExportSummary), ExportError> {
+    let header = source.header().clone();
+    let run = |tx: mpsc::Sender<SourceItem>| async move { source.run(&tx, progress).await };
+    export_with(header, run, writer, out, progress, stop).await
+}
+
+/// Exports a server's snapshot ([`SnapshotSource`]) into an archive
+/// written to `out`, as [`export`] does a SCAN read. A `--kb` that names
+/// nothing, or a transfer that breaks off, is known only at the end: the
+/// error comes before the archive is finished, so an
+/// [`AtomicFile`](crate::sink::file::AtomicFile) never gets its final name.
+pub async fn export_snapshot<W: Write + Send + 'static>(
+    source: &mut SnapshotSource,
+    writer: WriterOptions,
+    out: W,
+    progress: &dyn Progress,
+    stop: &Stop,
+) -> Result<(W, SnapshotSummary), ExportError> {
+    let header = source.header().clone();
+    let run = |tx: mpsc::Sender<SourceItem>| async move { source.run(&tx, progress).await };
+    export_with(header, run, writer, out, progress, stop).await
+}
+
+/// The join of [`export`] and [`export_snapshot`]: `run` reads the source
+/// into the channel it is given (and drops it when done).
+async fn export_with<W, T, F, Fut>(
+    header: archive::Header,
+    run: F,
+    writer: WriterOptions,
+    out: W,
+    progress: &dyn Progress,
+    stop: &Stop,
+) -> Result<(W, T), ExportError>
+where
+    W: Write + Send + 'static,
+    F: FnOnce(mpsc::Sender<SourceItem>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, SourceError>>,
+{
     let (tx, rx) = mpsc::channel::<SourceItem>(CHANNEL_RECORDS);
-    let written = spawn_writer(out, source.header().clone(), writer, rx, stop.clone());
+    let (fail, failed) = Stop::new();
+    let written = spawn_writer(out, header, writer, rx, stop.clone(), failed);
     let scanned = tokio::select! {
         biased;
         () = stop.requested() => None,
-        scanned = source.run(&tx, progress) => Some(scanned),
+        scanned = run(tx.clone()) => Some(scanned),
     };
+    // Said before the channel closes, so that the writer, which finishes
+    // the archive when it does, abandons it instead.
+    if matches!(scanned, Some(Err(_))) {
+        fail.request();
+    }
     drop(tx);
     progress.finish();
     let Some(scanned) = scanned else {
@@ -119,7 +164,7 @@ pub async fn convert<W: Write + Send + 'static>(
 ) -> Result<(W, Converted), ExportError> {
     let (mut items, task) = source.stream(selection).split();
     let (tx, rx) = mpsc::channel::<SourceItem>(CHANNEL_RECORDS);
-    let written = spawn_writer(out, header, writer, rx, stop.clone());
+    let written = spawn_writer(out, header, writer, rx, stop.clone(), Stop::never());
     let mut records = 0u64;
     let mut unfiled = Vec::new();
     let forwarded = async {

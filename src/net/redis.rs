@@ -708,6 +708,55 @@ impl Scan {
     }
 }
 
+/// Where, and as whom, to open a connection of our own beside the client
+/// library's (the replication stream, which that library cannot carry).
+#[derive(Clone)]
+pub struct RawTarget {
+    pub host: String,
+    pub port: u16,
+    /// The ACL user named in the URL (`AUTH user password`), if any.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// `host:port`, for messages.
+    pub address: String,
+    /// A server version to announce to the server (`REPLCONF version`):
+    /// Valkey chooses the RDB version of a snapshot by it.
+    pub announce_version: Option<String>,
+}
+
+impl std::fmt::Debug for RawTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawTarget({}, user {:?})", self.address, self.user)
+    }
+}
+
+/// The plain TCP target of `endpoint`, or why there is none (`Ok(Err)`:
+/// TLS or a Unix socket, which only the client library speaks).
+pub fn raw_target(endpoint: &Endpoint) -> Result<std::result::Result<RawTarget, String>> {
+    let info = endpoint
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| bad_url(endpoint, e))?;
+    let address = redacted_address(&info);
+    let user = info.redis_settings().username().map(str::to_string);
+    let shown = user.clone().unwrap_or_else(|| "default".into());
+    let (info, _) = with_password(info, endpoint, &address, &shown)?;
+    let (host, port) = match info.addr() {
+        ConnectionAddr::Tcp(host, port) if !endpoint.tls.is_set() => (host.clone(), *port),
+        ConnectionAddr::Unix(_) => return Ok(Err("names a Unix socket".into())),
+        _ => return Ok(Err("asks for TLS".into())),
+    };
+    Ok(Ok(RawTarget {
+        host,
+        port,
+        user,
+        password: info.redis_settings().password().map(str::to_string),
+        address,
+        announce_version: None,
+    }))
+}
+
 /// The password to send: the URL's, else the endpoint's; and where it came
 /// from, for messages.
 fn with_password(

@@ -30,26 +30,37 @@ pub struct Written<W> {
 /// Writes every record that arrives on `items` into an archive on `out`;
 /// each kb_id's end ([`SourceItem::KbDone`]) goes into the index. The
 /// archive is finished (index and end frame) when the channel closes,
-/// unless `stop` was requested: then it is abandoned unfinished (`None`),
-/// so that no reader takes an interrupted export for a complete one.
+/// unless `stop` or `failed` was requested by then: then it is abandoned
+/// unfinished (`None`), so that no reader takes an interrupted export, or
+/// the records of a source that failed midway, for a complete archive.
+///
+/// Nothing is written before the first item (or a good end): a source that
+/// fails before yielding anything (a `--kb` that names nothing, known only
+/// at the end of a snapshot) leaves a stream untouched.
 pub fn spawn_writer<W: Write + Send + 'static>(
     out: W,
     header: Header,
     options: WriterOptions,
     mut items: Receiver<SourceItem>,
     stop: Stop,
+    failed: Stop,
 ) -> JoinHandle<archive::Result<Option<Written<W>>>> {
     tokio::task::spawn_blocking(move || {
+        let abandoned = || stop.is_requested() || failed.is_requested();
+        let mut first = items.blocking_recv();
+        if first.is_none() && abandoned() {
+            return Ok(None);
+        }
         let mut writer = ArchiveWriter::new(out, &header, options)?;
         let mut damaged = Vec::new();
-        while let Some(item) = items.blocking_recv() {
+        while let Some(item) = first.take().or_else(|| items.blocking_recv()) {
             match item {
                 SourceItem::Record(record) => writer.push(&record)?,
                 SourceItem::KbDone(window) => writer.finish_kb(window)?,
                 SourceItem::Damaged { what, reason } => damaged.push(Failure { what, reason }),
             }
         }
-        if stop.is_requested() {
+        if abandoned() {
             return Ok(None);
         }
         let (out, _) = writer.finish()?;

@@ -14,6 +14,7 @@ pub mod archive;
 pub mod live;
 pub mod mirror;
 pub mod rdb;
+pub mod snapshot;
 
 use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinHandle;
@@ -37,6 +38,14 @@ pub enum SourceError {
     Redis(#[from] RedisIoError),
     #[error(transparent)]
     ClickHouse(#[from] ChError),
+    /// A `--kb` names no kb_id of what was read (known only at its end,
+    /// for a stream such as a snapshot).
+    #[error(transparent)]
+    Selection(#[from] crate::selection::UnmatchedKbs),
+    /// A server's snapshot could not be read to its end (the transfer
+    /// broke off, or its bytes are not a whole RDB).
+    #[error("the snapshot from Redis at {address} could not be read to its end: {reason}")]
+    Snapshot { address: String, reason: String },
     #[error("the {0} reader stopped unexpectedly")]
     TaskGone(&'static str),
     /// The consumer stopped taking records (its own error says why).

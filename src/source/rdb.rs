@@ -30,7 +30,7 @@ use std::io::Read;
 use crate::format::archive::{Header, Record, SelectionSpec, SourceInfo};
 use crate::format::dump::payload_type_name;
 use crate::format::rdb::{self, Checksum, Item, KeyRecord, Magic, RdbError, RdbReader};
-use crate::kato::attribute::{Attributed, Attributor};
+use crate::kato::attribute::{Attributed, Attributor, Census, KeyspaceCensus};
 use crate::records::SourceItem;
 use crate::selection::Selection;
 
@@ -49,6 +49,13 @@ pub struct RdbSource {
     /// Every kb_id of the file, when a first pass found them (see
     /// [`RdbSource::knowing`]).
     kbs: Option<Vec<Vec<u8>>>,
+    /// Every key of the db is counted by group ([`RdbSource::counting`]).
+    counting: bool,
+    /// Keys whose expiry is at or before this instant are dropped
+    /// ([`RdbSource::dropping_expired_at`]).
+    expired_at_ms: Option<i64>,
+    /// What must follow the RDB ([`RdbSource::ending_with_mark`]).
+    end_mark: Option<Vec<u8>>,
 }
 
 /// How a read of the file ended.
@@ -61,6 +68,14 @@ pub struct RdbEnd {
     pub keys_read: u64,
     /// Keys skipped because they belong to another database.
     pub keys_in_other_dbs: u64,
+    /// Keys dropped as expired ([`RdbSource::dropping_expired_at`]).
+    pub expired: u64,
+    /// Every key of the selected db by group, when counted
+    /// ([`RdbSource::counting`]); kb_ids named literally count as kb_ids.
+    pub census: Option<KeyspaceCensus>,
+    /// Why the read ended before the end of the RDB (also emitted as a
+    /// [`SourceItem::Damaged`]), or what is wrong after it.
+    pub error: Option<String>,
 }
 
 impl RdbSource {
@@ -93,7 +108,34 @@ impl RdbSource {
             next,
             db,
             kbs: None,
+            counting: false,
+            expired_at_ms: None,
+            end_mark: None,
         })
+    }
+
+    /// Counts every key of the selected db by group while reading (for
+    /// what a selection leaves out, and which kb_ids exist: a stream has
+    /// no other way to tell), in [`RdbEnd::census`].
+    pub fn counting(mut self) -> Self {
+        self.counting = true;
+        self
+    }
+
+    /// Drops keys whose expiry is at or before `now_ms`, as the server
+    /// would no longer return them (a snapshot holds keys that expired but
+    /// were not yet removed).
+    pub fn dropping_expired_at(mut self, now_ms: i64) -> Self {
+        self.expired_at_ms = Some(now_ms);
+        self
+    }
+
+    /// The RDB is followed by `mark` (a diskless replication transfer):
+    /// it is checked after the checksum instead of reporting data after
+    /// the RDB, and anything after it is left unread.
+    pub fn ending_with_mark(mut self, mark: Vec<u8>) -> Self {
+        self.end_mark = Some(mark);
+        self
     }
 
     /// Every kb_id among the keys of `input` (database `db`, or every
@@ -161,11 +203,18 @@ impl RdbSource {
         emit: &mut dyn FnMut(SourceItem) -> bool,
     ) -> RdbEnd {
         let mut keys = Keys::new(selection, self.kbs.take());
+        let mut census = self.counting.then(|| match selection.literal_kbs() {
+            Some(literal) => Census::knowing(literal),
+            None => Census::new(),
+        });
         let mut end = RdbEnd {
             header: self.header.clone(),
             checksum: None,
             keys_read: 0,
             keys_in_other_dbs: 0,
+            expired: 0,
+            census: None,
+            error: None,
         };
         let mut next = self.next.take();
         loop {
@@ -181,8 +230,19 @@ impl RdbSource {
                     end.keys_in_other_dbs += 1;
                     true
                 }
+                Ok(Item::Key(k))
+                    if k.expire_at_ms
+                        .zip(self.expired_at_ms)
+                        .is_some_and(|(at, now)| at <= now) =>
+                {
+                    end.expired += 1;
+                    true
+                }
                 Ok(Item::Key(k)) => {
                     end.keys_read += 1;
+                    if let Some(census) = &mut census {
+                        census.add(k.key.clone());
+                    }
                     keys.push(k, emit)
                 }
                 Ok(Item::End { checksum }) => {
@@ -191,6 +251,7 @@ impl RdbSource {
                 }
                 Ok(_) => true,
                 Err(e) => {
+                    end.error = Some(e.to_string());
                     emit(SourceItem::Damaged {
                         what: format!("RDB file {}", self.name),
                         reason: format!("{e}; every key before it was read"),
@@ -202,9 +263,15 @@ impl RdbSource {
                 return end;
             }
         }
+        end.census = census.map(Census::finish);
         keys.finish(emit);
         if end.checksum.is_some() {
-            if let Some(reason) = trailing_data(self.reader) {
+            let after = match self.end_mark.take() {
+                Some(mark) => missing_end_mark(self.reader, &mark),
+                None => trailing_data(self.reader),
+            };
+            if let Some(reason) = after {
+                end.error = Some(reason.clone());
                 emit(SourceItem::Damaged {
                     what: format!("RDB file {}", self.name),
                     reason,
@@ -229,6 +296,24 @@ fn trailing_data(reader: RdbReader<Box<dyn Read + Send>>) -> Option<String> {
     })
 }
 
+/// What is wrong with the end mark that must follow the RDB, if anything:
+/// the transfer is complete only when it is there.
+fn missing_end_mark(reader: RdbReader<Box<dyn Read + Send>>, mark: &[u8]) -> Option<String> {
+    let (rest, inner) = reader.into_parts();
+    let mut found = Vec::with_capacity(mark.len());
+    let mut chained = std::io::Read::chain(&rest[..], inner).take(mark.len() as u64);
+    let read = chained.read_to_end(&mut found);
+    match read {
+        Ok(_) if found == mark => None,
+        Ok(_) => Some(format!(
+            "the transfer's end mark does not follow the RDB ({} bytes of it found): \
+             the snapshot cannot be trusted to be complete",
+            found.len()
+        )),
+        Err(e) => Some(format!("the transfer broke off before its end mark: {e}")),
+    }
+}
+
 /// The keys of a read on their way to records: attributed by the key
 /// catalogue's rule (a kb_id, KATO's global keys, or foreign), selected,
 /// and held with their values only while their owner is uncertain (never
@@ -246,8 +331,10 @@ impl<'a> Keys<'a> {
             Some(list) => Attributor::knowing(list).complete(),
             None => Attributor::new(),
         };
+        // Named kb_ids are known without a marker; keys outside kb_ids
+        // are still wanted when the selection takes them (`--global`).
         let attributor = match selection.literal_kbs() {
-            Some(kbs) => base.wanting(kbs),
+            Some(kbs) => base.want(selection.wanted(&kbs)),
             None => base,
         };
         Keys {

@@ -74,7 +74,8 @@ fn export_names_the_command_the_user_may_not_run() {
     for command in ["dump", "scan", "info"] {
         let user = format!("no{command}");
         let url = all_but(&server, &user, command);
-        let result = kbdump(&["export", "-q", "--redis", &url, "-o", path(&out)]);
+        let args = ["export", "-q", "--redis", &url, "--method", "scan"];
+        let result = kbdump(&[&args[..], &["-o", path(&out)]].concat());
         assert_refused(&result, &server, &user, command);
         assert!(
             !out.exists(),
@@ -224,6 +225,15 @@ fn the_documented_minimal_acl_is_enough() {
         &kbdump(&["export", "-q", "--redis", &url, "-o", path(&archive)]),
         "export",
     );
+    // The snapshot's rules: the archive is point-in-time, no fallback.
+    let url = documented_user(&source, "kbdump-snapshot", "export --method rdb");
+    let snapshot = dir.path().join("snapshot.kbd");
+    let args = ["export", "-q", "--redis", &url, "--method", "rdb"];
+    assert_ok(
+        &kbdump(&[&args[..], &["-o", path(&snapshot)]].concat()),
+        "export --method rdb",
+    );
+    let url = documented_user(&source, "kbdump-export", "export");
     // A kb_id named literally is probed (its STM stream with EXISTS).
     let one = dir.path().join("one.kbd");
     let args = ["export", "-q", "--redis", &url, "--kb", "node0_kato"];

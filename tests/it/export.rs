@@ -275,6 +275,7 @@ async fn keys_deleted_during_export_are_counted_not_fatal() {
         created_at_ms: 0,
         source: SourceInfo::default(),
         selection: Default::default(),
+        snapshot_at_ms: None,
     };
     let source = LiveSource::new(conn, vec![b"node0_kato".to_vec()], header, options);
     let (bytes, summary) = export(

@@ -40,5 +40,6 @@ mod rdb_reader;
 mod restore;
 mod secrets;
 mod signals;
+mod snapshot;
 mod tls;
 mod undo;

@@ -188,6 +188,7 @@ mod archive_fixtures {
                 matches: vec![],
                 ..SelectionSpec::default()
             },
+            snapshot_at_ms: None,
         }
     }
 

@@ -266,6 +266,7 @@ fn write_archive(path: &Path, records: &[Record]) {
         created_at_ms: now_ms(),
         source: SourceInfo::default(),
         selection: Default::default(),
+        snapshot_at_ms: None,
     };
     let file = std::fs::File::create(path).unwrap();
     let mut writer = ArchiveWriter::new(file, &header, Default::default()).unwrap();

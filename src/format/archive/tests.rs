@@ -18,6 +18,7 @@ fn header() -> Header {
             db: 0,
         },
         selection: SelectionSpec::default(),
+        snapshot_at_ms: None,
     }
 }
 

@@ -16,6 +16,12 @@ pub struct Header {
     pub created_at_ms: i64,
     pub source: SourceInfo,
     pub selection: SelectionSpec,
+    /// Unix ms of the server's snapshot when every record is the state of
+    /// one instant (an export from the replication stream); absent for a
+    /// SCAN export, whose keys are each read at some instant of their
+    /// kb_id's window. Written only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_at_ms: Option<i64>,
 }
 
 impl Header {
@@ -27,6 +33,7 @@ impl Header {
             created_at_ms,
             source,
             selection,
+            snapshot_at_ms: None,
         }
     }
 }

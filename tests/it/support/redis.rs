@@ -156,6 +156,9 @@ impl ServerOptions {
             "logfile \"\"".to_string(),
             "save \"\"".to_string(),
             "appendonly no".to_string(),
+            // A diskless snapshot (export --method rdb, auto) starts at
+            // once instead of waiting 5 s for other replicas.
+            "repl-diskless-sync-delay 0".to_string(),
         ];
         if let Some(pass) = &self.requirepass {
             lines.push(format!("requirepass {}", quote(pass)));
