@@ -19,9 +19,13 @@ pub async fn run(args: RebuildArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
     .await?;
     let (mut checked, conn) = write_connection(&args.redis).await?;
     // New sets go out as payloads sealed with the target's own RDB
-    // version (one it surely reads); a release kbdump does not know keeps
-    // to SADD.
-    let rdb_version = checked.server_info().await?.rdb_version();
+    // version (one it surely reads); a release kbdump does not know, or a
+    // user who may not run INFO, keeps to SADD.
+    let rdb_version = checked
+        .server_info()
+        .await
+        .ok()
+        .and_then(|info| info.rdb_version());
     let opts = RebuildOptions {
         dry_run: args.dry_run,
         only_missing: args.only_missing,
