@@ -3,9 +3,11 @@
 //!
 //! - `seed --patterns N [--kbs K] [--seed S]`: writes to stdout the RESP
 //!   stream of a KATO-like dataset, for `redis-cli --pipe`.
-//! - `restore-commands ARCHIVE`: writes to stdout one `RESTORE key ttl
-//!   payload` per record of a `.kbd` archive, the reference workload that
-//!   `kbdump restore` is compared against.
+//! - `restore-commands [--replace] ARCHIVE`: writes to stdout one `RESTORE
+//!   key ttl payload [REPLACE]` per record of a `.kbd` archive, the
+//!   reference workload that `kbdump restore` (and, with `--replace`, the
+//!   physical limit of `kbdump rebuild` in `scripts/bench-rebuild.sh`) is
+//!   compared against.
 //!
 //! The dataset, per kb_id (`bench{i}_kato`), with P patterns:
 //! - per pattern (7 keys): `frequency` (integer), `emotives` (JSON list of
@@ -31,9 +33,12 @@ fn main() -> ExitCode {
         .collect();
     let result = match args.first().map(String::as_str) {
         Some("seed") => seed(&args[1..]),
-        Some("restore-commands") if args.len() == 2 => restore_commands(&args[1]),
+        Some("restore-commands") if args.len() == 2 => restore_commands(&args[1], false),
+        Some("restore-commands") if args.len() == 3 && args[1] == "--replace" => {
+            restore_commands(&args[2], true)
+        }
         _ => Err(io::Error::other(
-            "usage: bench_tool seed --patterns N [--kbs K] [--seed S] | restore-commands ARCHIVE",
+            "usage: bench_tool seed --patterns N [--kbs K] [--seed S] | restore-commands [--replace] ARCHIVE",
         )),
     };
     match result {
@@ -316,7 +321,7 @@ fn seed_kb<W: Write>(resp: &mut Resp<W>, kb: &str, patterns: u64, seed: u64) -> 
     Ok(())
 }
 
-fn restore_commands(path: &str) -> io::Result<()> {
+fn restore_commands(path: &str, replace: bool) -> io::Result<()> {
     let file = File::open(path)?;
     let mut archive = IndexedArchive::open(io::BufReader::with_capacity(1 << 20, file))
         .map_err(|e| io::Error::other(format!("{path}: {e}")))?;
@@ -340,12 +345,13 @@ fn restore_commands(path: &str) -> io::Result<()> {
         for record in records {
             let record = record.map_err(|e| io::Error::other(format!("{path}: {e}")))?;
             let ttl = record.expire_at_ms.map_or(0, |at| (at - now).max(1));
-            resp.command(&[
-                b"RESTORE",
-                &record.key,
-                ttl.to_string().as_bytes(),
-                &record.payload,
-            ])?;
+            let ttl = ttl.to_string();
+            let mut args: Vec<&[u8]> =
+                vec![b"RESTORE", &record.key, ttl.as_bytes(), &record.payload];
+            if replace {
+                args.push(b"REPLACE");
+            }
+            resp.command(&args)?;
         }
     }
     resp.out.flush()?;

@@ -17,10 +17,19 @@ pub async fn run(args: RebuildArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
         args.clickhouse.clickhouse_password_file.as_deref(),
     )
     .await?;
-    let (checked, conn) = write_connection(&args.redis).await?;
+    let (mut checked, conn) = write_connection(&args.redis).await?;
+    // New sets go out as payloads sealed with the target's own RDB
+    // version (one it surely reads); a release kbdump does not know, or a
+    // user who may not run INFO, keeps to SADD.
+    let rdb_version = checked
+        .server_info()
+        .await
+        .ok()
+        .and_then(|info| info.rdb_version());
     let opts = RebuildOptions {
         dry_run: args.dry_run,
         only_missing: args.only_missing,
+        set_payload_rdb_version: rdb_version,
         ..RebuildOptions::default()
     };
     let kb_ids = resolve_clickhouse_kbs(&ch, &args.kbs, args.allow_empty).await?;

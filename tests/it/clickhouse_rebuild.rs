@@ -34,8 +34,12 @@ fn opts(dry_run: bool, only_missing: bool) -> RebuildOptions {
     o.dry_run = dry_run;
     o.only_missing = only_missing;
     o.batch_patterns = 37; // many small batches: exercises incremental SADD
+    o.set_payload_rdb_version = Some(REDIS_7_0_RDB); // and new sets as payloads
     o
 }
+
+/// The RDB version of the harness's default server (Redis 7.0).
+const REDIS_7_0_RDB: u16 = 10;
 
 /// Equal, except global_normalized_entropy floats within 1e-12 relative.
 fn assert_same(
@@ -441,6 +445,7 @@ async fn rebuild_edge_cases_match_python_reference() {
     let (ours, reference) = (RedisServer::start(), RedisServer::start());
     let mut opts = RebuildOptions::default();
     opts.batch_patterns = 2;
+    opts.set_payload_rdb_version = Some(REDIS_7_0_RDB);
     rebuild(&ch, chs::conn(&ours).await, &[], &opts, &NoProgress)
         .await
         .unwrap();
@@ -467,4 +472,66 @@ async fn rebuild_edge_cases_match_python_reference() {
     assert!(text("tiny:tf_vector:big2").ends_with("\"t\": 1.5e-05}"));
     assert_eq!(text("single:normalized_entropy:s1"), "0.0");
     assert_eq!(text("dup:global:total_unique_patterns"), "3");
+}
+
+/// The fast path (new sets restored whole from payloads sealed with the
+/// target's RDB version) leaves every server flavor exactly as the SADD-only
+/// path does, key by key: with duplicate rows (a payload must not repeat a
+/// member), sets spread over several batches, and a set and a hash that
+/// exist before the rebuild (RESTORE refuses them with BUSYKEY; their
+/// members are added as by SADD).
+#[tokio::test]
+async fn set_payloads_write_what_sadd_writes_on_every_flavor() {
+    use crate::support::redis::{info_field, Flavor};
+    let server = chs::server();
+    let db = server.database("rebuild_payloads").await;
+    chs::create_patterns_table(&server.client(), &db).await;
+    let rows = chs::seed_rows("kbp", 300, 7);
+    chs::insert_patterns(&server.client(), &db, &rows).await;
+    chs::insert_patterns(&server.client(), &db, &rows[..40]).await;
+    let ch = Ch::from_url(&server.url(&db)).unwrap();
+    for flavor in Flavor::ALL {
+        let (fast, plain) = (
+            RedisServer::start_flavor(flavor),
+            RedisServer::start_flavor(flavor),
+        );
+        let product = match flavor {
+            Flavor::Valkey81 | Flavor::Valkey91 => "valkey",
+            _ => "redis",
+        };
+        let version = kbdump::net::redis::predicted_rdb_version(product, &fast.version());
+        assert!(version.is_some(), "{flavor:?}: no RDB version");
+        let mut snapshots = Vec::new();
+        for (redis, rdb_version) in [(&fast, version), (&plain, None)] {
+            let mut conn = chs::conn(redis).await;
+            let set = format!("kbp:symbol_to_patterns:{}", first_symbol(&rows));
+            let _: () = conn.sadd(&set, "survivor").await.unwrap();
+            let _: () = conn.hset("kbp:symbols:freq", "old", "5").await.unwrap();
+            let mut o = opts(false, false);
+            o.batch_patterns = 120;
+            o.set_payload_rdb_version = rdb_version;
+            rebuild(&ch, conn.clone(), &[], &o, &NoProgress)
+                .await
+                .unwrap();
+            snapshots.push(snapshot(&mut conn).await);
+        }
+        let restores = info_field(&fast.info("commandstats"), "cmdstat_restore");
+        assert!(
+            restores.is_some_and(|s| !s.starts_with("calls=0")),
+            "{flavor:?}: no RESTORE"
+        );
+        assert!(snapshots[0].len() > 300, "{flavor:?}");
+        assert_eq!(
+            snapshots[0], snapshots[1],
+            "{flavor:?}: fast and plain paths differ"
+        );
+    }
+}
+
+fn first_symbol(rows: &[SeedRow]) -> String {
+    rows.iter()
+        .flat_map(|r| r.pattern_data.iter().flatten())
+        .next()
+        .unwrap()
+        .clone()
 }

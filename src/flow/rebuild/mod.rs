@@ -7,9 +7,12 @@ Per kb_id the rows are read **twice**, each time as a stream:
 
 1. pass one accumulates the symbol tables ([`crate::kato::derived::SymbolTable`]: one
    entry per distinct symbol) and, as it goes, writes `frequency:{p}` = 1
-   with `SET NX` semantics (see [`apply`]) and the `symbol_to_patterns:{s}` sets, one `SADD` per
-   symbol per batch of [`RebuildOptions::batch_patterns`] rows (SADD is a
-   union, so writing the sets incrementally needs no per-set memory);
+   with `SET NX` semantics (see [`apply`]) and the `symbol_to_patterns:{s}` sets, per
+   batch of [`RebuildOptions::batch_patterns`] rows: a set first met in the
+   batch is created whole from a DUMP payload (`RESTORE` without
+   `REPLACE`, see [`apply::Sink::restore_new_set`]), and later batches add
+   to it with `SADD` (a union, so writing the sets incrementally needs no
+   per-set memory beyond one batch);
 2. then `symbols:freq`, `symbols:pmf` and the three `global:*` counters
    are written from the finished table;
 3. pass two computes each pattern's metrics against the finished table
@@ -37,7 +40,8 @@ use crate::net::clickhouse::{Ch, ChError};
 use crate::progress::Progress;
 use apply::{Counts, Sink};
 use redis::aio::ConnectionLike;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::BuildHasher;
 use std::time::Instant;
 
 /// Errors of a rebuild.
@@ -69,6 +73,10 @@ pub struct RebuildOptions {
     pub only_missing: bool,
     /// Rows per batch of `symbol_to_patterns` writes.
     pub batch_patterns: usize,
+    /// The target's RDB version, to seal the payloads of new
+    /// `symbol_to_patterns` sets with; `None` writes every set with `SADD`
+    /// only (same result, more server CPU).
+    pub set_payload_rdb_version: Option<u16>,
 }
 
 impl Default for RebuildOptions {
@@ -76,7 +84,8 @@ impl Default for RebuildOptions {
         RebuildOptions {
             dry_run: false,
             only_missing: false,
-            batch_patterns: 20_000,
+            batch_patterns: 100_000,
+            set_payload_rdb_version: None,
         }
     }
 }
@@ -174,12 +183,42 @@ where
 struct SetBatch {
     names: Vec<Vec<u8>>,
     pairs: Vec<(u32, u32)>,
+    /// Hashes of the names, to learn whether a name repeats (a
+    /// MergeTree keeps duplicate rows).
+    name_hashes: HashSet<u64, foldhash::fast::FixedState>,
+    /// Some name may occur twice: a set payload must then be made of
+    /// distinct members explicitly (a server refuses duplicates in one).
+    repeats: bool,
 }
 
-/// Per symbol index: 0 = not seen by a batch yet, 1 = write its set,
-/// 2 = its set existed before the rebuild (only-missing mode: leave it).
+impl SetBatch {
+    fn push_name(&mut self, name: &[u8]) -> u32 {
+        let hash = self.name_hashes.hasher().hash_one(name);
+        self.repeats |= !self.name_hashes.insert(hash);
+        self.names.push(name.to_vec());
+        self.names.len() as u32 - 1
+    }
+
+    fn clear(&mut self) {
+        self.names.clear();
+        self.pairs.clear();
+        self.name_hashes.clear();
+        self.repeats = false;
+    }
+}
+
+/// Per symbol index: [`UNSEEN`], [`WRITE`], [`EXISTED`] or [`CREATE`].
 #[derive(Default)]
 struct SetStates(Vec<u8>);
+
+/// Not seen by a batch yet.
+const UNSEEN: u8 = 0;
+/// Its set is being written: add this batch's members.
+const WRITE: u8 = 1;
+/// Its set existed before the rebuild (only-missing mode: leave it).
+const EXISTED: u8 = 2;
+/// First seen in this batch: create its set.
+const CREATE: u8 = 3;
 
 async fn pass_symbols<C>(
     ch: &Ch,
@@ -210,19 +249,18 @@ where
         .await?;
         let counts = symbol_counts(&row.pattern_data);
         table.add_counts(&counts);
-        let name = batch.names.len() as u32;
-        batch.names.push(row.name.to_vec());
+        let name = batch.push_name(row.name);
         for symbol in counts.keys() {
             let index = table.index_of(symbol).expect("just added") as u32;
             batch.pairs.push((index, name));
         }
         if batch.names.len() >= opts.batch_patterns {
             progress.advance(batch.names.len() as u64, 0);
-            write_sets(sink, kb, &table, &mut batch, &mut sets, opts.only_missing).await?;
+            write_sets(sink, kb, &table, &mut batch, &mut sets, opts).await?;
         }
     }
     progress.advance(batch.names.len() as u64, 0);
-    write_sets(sink, kb, &table, &mut batch, &mut sets, opts.only_missing).await?;
+    write_sets(sink, kb, &table, &mut batch, &mut sets, opts).await?;
     Ok(table)
 }
 
@@ -232,49 +270,60 @@ async fn write_sets<C>(
     table: &SymbolTable,
     batch: &mut SetBatch,
     sets: &mut SetStates,
-    only_missing: bool,
+    opts: &RebuildOptions,
 ) -> Result<(), Error>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     let symbols = Category::Symbols.name();
-    sets.0.resize(table.distinct(), 0);
+    sets.0.resize(table.distinct(), UNSEEN);
     batch.pairs.sort_unstable();
     let mut new: Vec<usize> = batch
         .pairs
         .iter()
         .map(|p| p.0 as usize)
-        .filter(|&i| sets.0[i] == 0)
+        .filter(|&i| sets.0[i] == UNSEEN)
         .collect();
     new.dedup();
     let keys: Vec<Vec<u8>> = new
         .iter()
         .map(|&i| keys::symbol_to_patterns(kb.as_bytes(), table.symbol_at(i)))
         .collect();
-    let existed = if only_missing {
+    let existed = if opts.only_missing {
         sink.exists(&keys).await?
     } else {
         vec![false; keys.len()]
     };
     for (&i, existed) in new.iter().zip(existed) {
         sink.count(symbols, u64::from(!existed), u64::from(existed));
-        sets.0[i] = if existed { 2 } else { 1 };
+        sets.0[i] = if existed { EXISTED } else { CREATE };
     }
     let mut members: Vec<&[u8]> = Vec::new();
     for group in batch.pairs.chunk_by(|a, b| a.0 == b.0) {
         let symbol = group[0].0 as usize;
-        if sets.0[symbol] != 1 {
+        let state = sets.0[symbol];
+        if state == EXISTED {
             continue;
         }
+        sets.0[symbol] = WRITE;
         let set_key = keys::symbol_to_patterns(kb.as_bytes(), table.symbol_at(symbol));
+        if let (CREATE, Some(version)) = (state, opts.set_payload_rdb_version) {
+            members.clear();
+            members.extend(group.iter().map(|p| batch.names[p.1 as usize].as_slice()));
+            if batch.repeats {
+                members.sort_unstable();
+                members.dedup();
+            }
+            sink.restore_new_set(&set_key, &members, version).await?;
+            continue;
+        }
         for chunk in group.chunks(4096) {
             members.clear();
             members.extend(chunk.iter().map(|p| batch.names[p.1 as usize].as_slice()));
             sink.sadd(&set_key, &members).await?;
         }
     }
-    batch.names.clear();
-    batch.pairs.clear();
+    batch.clear();
     Ok(())
 }
 

@@ -67,6 +67,25 @@ pub fn encode(value: &Value, rdb_version: u16) -> Result<Vec<u8>, EncodeError> {
     Ok(out)
 }
 
+/// A plain set (type 2) of `members` sealed with `rdb_version`, built
+/// from borrowed members without collecting a [`Value`] first (a rebuild
+/// makes one per `symbol_to_patterns` set). Members are written as given:
+/// the caller makes them distinct, as a set's members are.
+pub fn encode_set<'a, I>(members: I, rdb_version: u16) -> Vec<u8>
+where
+    I: ExactSizeIterator<Item = &'a [u8]> + Clone,
+{
+    let bytes: usize = members.clone().map(|m| m.len() + 5).sum();
+    let mut out = Vec::with_capacity(bytes + 20);
+    out.push(2);
+    length(&mut out, members.len() as u64);
+    for member in members {
+        string(&mut out, member);
+    }
+    seal_into(&mut out, rdb_version);
+    out
+}
+
 fn strings(out: &mut Vec<u8>, items: &[Vec<u8>]) {
     length(out, items.len() as u64);
     for item in items {
@@ -130,6 +149,16 @@ mod tests {
                 &11u16.to_le_bytes()
             );
         }
+    }
+
+    #[test]
+    fn a_borrowed_set_encodes_like_the_value() {
+        let members: Vec<Vec<u8>> = (0..300)
+            .map(|i| format!("member {i}").into_bytes())
+            .collect();
+        let borrowed = encode_set(members.iter().map(Vec::as_slice), 10);
+        assert_eq!(borrowed, encode(&Value::Set(members.clone()), 10).unwrap());
+        assert_eq!(decode(&borrowed).unwrap(), Value::Set(members));
     }
 
     #[test]

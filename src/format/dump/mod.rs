@@ -46,7 +46,7 @@ mod zipmap;
 
 pub use commands::CommandOptions;
 pub use crc64::crc64;
-pub use encode::{encode, EncodeError};
+pub use encode::{encode, encode_set, EncodeError};
 pub use envelope::{
     parse_envelope, peek_type_and_version, rdb_version_for, redis_type, retag, seal, seal_into,
     target_accepts_version, target_knows_type, type_id_name, type_ids_in, Envelope, Product,
