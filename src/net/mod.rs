@@ -4,6 +4,7 @@
 //! from a production server ([`pace`]).
 
 pub mod clickhouse;
+pub mod cluster;
 pub mod mirror;
 pub mod pace;
 pub mod redis;

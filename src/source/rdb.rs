@@ -317,6 +317,7 @@ fn describe(
         rdb_version: Some(rdb_header.version),
         mode: "standalone".to_string(),
         db: db.map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX)),
+        masters: Vec::new(),
     };
     Header::new(info, SelectionSpec::default(), created_at_ms)
 }

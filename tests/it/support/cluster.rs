@@ -13,8 +13,9 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::cli::snap;
 use super::redis::{info_field, Flavor, RedisServer};
-use super::seed::{seed_kato, show_key, snapshot, SeedSpec, Seeded, Snapshot};
+use super::seed::{seed_kato, show_key, SeedSpec, Seeded, Snapshot};
 
 /// How long the nodes may take to agree on the slot map after creation.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -94,7 +95,8 @@ impl Cluster {
         self.nodes
             .iter()
             .filter(|n| {
-                connects(n) && info_field(&n.info("replication"), "role").as_deref() == Some("master")
+                connects(n)
+                    && info_field(&n.info("replication"), "role").as_deref() == Some("master")
             })
             .collect()
     }
@@ -284,13 +286,14 @@ pub fn seed_cluster(cluster: &Cluster, spec: &SeedSpec) -> Seeded {
     seeded
 }
 
-/// Every key of the cluster with its type, value and expiry: the union of
-/// [`snapshot`] of each current master (a master's SCAN sees the keys of
-/// its own slots, and reads them locally).
+/// Every key of the cluster with its type, value and expiry (an absolute
+/// instant, as [`snap`] gives it): the union of the snapshots of each
+/// current master (a master's SCAN sees the keys of its own slots, and
+/// reads them locally).
 pub fn cluster_snapshot(cluster: &Cluster) -> Snapshot {
     let mut all = Snapshot::new();
     for master in cluster.current_masters() {
-        for (key, value) in snapshot(&mut master.client()) {
+        for (key, value) in snap(master) {
             let previous = all.insert(key.clone(), value);
             assert!(previous.is_none(), "{} on two masters", show_key(&key));
         }
