@@ -123,6 +123,83 @@ impl SlotMap {
     }
 }
 
+/// The slot map and the slots being migrated (`CLUSTER NODES` of each
+/// master: `[slot->-target]` on the source, `[slot-<-source]` on the
+/// target), as `slot → (source, target)` by `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Topology {
+    pub map: SlotMap,
+    pub migrating: BTreeMap<u16, (String, String)>,
+}
+
+impl Topology {
+    /// The slots whose keys a read that began at `before` and ends at
+    /// `self` may have missed (their master changed, or they were being
+    /// migrated at either end), each with the masters to read it from in
+    /// order: where its keys come from first, where they go last. A key
+    /// that MIGRATE moves is on its target before it leaves its source,
+    /// so reading the source, then the target, misses none.
+    pub fn unsettled_slots(&self, before: &Topology) -> Vec<(u16, Vec<String>)> {
+        (0..crate::plan::slot::SLOTS)
+            .filter_map(|slot| {
+                let (was, is) = (before.map.owner(slot), self.map.owner(slot));
+                let moving = [before.migrating.get(&slot), self.migrating.get(&slot)];
+                if was == is && moving.iter().all(Option::is_none) {
+                    return None;
+                }
+                let sources = moving.iter().flatten().map(|(from, _)| from.as_str());
+                let targets = moving.iter().flatten().map(|(_, to)| to.as_str());
+                let mut order: Vec<String> = Vec::new();
+                for node in was.into_iter().chain(sources).chain(targets).chain(is) {
+                    if !order.iter().any(|o| o == node) {
+                        order.push(node.to_string());
+                    }
+                }
+                Some((slot, order))
+            })
+            .collect()
+    }
+}
+
+/// The migrations one node's `CLUSTER NODES` shows on its own line
+/// (`myself`): `slot → (source, target)` by `host:port`.
+pub fn parse_migrations(nodes: &str) -> BTreeMap<u16, (String, String)> {
+    let address_of: BTreeMap<&str, String> = nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let id = fields.next()?;
+            let address = fields.next()?.split('@').next()?.to_string();
+            Some((id, address))
+        })
+        .collect();
+    let mut moving = BTreeMap::new();
+    for line in nodes.lines().filter(|l| l.contains("myself")) {
+        let mut fields = line.split_whitespace();
+        let (Some(_), Some(me)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let me = me.split('@').next().unwrap_or(me).to_string();
+        for marker in fields.filter_map(|f| f.strip_prefix('[')?.strip_suffix(']')) {
+            let entry = if let Some((slot, to)) = marker.split_once("->-") {
+                slot.parse()
+                    .ok()
+                    .zip(address_of.get(to))
+                    .map(|(s, to)| (s, (me.clone(), to.clone())))
+            } else if let Some((slot, from)) = marker.split_once("-<-") {
+                slot.parse()
+                    .ok()
+                    .zip(address_of.get(from))
+                    .map(|(s, from)| (s, (from.clone(), me.clone())))
+            } else {
+                None
+            };
+            moving.extend(entry);
+        }
+    }
+    moving
+}
+
 fn int(value: Option<&Value>) -> Option<i64> {
     match value? {
         Value::Int(n) => Some(*n),
@@ -176,7 +253,17 @@ impl ClusterLink {
     pub async fn fetch_map(&self) -> RedisResult<SlotMap> {
         let mut cmd = redis::cmd("CLUSTER");
         cmd.arg("SLOTS");
-        let reply: Value = self.routed.clone().req_packed_command(&cmd).await?;
+        let mut reply = None;
+        for (_, mut conn) in self.masters() {
+            if let Ok(value) = conn.req_packed_command(&cmd).await {
+                reply = Some(value);
+                break;
+            }
+        }
+        let reply = match reply {
+            Some(reply) => reply,
+            None => self.routed.clone().req_packed_command(&cmd).await?,
+        };
         SlotMap::parse(&reply, &self.seed_host).map_err(|detail| {
             RedisError::from((
                 redis::ErrorKind::Parse,
@@ -189,6 +276,28 @@ impl ClusterLink {
     /// The nodes; never held across an await.
     fn nodes(&self) -> MutexGuard<'_, Nodes> {
         self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The slot map and the migrations in progress, as the cluster says
+    /// them now (`CLUSTER SLOTS`, then `CLUSTER NODES` of each master).
+    pub async fn topology(&self) -> RedisResult<Topology> {
+        self.refresh().await?;
+        let mut topology = Topology {
+            map: self.map(),
+            migrating: BTreeMap::new(),
+        };
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("NODES");
+        for (_, mut conn) in self.masters() {
+            let text: String = cmd.query_async(&mut conn).await?;
+            topology.migrating.extend(parse_migrations(&text));
+        }
+        Ok(topology)
+    }
+
+    /// A direct connection to the master at `address`, if known.
+    pub fn master(&self, address: &str) -> Option<MultiplexedConnection> {
+        self.nodes().conns.get(address).cloned()
     }
 
     /// The slot map as last learnt.
@@ -251,11 +360,11 @@ impl ClusterLink {
     }
 
     /// Runs a pipeline: a transaction goes whole to its slot's master
-    /// (kbdump's transactions never span slots); any other pipeline is
+    /// ([`Self::transaction`]); any other pipeline is
     /// split by the master of each command's slot and the parts run at once
     /// on the masters' own connections. A command whose keys span slots,
     /// that a master redirected (`MOVED`, `ASK`), or whose master could not
-    /// be reached is sent again alone through the routing connection.
+    /// be reached is sent again alone ([`Self::send_one`]).
     /// Keyless commands (`SCRIPT LOAD`) go to every master the pipeline
     /// touches; the first one's reply counts.
     pub async fn pipeline(
@@ -265,7 +374,7 @@ impl ClusterLink {
         count: usize,
     ) -> RedisResult<Vec<Value>> {
         if pipe.is_transaction() {
-            return self.routed().req_packed_commands(pipe, offset, count).await;
+            return self.transaction(pipe, offset, count).await;
         }
         let stale = self.nodes().stale;
         if stale {
@@ -313,10 +422,10 @@ impl ClusterLink {
             .collect())
     }
 
-    /// Sends the commands at `indices` one by one through the routing
-    /// connection; a server's refusal becomes that command's reply, and
-    /// any other failure (a master still unreachable once the failover
-    /// retries are spent) fails the pipeline.
+    /// Sends the commands at `indices` one by one ([`Self::send_one`]); a
+    /// server's refusal becomes that command's reply, and any other failure
+    /// (a master still unreachable after [`FAILOVER_PATIENCE`]) fails the
+    /// pipeline.
     async fn send_alone(
         &self,
         cmds: &[&Cmd],
@@ -324,11 +433,7 @@ impl ClusterLink {
         replies: &mut [Option<Value>],
     ) -> RedisResult<()> {
         for chunk in indices.chunks(RESEND_AT_ONCE) {
-            let sent = chunk.iter().map(|&i| {
-                let mut routed = self.routed();
-                let cmd = cmds[i].clone();
-                async move { routed.req_packed_command(&cmd).await }
-            });
+            let sent = chunk.iter().map(|&i| self.send_one(cmds[i]));
             for (&i, result) in chunk.iter().zip(join_all(sent).await) {
                 replies[i] = Some(match result {
                     Ok(value) => value,
@@ -337,6 +442,134 @@ impl ClusterLink {
             }
         }
         Ok(())
+    }
+
+    /// Sends one command to the master of its slot and follows the
+    /// cluster's answers: `MOVED` (to the master named, learning the map
+    /// again before the next pipeline), `ASK` (to the node named, after
+    /// `ASKING`), `TRYAGAIN` and `CLUSTERDOWN` (again after a pause), and a
+    /// master that cannot be reached (the map learnt again after a pause,
+    /// until a replica has taken over, for up to [`FAILOVER_PATIENCE`]).
+    /// Keyless commands and commands whose keys span slots go through the
+    /// routing connection.
+    async fn send_one(&self, cmd: &Cmd) -> RedisResult<Value> {
+        let Placement::Slot(slot) = command_slot(cmd) else {
+            return self.routed().req_packed_command(cmd).await;
+        };
+        let deadline = tokio::time::Instant::now() + FAILOVER_PATIENCE;
+        let mut target = self.nodes().map.owner(slot).map(str::to_string);
+        let mut asking = false;
+        let mut redirects = 0;
+        loop {
+            let result = match &target {
+                Some(address) => self.send_to(address, cmd, asking).await,
+                None => Err(RedisError::from((
+                    redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown),
+                    "no master serves the slot",
+                ))),
+            };
+            let e = match result {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            if let Some((address, _)) = e.redirect_node() {
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(e);
+                }
+                asking = e.code() == Some("ASK");
+                self.nodes().stale = !asking;
+                target = Some(address.to_string());
+                continue;
+            }
+            let waits = matches!(e.code(), Some("TRYAGAIN" | "CLUSTERDOWN"))
+                || e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+                || target.is_none();
+            if !waits || tokio::time::Instant::now() > deadline {
+                return Err(e);
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+            let _ = self.refresh().await;
+            target = self.nodes().map.owner(slot).map(str::to_string);
+            asking = false;
+        }
+    }
+
+    /// One command on the node at `address` (after `ASKING` when asked
+    /// to), connecting to it first if it is new.
+    async fn send_to(&self, address: &str, cmd: &Cmd, asking: bool) -> RedisResult<Value> {
+        let mut conn = match self.master(address) {
+            Some(conn) => conn,
+            None => {
+                let conn = (self.connector)(address.to_string()).await?;
+                self.nodes().conns.insert(address.to_string(), conn.clone());
+                conn
+            }
+        };
+        if !asking {
+            return match conn.req_packed_command(cmd).await? {
+                Value::ServerError(e) => Err(e.into()),
+                value => Ok(value),
+            };
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors().cmd("ASKING").add_command(cmd.clone());
+        let mut values: Vec<Value> = pipe.query_async(&mut conn).await?;
+        match values.pop() {
+            Some(Value::ServerError(e)) => Err(e.into()),
+            Some(value) => Ok(value),
+            None => Ok(Value::Nil),
+        }
+    }
+
+    /// Runs a transaction on the master of its slot (kbdump's transactions
+    /// never span slots). One refused because its slot moved or is moving
+    /// (`MOVED`, `ASK`, `TRYAGAIN`: the server aborts it whole, so nothing
+    /// of it was applied), or whose master cannot be reached, runs again
+    /// on the slot's master as learnt again after a pause, for up to
+    /// [`FAILOVER_PATIENCE`].
+    async fn transaction(
+        &self,
+        pipe: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        let slot = pipe.cmd_iter().find_map(|cmd| match command_slot(cmd) {
+            Placement::Slot(slot) => Some(slot),
+            _ => None,
+        });
+        let Some(slot) = slot else {
+            return self.routed().req_packed_commands(pipe, offset, count).await;
+        };
+        let deadline = tokio::time::Instant::now() + FAILOVER_PATIENCE;
+        loop {
+            let owner = self.nodes().map.owner(slot).map(str::to_string);
+            let conn = owner.as_deref().and_then(|o| self.master(o));
+            let result = match conn {
+                Some(mut conn) => conn.req_packed_commands(pipe, offset, count).await,
+                None => Err(RedisError::from((
+                    redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown),
+                    "no master serves the slot",
+                ))),
+            };
+            let e = match result {
+                Ok(values) => return Ok(values),
+                Err(e) => e,
+            };
+            let text = e.to_string().to_ascii_uppercase();
+            let moved = ["MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "SLOT"]
+                .iter()
+                .any(|word| text.contains(word));
+            let lost = e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal();
+            if !(moved || lost) || tokio::time::Instant::now() > deadline {
+                return Err(e);
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+            let _ = self.refresh().await;
+        }
     }
 
     /// Which command goes where.
@@ -372,8 +605,16 @@ impl ClusterLink {
     }
 }
 
-/// Commands resent through the routing connection at once.
+/// Commands resent one by one at once.
 const RESEND_AT_ONCE: usize = 64;
+/// How long a command waits for its slot to be served again (a master
+/// failing over, a cluster down): the cluster notices a dead master after
+/// its `cluster-node-timeout` and promotes a replica soon after.
+pub const FAILOVER_PATIENCE: Duration = Duration::from_secs(30);
+/// The pause between two tries of a command whose slot is not served.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// Redirections one command may follow (a resharding moves a slot once).
+const MAX_REDIRECTS: usize = 16;
 
 /// A pipeline split by master: each master's connection with the indices
 /// of its commands, and the commands to send alone.
@@ -472,6 +713,41 @@ mod tests {
         let mut same = redis::cmd("DEL");
         same.arg("{t}a").arg("{t}b");
         assert_eq!(command_slot(&same), Placement::Slot(hash_slot(b"t")));
+    }
+
+    #[test]
+    fn migrations_are_read_from_the_nodes_own_line() {
+        let nodes = "a1 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-100 [101->-b2]\n\
+                     b2 10.0.0.2:7001@17001 master - 0 0 2 connected 200-300 [5-<-a1]\n";
+        let moving = parse_migrations(nodes);
+        assert_eq!(
+            moving.get(&101),
+            Some(&("10.0.0.1:7000".to_string(), "10.0.0.2:7001".to_string()))
+        );
+        assert_eq!(moving.len(), 1, "only the myself line counts: {moving:?}");
+    }
+
+    #[test]
+    fn unsettled_slots_are_read_from_their_source_first() {
+        let map = |ranges: &[(u16, u16, &str)]| SlotMap {
+            ranges: ranges
+                .iter()
+                .map(|(s, e, m)| (*s, *e, m.to_string()))
+                .collect(),
+        };
+        let before = Topology {
+            map: map(&[(0, 9, "a"), (10, 16383, "b")]),
+            migrating: [(20, ("b".to_string(), "a".to_string()))].into(),
+        };
+        let after = Topology {
+            map: map(&[(0, 4, "a"), (5, 16383, "b")]),
+            migrating: BTreeMap::new(),
+        };
+        let slots = after.unsettled_slots(&before);
+        let numbers: Vec<u16> = slots.iter().map(|(s, _)| *s).collect();
+        assert_eq!(numbers, vec![5, 6, 7, 8, 9, 20]);
+        assert_eq!(slots[0].1, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(slots[5].1, vec!["b".to_string(), "a".to_string()]);
     }
 
     #[test]

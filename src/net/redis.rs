@@ -16,7 +16,7 @@ use redis::{
     IntoConnectionInfo, RedisError, TlsCertificates, Value,
 };
 
-use super::cluster::{self, ClusterLink, SlotMap};
+use super::cluster::{self, ClusterLink, SlotMap, Topology};
 use crate::format::archive::SourceInfo;
 use crate::format::dump::{Product, ServerKind};
 use crate::kato::attribute::Census;
@@ -715,6 +715,8 @@ impl RedisConn {
                 parent: self.clone(),
                 started: None,
                 rest: VecDeque::new(),
+                slots: VecDeque::new(),
+                rounds: 0,
             }),
             Link::Single(_) => None,
         };
@@ -817,19 +819,42 @@ pub struct Scan {
     cluster: Option<ClusterScan>,
 }
 
-/// A SCAN over every master of a cluster.
+/// A SCAN over every master of a cluster, then, while the topology moves,
+/// rounds that re-read the slots it moved (see [`Scan::next_page`]).
 struct ClusterScan {
     link: Arc<ClusterLink>,
     /// The cluster connection, for messages.
     parent: RedisConn,
-    /// The slot map when the SCAN began (learnt at the first page).
-    started: Option<SlotMap>,
+    /// The topology when the SCAN (or the current round) began; learnt at
+    /// the first page.
+    started: Option<Topology>,
+    /// The masters still to scan.
     rest: VecDeque<RedisConn>,
+    /// Slots to re-read this round, each from one master, in order.
+    slots: VecDeque<(String, u16)>,
+    rounds: usize,
 }
+
+/// How many rounds of re-reading moved slots a cluster's SCAN makes
+/// before it gives up on a topology that keeps changing: with
+/// [`TOPOLOGY_ROUND_PAUSE`] between two, a resharding of up to about five
+/// minutes is waited out.
+pub const MAX_TOPOLOGY_ROUNDS: usize = 3000;
+/// The pause before a round that re-reads moved slots, so that rounds
+/// follow a resharding at its pace instead of spinning.
+pub const TOPOLOGY_ROUND_PAUSE: Duration = Duration::from_millis(100);
 
 impl Scan {
     /// The next non-empty page of keys, `None` once the SCAN is complete.
     /// Empty pages (which SCAN may return before its end) are skipped.
+    ///
+    /// On a cluster: every master's SCAN in turn; then, if the topology
+    /// changed meanwhile (a slot changed master, or was being migrated),
+    /// the keys of every such slot are read again from the masters that
+    /// held it, its source before its target (`CLUSTER GETKEYSINSLOT`), and
+    /// so on until a round ends on the topology it began with, at most [`MAX_TOPOLOGY_ROUNDS`] rounds (then
+    /// [`RedisIoError::TopologyChanged`]). Keys may come twice; the
+    /// scanners drop repeats.
     pub async fn next_page(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
         loop {
             self.start_cluster().await?;
@@ -839,45 +864,33 @@ impl Scan {
             let Some(cluster) = &mut self.cluster else {
                 return Ok(None);
             };
-            match cluster.rest.pop_front() {
-                Some(next) => {
-                    self.conn = next;
-                    self.cursor = Some(0);
+            if let Some(next) = cluster.rest.pop_front() {
+                self.conn = next;
+                self.cursor = Some(0);
+                continue;
+            }
+            if let Some((address, slot)) = cluster.slots.pop_front() {
+                let page = cluster.keys_in_slot(&address, slot, &self.pattern).await?;
+                if !page.is_empty() {
+                    return Ok(Some(page));
                 }
-                None => {
-                    let started = cluster.started.clone().unwrap_or_default();
-                    let parent = cluster.parent.clone();
-                    let now = cluster
-                        .link
-                        .fetch_map()
-                        .await
-                        .map_err(|e| parent.command_error("CLUSTER SLOTS", e))?;
-                    self.cluster = None;
-                    return match now == started {
-                        true => Ok(None),
-                        false => Err(RedisIoError::TopologyChanged {
-                            address: parent.address.clone(),
-                            detail: map_change(&started, &now),
-                        }),
-                    };
-                }
+                continue;
+            }
+            if cluster.end_round().await? {
+                self.cluster = None;
+                return Ok(None);
             }
         }
     }
 
-    /// At the first page of a cluster's SCAN: learns the slot map and
-    /// starts on its first master.
+    /// At the first page of a cluster's SCAN: learns the topology and
+    /// starts on the first master.
     async fn start_cluster(&mut self) -> Result<()> {
         let Some(cluster) = self.cluster.as_mut().filter(|c| c.started.is_none()) else {
             return Ok(());
         };
         let parent = cluster.parent.clone();
-        cluster
-            .link
-            .refresh()
-            .await
-            .map_err(|e| parent.command_error("CLUSTER SLOTS", e))?;
-        cluster.started = Some(cluster.link.map());
+        cluster.started = Some(cluster.topology().await?);
         cluster.rest = parent.master_conns(&cluster.link).into();
         match cluster.rest.pop_front() {
             Some(first) => self.conn = first,
@@ -908,6 +921,74 @@ impl Scan {
     /// master has, and the slot map was checked): no page is left.
     pub fn is_done(&self) -> bool {
         self.cursor.is_none() && self.cluster.is_none()
+    }
+}
+
+impl ClusterScan {
+    async fn topology(&self) -> Result<Topology> {
+        self.link
+            .topology()
+            .await
+            .map_err(|e| self.parent.command_error("CLUSTER SLOTS/NODES", e))
+    }
+
+    /// Ends a round: `true` when the topology is as the round found it and
+    /// settled (the read is complete); else queues the slots to read again.
+    async fn end_round(&mut self) -> Result<bool> {
+        let now = self.topology().await?;
+        let before = self.started.take().unwrap_or_default();
+        // A round that re-read the slots (rounds > 0) read every slot that
+        // was migrating as it began, source first: unchanged since, the
+        // read is complete even while a migration goes on.
+        if now == before && (before.migrating.is_empty() || self.rounds > 0) {
+            return Ok(true);
+        }
+        self.rounds += 1;
+        if self.rounds > 1 {
+            tokio::time::sleep(TOPOLOGY_ROUND_PAUSE).await;
+        }
+        if self.rounds > MAX_TOPOLOGY_ROUNDS {
+            return Err(RedisIoError::TopologyChanged {
+                address: self.parent.address.clone(),
+                detail: format!(
+                    "{} after {MAX_TOPOLOGY_ROUNDS} rounds of re-reading the slots that moved",
+                    map_change(&before.map, &now.map)
+                ),
+            });
+        }
+        self.slots = now
+            .unsettled_slots(&before)
+            .into_iter()
+            .flat_map(|(slot, nodes)| nodes.into_iter().map(move |n| (n, slot)))
+            .collect();
+        self.started = Some(now);
+        Ok(false)
+    }
+
+    /// The keys one master holds in `slot` that match `pattern`
+    /// (`CLUSTER COUNTKEYSINSLOT`, then `GETKEYSINSLOT` of that many).
+    async fn keys_in_slot(&self, address: &str, slot: u16, pattern: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let Some(conn) = self.link.master(address) else {
+            return Ok(Vec::new());
+        };
+        let mut node = RedisConn {
+            conn: Link::Single(conn),
+            address: address.to_string(),
+            ..self.parent.clone()
+        };
+        let mut count = redis::cmd("CLUSTER");
+        count.arg("COUNTKEYSINSLOT").arg(slot);
+        let n: u64 = node.query(count, "CLUSTER COUNTKEYSINSLOT").await?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut get = redis::cmd("CLUSTER");
+        get.arg("GETKEYSINSLOT").arg(slot).arg(n);
+        let keys: Vec<Vec<u8>> = node.query(get, "CLUSTER GETKEYSINSLOT").await?;
+        Ok(keys
+            .into_iter()
+            .filter(|k| crate::pattern::glob_match(pattern, k))
+            .collect())
     }
 }
 

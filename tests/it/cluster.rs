@@ -158,3 +158,136 @@ fn a_plain_url_to_a_cluster_node_is_refused_with_the_cluster_scheme() {
     );
     assert!(!path.exists(), "no archive of a third of the data");
 }
+
+/// Runs `during` on a thread while `reshard` moves `slots` slots from
+/// master 0 to master 1, and checks the resharding worked.
+fn while_resharding<T: Send>(
+    cluster: &Cluster,
+    slots: u32,
+    during: impl FnOnce() -> T + Send,
+) -> T {
+    std::thread::scope(|scope| {
+        let resharding = scope.spawn(|| cluster.reshard(0, 1, slots));
+        let result = during();
+        let out = resharding.join().unwrap();
+        assert!(
+            out.status.success(),
+            "reshard failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        result
+    })
+}
+
+/// The slots master `index` serves (`CLUSTER SLOTS` seen from it).
+fn slots_of_master(cluster: &Cluster, index: usize) -> u64 {
+    let node = &cluster.masters()[index];
+    let text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut node.client())
+        .unwrap();
+    let me = text.lines().find(|l| l.contains("myself")).unwrap();
+    me.split_whitespace()
+        .skip(8)
+        .filter(|f| !f.starts_with('['))
+        .map(|range| match range.split_once('-') {
+            Some((a, b)) => b.parse::<u64>().unwrap() - a.parse::<u64>().unwrap() + 1,
+            None => 1,
+        })
+        .sum()
+}
+
+/// A resharding while an export reads the masters (paced, so that slots
+/// move during the read): the archive holds every key once, equal to the
+/// cluster's data.
+fn export_during_resharding(flavor: Flavor) {
+    let cluster = Cluster::start(flavor);
+    seed_cluster(&cluster, &SeedSpec::small());
+    let expected = cluster_snapshot(&cluster);
+    let before = slots_of_master(&cluster, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("moving.kbd");
+    let url = cluster.url();
+    let pace = format!("{}", (expected.len() as u64 / 4).max(20));
+    let out = while_resharding(&cluster, 2000, || {
+        kbdump(&[
+            "export",
+            "--quiet",
+            "--redis",
+            &url,
+            "--max-keys-per-sec",
+            &pace,
+            "-o",
+            archive.to_str().unwrap(),
+        ])
+    });
+    assert_eq!(out.status.code(), Some(0), "{flavor:?}: {}", stderr(&out));
+    assert_eq!(
+        slots_of_master(&cluster, 0),
+        before - 2000,
+        "the slots moved"
+    );
+    ok(&["verify", archive.to_str().unwrap()]);
+    let standalone = RedisServer::start_flavor(flavor);
+    let report = restore_ok(&archive, &standalone, &[]);
+    assert_same(&expected, &snap(&standalone));
+    assert_eq!(
+        total(&report, "restored"),
+        expected.len() as u64,
+        "{flavor:?}: every key once: {report:#}"
+    );
+}
+
+#[test]
+fn redis_7_0_export_during_a_resharding_is_complete_and_duplicate_free() {
+    export_during_resharding(Flavor::Redis70);
+}
+
+#[test]
+fn valkey_9_1_export_during_a_resharding_is_complete_and_duplicate_free() {
+    export_during_resharding(Flavor::Valkey91);
+}
+
+/// A restore, and a paced copy, into a cluster whose slots are moving:
+/// both complete, and the cluster then holds exactly the data.
+#[test]
+fn writes_during_a_resharding_complete() {
+    let flavor = Flavor::Redis70;
+    let source = RedisServer::start_flavor(flavor);
+    crate::support::seed::seed_kato(&mut source.client(), &SeedSpec::small());
+    let expected = snap(&source);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&source, dir.path(), "all.kbd", &[]);
+
+    let target = Cluster::start(flavor);
+    while_resharding(&target, 3000, || restore_ok_url(&archive, &target.url()));
+    assert_same(&expected, &cluster_snapshot(&target));
+
+    let paced = Cluster::start(flavor);
+    let pace = format!("{}", (expected.len() as u64 / 4).max(20));
+    let out = while_resharding(&paced, 2000, || {
+        kbdump(&[
+            "copy",
+            "--from",
+            &source.url(),
+            "--to",
+            &paced.url(),
+            "--max-keys-per-sec",
+            &pace,
+            "--quiet",
+        ])
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_same(&expected, &cluster_snapshot(&paced));
+}
+
+fn restore_ok_url(archive: &Path, url: &str) {
+    ok(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--redis",
+        url,
+        "--quiet",
+    ]);
+}
