@@ -360,11 +360,11 @@ impl ClusterLink {
     }
 
     /// Runs a pipeline: a transaction goes whole to its slot's master
-    /// ([`Self::transaction`]); any other pipeline is
+    /// (`transaction`: retried whole when its slot moves); any other pipeline is
     /// split by the master of each command's slot and the parts run at once
     /// on the masters' own connections. A command whose keys span slots,
     /// that a master redirected (`MOVED`, `ASK`), or whose master could not
-    /// be reached is sent again alone ([`Self::send_one`]).
+    /// be reached is sent again alone, following the cluster's answers.
     /// Keyless commands (`SCRIPT LOAD`) go to every master the pipeline
     /// touches; the first one's reply counts.
     pub async fn pipeline(
@@ -640,7 +640,8 @@ enum Placement {
 
 /// The slot of the keys a command names, for the commands kbdump sends:
 /// the first argument is the key, but for `EVAL`/`EVALSHA`/`FCALL` (the
-/// keys follow the key count) and the multi-key `DEL`, `UNLINK`, `EXISTS`.
+/// keys follow the key count) and the multi-key `DEL`, `UNLINK`, `EXISTS`,
+/// `TOUCH`, `MGET`, `MSET` and `MSETNX` (every other argument).
 fn command_slot(cmd: &Cmd) -> Placement {
     let args: Vec<&[u8]> = cmd
         .args_iter()
@@ -663,6 +664,7 @@ fn command_slot(cmd: &Cmd) -> Placement {
             args.iter().skip(3).take(n).copied().collect()
         }
         b"DEL" | b"UNLINK" | b"EXISTS" | b"TOUCH" | b"MGET" => args[1..].to_vec(),
+        b"MSET" | b"MSETNX" => args[1..].iter().step_by(2).copied().collect(),
         _ => args.get(1).copied().into_iter().collect(),
     };
     let mut slots = keys.iter().map(|k| hash_slot(k));
@@ -710,6 +712,9 @@ mod tests {
         let mut spread = redis::cmd("DEL");
         spread.arg("a").arg("b");
         assert_eq!(command_slot(&spread), Placement::Spread);
+        let mut mset = redis::cmd("MSET");
+        mset.arg("{t}a").arg("1").arg("{t}b").arg("2");
+        assert_eq!(command_slot(&mset), Placement::Slot(hash_slot(b"t")));
         let mut same = redis::cmd("DEL");
         same.arg("{t}a").arg("{t}b");
         assert_eq!(command_slot(&same), Placement::Slot(hash_slot(b"t")));

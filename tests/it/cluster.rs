@@ -291,3 +291,50 @@ fn restore_ok_url(archive: &Path, url: &str) {
         "--quiet",
     ]);
 }
+
+/// A master killed (SIGKILL) during a paced copy onto a cluster with a
+/// replica per master: the copy either waits out the failover and
+/// completes, or stops with an error naming the cluster; either way a rerun
+/// once the replica has taken over completes, and the cluster then holds
+/// exactly the data (writes the dead master had not yet passed to its
+/// replica are written again by the rerun).
+#[test]
+fn a_master_killed_during_a_copy_is_survived_or_reported_and_a_rerun_completes() {
+    let flavor = Flavor::Redis70;
+    let source = RedisServer::start_flavor(flavor);
+    crate::support::seed::seed_kato(&mut source.client(), &SeedSpec::small());
+    let expected = snap(&source);
+    let mut target = Cluster::start_with_replicas(flavor, 1);
+    let to = target.url();
+    let pace = format!("{}", (expected.len() as u64 / 6).max(20));
+    let copy = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kbdump"))
+            .args(["copy", "--from", &source.url(), "--to", &to, "--quiet"])
+            .args(["--max-keys-per-sec", &pace])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let running = copy();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    target.nodes_mut()[0].kill();
+    let first = running.wait_with_output().unwrap();
+    let said = stderr(&first);
+    eprintln!(
+        "the copy a master died under exited {:?}: {said}",
+        first.status.code()
+    );
+    match first.status.code() {
+        Some(0) => {}
+        Some(2) => assert!(
+            said.contains("cluster"),
+            "the error names the cluster: {said}"
+        ),
+        other => panic!("copy during a failover exited {other:?}: {said}"),
+    }
+    target.wait_failover();
+    let rerun = copy().wait_with_output().unwrap();
+    assert_eq!(rerun.status.code(), Some(0), "rerun: {}", stderr(&rerun));
+    assert_same(&expected, &cluster_snapshot(&target));
+}

@@ -54,10 +54,6 @@ impl Cluster {
         cluster
     }
 
-    pub fn flavor(&self) -> Flavor {
-        self.flavor
-    }
-
     /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,…` with every master as
     /// a seed.
     pub fn url(&self) -> String {
@@ -77,10 +73,6 @@ impl Cluster {
 
     /// Every node, masters and replicas, as started (roles change after a
     /// failover; see [`Cluster::current_masters`]).
-    pub fn nodes(&self) -> &[RedisServer] {
-        &self.nodes
-    }
-
     pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
         &mut self.nodes
     }
@@ -123,9 +115,7 @@ impl Cluster {
         cmd.arg("--cluster-replicas")
             .arg(self.replicas.to_string())
             .arg("--cluster-yes");
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run redis-cli --cluster create: {e}"));
+        let out = output_within(&mut cmd, READY_TIMEOUT, "redis-cli --cluster create");
         assert!(
             out.status.success(),
             "redis-cli --cluster create failed ({}):\n{}\n{}",
@@ -154,13 +144,6 @@ impl Cluster {
             }
             thread::sleep(Duration::from_millis(100));
         }
-    }
-
-    /// Kills master `index` (SIGKILL) and waits until its replica has been
-    /// promoted and the cluster serves every slot again.
-    pub fn kill_master_and_wait_failover(&mut self, index: usize) {
-        self.nodes[index].kill();
-        self.wait_failover();
     }
 
     /// Waits until the cluster serves every slot again after a master died.
@@ -203,6 +186,31 @@ impl Cluster {
     }
 }
 
+/// Runs `cmd`, killing it when it takes longer than `timeout` (a node
+/// that cannot be reached leaves `redis-cli --cluster create` waiting for
+/// the cluster to join forever).
+fn output_within(cmd: &mut Command, timeout: Duration, what: &str) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let deadline = Instant::now() + timeout;
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what} did not finish within {timeout:?}:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// The node's own id (`CLUSTER MYID`).
 pub fn node_id(node: &RedisServer) -> String {
     ::redis::cmd("CLUSTER")
@@ -211,12 +219,23 @@ pub fn node_id(node: &RedisServer) -> String {
         .unwrap_or_else(|e| panic!("CLUSTER MYID failed: {e}"))
 }
 
+/// A node with its cluster bus on a port of its own: the default (port +
+/// 10000) may be taken by another process, and a node whose bus cannot be
+/// reached never joins.
 fn start_node(flavor: Flavor) -> RedisServer {
+    let bus = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("cannot bind a probe socket on 127.0.0.1")
+        .port();
     RedisServer::builder()
         .flavor(flavor)
         .config("cluster-enabled yes")
+        .config(&format!("cluster-port {bus}"))
         .config("cluster-config-file nodes.conf")
         .config(&format!("cluster-node-timeout {NODE_TIMEOUT_MS}"))
+        // A replica takes over however long ago it last heard from its
+        // master (the default refuses one that never synced recently).
+        .config("cluster-replica-validity-factor 0")
         .start()
 }
 
@@ -234,6 +253,13 @@ fn cluster_field(node: &RedisServer, name: &str) -> Option<String> {
     info_field(&text, name)
 }
 
+/// A replica is ready once its link to its master is up.
+fn replica_synced(node: &RedisServer) -> bool {
+    let info = node.info("replication");
+    info_field(&info, "role").as_deref() != Some("slave")
+        || info_field(&info, "master_link_status").as_deref() == Some("up")
+}
+
 fn is_ready(node: &RedisServer, nodes: usize) -> bool {
     let number = |name| {
         cluster_field(node, name)
@@ -243,6 +269,7 @@ fn is_ready(node: &RedisServer, nodes: usize) -> bool {
     cluster_field(node, "cluster_state").as_deref() == Some("ok")
         && number("cluster_known_nodes") >= nodes
         && number("cluster_slots_ok") == 16384
+        && replica_synced(node)
 }
 
 /// `redis-cli`: `$KBDUMP_REDIS_CLI`, else the one on `PATH` (Debian's
