@@ -194,7 +194,7 @@ pub async fn connect_target(endpoint: &Endpoint) -> anyhow::Result<Target> {
 /// large write pipelines need).
 pub async fn write_connection(
     args: &RedisArgs,
-) -> anyhow::Result<(RedisConn, redis::aio::MultiplexedConnection)> {
+) -> anyhow::Result<(RedisConn, crate::net::redis::Link)> {
     let checked = connect_redis(args).await?;
     let conn = checked.multiplexed();
     Ok((checked, conn))

@@ -14,8 +14,9 @@ use crate::kato::Category;
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
     /// Redis URL: redis://[user[:password]@]host:port[/db] (rediss:// for
-    /// TLS). Keep the password out of it (it shows in the process list):
-    /// use --password-file or REDISCLI_AUTH.
+    /// TLS); a cluster: redis+cluster://host:port[,host:port...] (or
+    /// rediss+cluster://). Keep the password out of it (it shows in the
+    /// process list): use --password-file or REDISCLI_AUTH.
     #[arg(
         long,
         env = "REDIS_URL",

@@ -26,6 +26,7 @@ Examples:
   kbdump copy --from redis://a:6379 --to redis://a:6379 --kb node0_kato --rename-kb node0_kato=node0_copy
   kbdump copy --from redis://old:6379 --to redis://new:6379 --mode merge   # larger counts, unioned metadata (see restore --help)
   kbdump copy --from redis://prod:6379 --to redis://new:6379 --max-keys-per-sec 10k   # spare production
+  kbdump copy --from redis://old:6379 --to redis+cluster://10.0.0.1:7000   # onto a Redis Cluster
   kbdump copy --from redis://a:6379 --to redis://b:6379 --mode replace --yes           # in a script
 
 The limits apply to the reads from --from. --mode replace into a target that

@@ -14,6 +14,7 @@ Examples:
   kbdump export --kb node0_kato -o - | ssh backup 'cat > node0.kbd'
   kbdump export --encrypt-to age1… -o offsite.kbd   # age-encrypted; read with --identity
   kbdump export -o all.kbd --max-keys-per-sec 5k --max-bytes-per-sec 20MiB   # gently, in production
+  kbdump export --redis redis+cluster://10.0.0.1:7000,10.0.0.2:7000 -o all.kbd   # every master of a cluster
   kbdump export --from /var/lib/redis/dump.rdb --kb node0_kato -o node0.kbd   # offline, from a physical backup
   kbdump export --from /var/lib/redis/appendonlydir --kb node0_kato -o node0.kbd   # from an AOF, replayed
 

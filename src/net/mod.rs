@@ -5,6 +5,7 @@
 //! from a production server ([`pace`]).
 
 pub mod clickhouse;
+pub mod cluster;
 pub mod mirror;
 pub mod notify;
 pub mod pace;

@@ -6,12 +6,17 @@ use std::time::Duration;
 
 use std::path::{Path, PathBuf};
 
-use redis::aio::MultiplexedConnection;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
 use redis::{
     AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, ErrorKind,
     IntoConnectionInfo, RedisError, TlsCertificates, Value,
 };
 
+use super::cluster::{self, ClusterLink, SlotMap, Topology};
 use crate::format::archive::SourceInfo;
 use crate::format::dump::{Product, ServerKind};
 use crate::kato::attribute::Census;
@@ -98,6 +103,20 @@ pub enum RedisIoError {
         what: String,
         detail: String,
     },
+    /// A plain URL names a node of a cluster: reading it alone would see
+    /// only the keys of its own slots.
+    #[error(
+        "{address} is a node of a Redis Cluster (INFO says cluster_enabled:1): alone it holds \
+         only the keys of its own slots; name the cluster with {suggestion}"
+    )]
+    ClusterNode { address: String, suggestion: String },
+    /// The slot map changed while the masters were scanned.
+    #[error(
+        "the slot map of the cluster {address} changed while its keys were read (a resharding \
+         or a failover: {detail}): a key that moved between masters may have been missed, so \
+         the read is incomplete; rerun once the cluster is stable"
+    )]
+    TopologyChanged { address: String, detail: String },
     #[error("Redis at {address} failed on {what}: {}", brief(.cause))]
     Command {
         address: String,
@@ -287,10 +306,54 @@ impl Endpoint {
     }
 }
 
+/// The connection under a [`RedisConn`]: one server, or a whole cluster
+/// (commands routed to the master of their keys' slot; see
+/// [`crate::net::cluster`]). Code that builds its own pipelines (rebuild)
+/// takes it as any `ConnectionLike`.
+#[derive(Clone)]
+pub enum Link {
+    Single(MultiplexedConnection),
+    Cluster(Arc<ClusterLink>, ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Link::Single(conn) => conn.req_packed_command(cmd),
+            Link::Cluster(link, routed) => match link.one_master_for(cmd) {
+                Some(mut master) => Box::pin(async move { master.req_packed_command(cmd).await }),
+                None => routed.req_packed_command(cmd),
+            },
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(link, _) => {
+                let link = link.clone();
+                Box::pin(async move { link.pipeline(pipeline, offset, count).await })
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Single(conn) => conn.get_db(),
+            Link::Cluster(_, routed) => routed.get_db(),
+        }
+    }
+}
+
 /// A multiplexed async connection with its credential-free address.
 #[derive(Clone)]
 pub struct RedisConn {
-    conn: MultiplexedConnection,
+    conn: Link,
     address: String,
     /// The ACL user, `default` when the URL names none.
     user: String,
@@ -331,7 +394,103 @@ impl RedisConn {
     }
 
     /// Connects and checks the server answers (and accepts the credentials).
+    /// A `redis+cluster://` (or `rediss+cluster://`) URL connects to a
+    /// whole cluster; a plain URL that reaches a node of one is refused
+    /// ([`RedisIoError::ClusterNode`]).
     pub async fn open(endpoint: &Endpoint) -> Result<RedisConn> {
+        if cluster::is_cluster_url(&endpoint.url) {
+            return Self::open_cluster(endpoint).await;
+        }
+        let mut this = Self::open_single(endpoint).await?;
+        this.refuse_cluster_node(endpoint).await?;
+        Ok(this)
+    }
+
+    /// Fails when `INFO cluster` says this server is a node of a cluster;
+    /// a server that refuses INFO (an ACL without it) is taken as it is.
+    async fn refuse_cluster_node(&mut self, endpoint: &Endpoint) -> Result<()> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("cluster");
+        let Ok(text) = cmd.query_async::<String>(&mut self.conn).await else {
+            return Ok(());
+        };
+        if !parse_info(&text).cluster {
+            return Ok(());
+        }
+        let plain = redact_url(&endpoint.url);
+        let suggestion = match plain.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}+cluster://{rest}"),
+            None => format!("redis+cluster://{plain}"),
+        };
+        Err(RedisIoError::ClusterNode {
+            address: self.address.clone(),
+            suggestion,
+        })
+    }
+
+    /// Connects to a cluster from its seeds: learns the slot map, connects
+    /// to every master, and checks the cluster answers.
+    async fn open_cluster(endpoint: &Endpoint) -> Result<RedisConn> {
+        let seeds = cluster::seed_urls(&endpoint.url).unwrap_or_default();
+        let bad = |reason: &str| RedisIoError::BadUrl {
+            url: redact_url(&endpoint.url),
+            reason: reason.to_string(),
+        };
+        let first = seeds.first().ok_or_else(|| bad("it names no host"))?;
+        let mut infos = Vec::with_capacity(seeds.len());
+        for seed in &seeds {
+            infos.push(
+                seed.as_str()
+                    .into_connection_info()
+                    .map_err(|e| bad(&e.to_string()))?,
+            );
+        }
+        let addresses: Vec<String> = infos.iter().map(redacted_address).collect();
+        let address = format!("cluster {}", addresses.join(","));
+        let user = infos[0]
+            .redis_settings()
+            .username()
+            .unwrap_or("default")
+            .to_string();
+        let seed_endpoint = Endpoint {
+            url: first.clone(),
+            ..endpoint.clone()
+        };
+        let (template, origin) = with_password(infos[0].clone(), &seed_endpoint, &address, &user)?;
+        let fail = Failure {
+            address: &address,
+            user: &user,
+            origin: &origin,
+            endpoint,
+        };
+        let routed = cluster_client(&infos, &template, endpoint)?
+            .get_async_connection()
+            .await
+            .map_err(|e| fail.connect_error(e))?;
+        let seed_host = match infos[0].addr() {
+            ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
+            _ => "127.0.0.1".to_string(),
+        };
+        let connector = master_connector(template.clone(), endpoint.clone());
+        let link = ClusterLink::new(routed.clone(), connector, seed_host)
+            .await
+            .map_err(|e| fail.connect_error(e))?;
+        let mut this = RedisConn {
+            conn: Link::Cluster(Arc::new(link), routed),
+            address: address.clone(),
+            user: user.clone(),
+            auth: Arc::new((origin.clone(), fail.auth_hint())),
+            db: template.redis_settings().db(),
+        };
+        let pong: String = this.query(redis::cmd("PING"), "PING").await?;
+        if pong != "PONG" {
+            return Err(this.protocol("PING", format!("{pong:?}")));
+        }
+        Ok(this)
+    }
+
+    /// Connects to one server.
+    async fn open_single(endpoint: &Endpoint) -> Result<RedisConn> {
         let url = endpoint.url.as_str();
         let info = url
             .into_connection_info()
@@ -347,9 +506,7 @@ impl RedisConn {
             .to_string();
         let (info, origin) = with_password(info, endpoint, &address, &user)?;
         let client = tls_client(info, endpoint)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(10)))
-            .set_response_timeout(Some(Duration::from_secs(300)));
+        let config = connection_config();
         let fail = Failure {
             address: &address,
             user: &user,
@@ -361,7 +518,7 @@ impl RedisConn {
             .await
             .map_err(|source| fail.connect_error(source))?;
         let mut this = RedisConn {
-            conn,
+            conn: Link::Single(conn),
             address: address.clone(),
             user: user.clone(),
             auth: std::sync::Arc::new((origin.clone(), fail.auth_hint())),
@@ -423,8 +580,37 @@ impl RedisConn {
 
     /// The underlying connection, for code that builds its own pipelines
     /// (rebuild). It shares this connection's socket and timeouts.
-    pub fn multiplexed(&self) -> MultiplexedConnection {
+    pub fn multiplexed(&self) -> Link {
         self.conn.clone()
+    }
+
+    /// Whether this is a connection to a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Link::Cluster(..))
+    }
+
+    /// The masters of a cluster, as last learnt (`host:port`); empty for
+    /// one server.
+    pub fn masters(&self) -> Vec<String> {
+        match &self.conn {
+            Link::Cluster(link, _) => link.master_addresses(),
+            Link::Single(_) => Vec::new(),
+        }
+    }
+
+    /// A connection to each master of a cluster, as last learnt, with the
+    /// credentials of this one.
+    fn master_conns(&self, link: &ClusterLink) -> Vec<RedisConn> {
+        link.masters()
+            .into_iter()
+            .map(|(address, conn)| RedisConn {
+                conn: Link::Single(conn),
+                address,
+                user: self.user.clone(),
+                auth: self.auth.clone(),
+                db: self.db,
+            })
+            .collect()
     }
 
     pub fn address(&self) -> &str {
@@ -535,13 +721,14 @@ impl RedisConn {
             product: info.product.clone(),
             version: info.version.clone(),
             rdb_version: info.rdb_version(),
-            mode: if info.cluster {
+            mode: if info.cluster || self.is_cluster() {
                 "cluster"
             } else {
                 "standalone"
             }
             .into(),
             db: u32::try_from(self.db).unwrap_or(0),
+            masters: self.masters(),
         }
     }
 
@@ -585,12 +772,28 @@ impl RedisConn {
 
     /// A SCAN over the keys matching `pattern` (the one SCAN loop: every
     /// scanner uses it), on a clone of this connection.
+    ///
+    /// On a cluster the SCAN walks each master in turn (a node's SCAN sees
+    /// the keys of its own slots), and ends with a check that the slot map
+    /// is the one it started with ([`RedisIoError::TopologyChanged`]).
     pub fn scan(&self, pattern: impl Into<Vec<u8>>, count: usize) -> Scan {
+        let cluster = match &self.conn {
+            Link::Cluster(link, _) => Some(ClusterScan {
+                link: link.clone(),
+                parent: self.clone(),
+                started: None,
+                rest: VecDeque::new(),
+                slots: VecDeque::new(),
+                rounds: 0,
+            }),
+            Link::Single(_) => None,
+        };
         Scan {
             conn: self.clone(),
             pattern: pattern.into(),
             count,
             cursor: Some(0),
+            cluster,
         }
     }
 
@@ -680,12 +883,92 @@ pub struct Scan {
     count: usize,
     /// `None` once the server answered cursor 0.
     cursor: Option<u64>,
+    /// The masters of a cluster still to scan.
+    cluster: Option<ClusterScan>,
 }
+
+/// A SCAN over every master of a cluster, then, while the topology moves,
+/// rounds that re-read the slots it moved (see [`Scan::next_page`]).
+struct ClusterScan {
+    link: Arc<ClusterLink>,
+    /// The cluster connection, for messages.
+    parent: RedisConn,
+    /// The topology when the SCAN (or the current round) began; learnt at
+    /// the first page.
+    started: Option<Topology>,
+    /// The masters still to scan.
+    rest: VecDeque<RedisConn>,
+    /// Slots to re-read this round, each from one master, in order.
+    slots: VecDeque<(String, u16)>,
+    rounds: usize,
+}
+
+/// How many rounds of re-reading moved slots a cluster's SCAN makes
+/// before it gives up on a topology that keeps changing: with
+/// [`TOPOLOGY_ROUND_PAUSE`] between two, a resharding of up to about five
+/// minutes is waited out.
+pub const MAX_TOPOLOGY_ROUNDS: usize = 3000;
+/// The pause before a round that re-reads moved slots, so that rounds
+/// follow a resharding at its pace instead of spinning.
+pub const TOPOLOGY_ROUND_PAUSE: Duration = Duration::from_millis(100);
 
 impl Scan {
     /// The next non-empty page of keys, `None` once the SCAN is complete.
     /// Empty pages (which SCAN may return before its end) are skipped.
+    ///
+    /// On a cluster: every master's SCAN in turn; then, if the topology
+    /// changed meanwhile (a slot changed master, or was being migrated),
+    /// the keys of every such slot are read again from the masters that
+    /// held it, its source before its target (`CLUSTER GETKEYSINSLOT`), and
+    /// so on until a round ends on the topology it began with, at most [`MAX_TOPOLOGY_ROUNDS`] rounds (then
+    /// [`RedisIoError::TopologyChanged`]). Keys may come twice; the
+    /// scanners drop repeats.
     pub async fn next_page(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
+        loop {
+            self.start_cluster().await?;
+            if let Some(page) = self.next_node_page().await? {
+                return Ok(Some(page));
+            }
+            let Some(cluster) = &mut self.cluster else {
+                return Ok(None);
+            };
+            if let Some(next) = cluster.rest.pop_front() {
+                self.conn = next;
+                self.cursor = Some(0);
+                continue;
+            }
+            if let Some((address, slot)) = cluster.slots.pop_front() {
+                let page = cluster.keys_in_slot(&address, slot, &self.pattern).await?;
+                if !page.is_empty() {
+                    return Ok(Some(page));
+                }
+                continue;
+            }
+            if cluster.end_round().await? {
+                self.cluster = None;
+                return Ok(None);
+            }
+        }
+    }
+
+    /// At the first page of a cluster's SCAN: learns the topology and
+    /// starts on the first master.
+    async fn start_cluster(&mut self) -> Result<()> {
+        let Some(cluster) = self.cluster.as_mut().filter(|c| c.started.is_none()) else {
+            return Ok(());
+        };
+        let parent = cluster.parent.clone();
+        cluster.started = Some(cluster.topology().await?);
+        cluster.rest = parent.master_conns(&cluster.link).into();
+        match cluster.rest.pop_front() {
+            Some(first) => self.conn = first,
+            None => self.cursor = None,
+        }
+        Ok(())
+    }
+
+    /// The next non-empty page of the node being scanned.
+    async fn next_node_page(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
         while let Some(at) = self.cursor {
             let mut cmd = redis::cmd("SCAN");
             cmd.arg(at)
@@ -702,9 +985,10 @@ impl Scan {
         Ok(None)
     }
 
-    /// Whether the server has answered cursor 0: no page is left.
+    /// Whether the server has answered cursor 0 (on a cluster: every
+    /// master has, and the slot map was checked): no page is left.
     pub fn is_done(&self) -> bool {
-        self.cursor.is_none()
+        self.cursor.is_none() && self.cluster.is_none()
     }
 }
 
@@ -755,6 +1039,162 @@ pub fn raw_target(endpoint: &Endpoint) -> Result<std::result::Result<RawTarget, 
         address,
         announce_version: None,
     }))
+}
+
+impl ClusterScan {
+    async fn topology(&self) -> Result<Topology> {
+        self.link
+            .topology()
+            .await
+            .map_err(|e| self.parent.command_error("CLUSTER SLOTS/NODES", e))
+    }
+
+    /// Ends a round: `true` when the topology is as the round found it and
+    /// settled (the read is complete); else queues the slots to read again.
+    async fn end_round(&mut self) -> Result<bool> {
+        let now = self.topology().await?;
+        let before = self.started.take().unwrap_or_default();
+        // A round that re-read the slots (rounds > 0) read every slot that
+        // was migrating as it began, source first: unchanged since, the
+        // read is complete even while a migration goes on.
+        if now == before && (before.migrating.is_empty() || self.rounds > 0) {
+            return Ok(true);
+        }
+        self.rounds += 1;
+        if self.rounds > 1 {
+            tokio::time::sleep(TOPOLOGY_ROUND_PAUSE).await;
+        }
+        if self.rounds > MAX_TOPOLOGY_ROUNDS {
+            return Err(RedisIoError::TopologyChanged {
+                address: self.parent.address.clone(),
+                detail: format!(
+                    "{} after {MAX_TOPOLOGY_ROUNDS} rounds of re-reading the slots that moved",
+                    map_change(&before.map, &now.map)
+                ),
+            });
+        }
+        self.slots = now
+            .unsettled_slots(&before)
+            .into_iter()
+            .flat_map(|(slot, nodes)| nodes.into_iter().map(move |n| (n, slot)))
+            .collect();
+        self.started = Some(now);
+        Ok(false)
+    }
+
+    /// The keys one master holds in `slot` that match `pattern`
+    /// (`CLUSTER COUNTKEYSINSLOT`, then `GETKEYSINSLOT` of that many).
+    async fn keys_in_slot(&self, address: &str, slot: u16, pattern: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let Some(conn) = self.link.master(address) else {
+            return Ok(Vec::new());
+        };
+        let mut node = RedisConn {
+            conn: Link::Single(conn),
+            address: address.to_string(),
+            ..self.parent.clone()
+        };
+        let mut count = redis::cmd("CLUSTER");
+        count.arg("COUNTKEYSINSLOT").arg(slot);
+        let n: u64 = node.query(count, "CLUSTER COUNTKEYSINSLOT").await?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut get = redis::cmd("CLUSTER");
+        get.arg("GETKEYSINSLOT").arg(slot).arg(n);
+        let keys: Vec<Vec<u8>> = node.query(get, "CLUSTER GETKEYSINSLOT").await?;
+        Ok(keys
+            .into_iter()
+            .filter(|k| crate::pattern::glob_match(pattern, k))
+            .collect())
+    }
+}
+
+/// What changed between two slot maps, for a message.
+fn map_change(before: &SlotMap, after: &SlotMap) -> String {
+    let moved = (0..crate::plan::slot::SLOTS)
+        .filter(|&s| before.owner(s) != after.owner(s))
+        .count();
+    format!(
+        "{moved} slots changed master; masters before: {}, after: {}",
+        before.masters().join(" "),
+        after.masters().join(" ")
+    )
+}
+
+/// A client for a cluster: every seed, the credentials and TLS of the
+/// first, and the retries that wait out a failover
+/// ([`cluster::FAILOVER_RETRIES`]).
+fn cluster_client(
+    infos: &[ConnectionInfo],
+    template: &ConnectionInfo,
+    endpoint: &Endpoint,
+) -> Result<redis::cluster::ClusterClient> {
+    let settings = template.redis_settings();
+    let mut builder = redis::cluster::ClusterClientBuilder::new(infos.to_vec())
+        .connection_timeout(cluster::CONNECT_TIMEOUT)
+        .response_timeout(Duration::from_secs(300))
+        .retries(cluster::FAILOVER_RETRIES)
+        .min_retry_wait(100)
+        .max_retry_wait(cluster::FAILOVER_MAX_WAIT_MS)
+        .database_id(settings.db());
+    if let Some(user) = settings.username() {
+        builder = builder.username(user);
+    }
+    if let Some(password) = settings.password() {
+        builder = builder.password(password);
+    }
+    if let ConnectionAddr::TcpTls { insecure, .. } = template.addr() {
+        let insecure = *insecure || endpoint.insecure();
+        builder = builder.tls(match insecure {
+            true => redis::TlsMode::Insecure,
+            false => redis::TlsMode::Secure,
+        });
+        if let Some(certificates) = tls_certificates(endpoint)? {
+            builder = builder.certs(certificates);
+        }
+    } else if endpoint.tls.is_set() {
+        tls_client(template.clone(), endpoint)?;
+    }
+    builder.build().map_err(|e| bad_url(endpoint, e))
+}
+
+/// Connects to a master (`host:port`) with the template's credentials,
+/// db and TLS.
+fn master_connector(template: ConnectionInfo, endpoint: Endpoint) -> cluster::Connector {
+    Arc::new(move |address: String| {
+        let (template, endpoint) = (template.clone(), endpoint.clone());
+        Box::pin(async move {
+            let (host, port) = address
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| {
+                    RedisError::from((ErrorKind::Parse, "bad master address", address.clone()))
+                })?;
+            let addr = match template.addr() {
+                ConnectionAddr::TcpTls { insecure, .. } => ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: *insecure,
+                    tls_params: None,
+                },
+                _ => ConnectionAddr::Tcp(host, port),
+            };
+            let client = tls_client(template.set_addr(addr), &endpoint).map_err(|e| {
+                RedisError::from((ErrorKind::InvalidClientConfig, "TLS", e.to_string()))
+            })?;
+            client
+                .get_multiplexed_async_connection_with_config(&connection_config())
+                .await
+        })
+    })
+}
+
+/// Timeouts of every connection: connecting, and a reply (long enough for
+/// large write pipelines).
+fn connection_config() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(10)))
+        .set_response_timeout(Some(Duration::from_secs(300)))
 }
 
 /// The password to send: the URL's, else the endpoint's; and where it came
@@ -820,8 +1260,26 @@ fn tls_client(info: ConnectionInfo, endpoint: &Endpoint) -> Result<Client> {
         insecure: insecure || tls.insecure,
         tls_params: None,
     });
-    if tls.ca.is_none() && tls.cert.is_none() {
+    let Some(certificates) = tls_certificates(endpoint)? else {
         return Client::open(info).map_err(|e| bad_url(endpoint, e));
+    };
+    Client::build_with_tls(info, certificates).map_err(|e| RedisIoError::TlsFile {
+        path: [&tls.ca, &tls.cert, &tls.key]
+            .iter()
+            .filter_map(|p| p.as_ref().map(|p| p.display().to_string()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        what: "TLS files".into(),
+        reason: cap(&e.to_string()),
+    })
+}
+
+/// The CA and client certificate of the endpoint's TLS files, `None` when
+/// neither is given.
+fn tls_certificates(endpoint: &Endpoint) -> Result<Option<TlsCertificates>> {
+    let tls = &endpoint.tls;
+    if tls.ca.is_none() && tls.cert.is_none() {
+        return Ok(None);
     }
     let flag = |name: &str| format!("--{}{name}", endpoint.flag_prefix);
     let root_cert = match &tls.ca {
@@ -843,22 +1301,10 @@ fn tls_client(info: ConnectionInfo, endpoint: &Endpoint) -> Result<Client> {
         }),
         _ => None,
     };
-    Client::build_with_tls(
-        info,
-        TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
-    .map_err(|e| RedisIoError::TlsFile {
-        path: [&tls.ca, &tls.cert, &tls.key]
-            .iter()
-            .filter_map(|p| p.as_ref().map(|p| p.display().to_string()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        what: "TLS files".into(),
-        reason: cap(&e.to_string()),
-    })
+    Ok(Some(TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
 }
 
 fn bad_url(endpoint: &Endpoint, e: RedisError) -> RedisIoError {

@@ -231,7 +231,7 @@ impl<T: Read + Seek + Send> SeekableInput for T {}
 
 enum Body {
     /// A complete, seekable file whose index describes its blocks.
-    Indexed(IndexedArchive<Box<dyn SeekableInput>>),
+    Indexed(Box<IndexedArchive<Box<dyn SeekableInput>>>),
     /// A stream, or a file read front to back: `cut` says why when it has
     /// no usable end (truncated), `fallback` when its index cannot be
     /// trusted to find the blocks. Header read.
@@ -386,7 +386,7 @@ impl ArchiveSource {
             Ok(indexed) => {
                 return Ok(ArchiveSource {
                     name,
-                    body: Body::Indexed(indexed),
+                    body: Body::Indexed(Box::new(indexed)),
                 })
             }
             Err((e, input)) if e.is_damage() => (e, input),
@@ -664,7 +664,7 @@ type Emit<'a> = dyn FnMut(SourceItem) -> bool + 'a;
 fn read_body(body: Body, selection: &Selection, emit: &mut Emit<'_>) -> Header {
     let mut keys = KeySet::new();
     match body {
-        Body::Indexed(archive) => read_indexed(archive, selection, &mut keys, emit),
+        Body::Indexed(archive) => read_indexed(*archive, selection, &mut keys, emit),
         Body::Sequential { reader, .. } => read_sequential(*reader, selection, &mut keys, emit),
         Body::Rdb(rdb) => rdb.read(selection, emit).header,
         Body::Aof(aof) => aof.read(selection, emit).header,

@@ -421,6 +421,7 @@ pub(super) fn describe(
         rdb_version: rdb_header.map(|h| h.version),
         mode: "standalone".to_string(),
         db: db.map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX)),
+        masters: Vec::new(),
     };
     Header::new(info, SelectionSpec::default(), created_at_ms)
 }

@@ -104,6 +104,7 @@ fn synthetic_backup(dir: &Path, created_ms: i64, kb: &str, keys: usize) -> PathB
         rdb_version: Some(10),
         mode: "standalone".into(),
         db: 0,
+        masters: Vec::new(),
     };
     let header = Header::new(source, SelectionSpec::default(), created_ms);
     let file = File::create(&path).unwrap();

@@ -17,6 +17,7 @@ mod backups;
 mod clickhouse_errors;
 mod clickhouse_rebuild;
 mod clickhouse_stores;
+mod cluster;
 mod diff;
 mod dump_fixtures;
 mod dump_live;

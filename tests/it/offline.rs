@@ -181,6 +181,7 @@ mod archive_fixtures {
                 rdb_version: Some(10),
                 mode: "standalone".into(),
                 db: 0,
+                masters: Vec::new(),
             },
             selection: SelectionSpec {
                 kbs: vec![b"node0_kato".to_vec(), b"node2_kato".to_vec()],

@@ -16,6 +16,7 @@ fn header() -> Header {
             rdb_version: Some(10),
             mode: "standalone".into(),
             db: 0,
+            masters: Vec::new(),
         },
         selection: SelectionSpec::default(),
         snapshot_at_ms: None,

@@ -54,6 +54,14 @@ pub struct SourceInfo {
     /// `standalone` or `cluster`.
     pub mode: String,
     pub db: u32,
+    /// The masters of a cluster (`host:port`, sorted) when the read began;
+    /// absent for one server and in archives written before clusters were
+    /// read. Each master is scanned on its own, so the keys of different
+    /// masters were not read at one instant: a cluster archive is not a
+    /// point-in-time copy across shards (nor is one of a single server:
+    /// see the windows of the index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masters: Vec<String>,
 }
 
 /// The selection the archive was made with, as the user gave it.

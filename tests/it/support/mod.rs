@@ -1,5 +1,5 @@
 //! Shared support for the integration tests: real servers on free loopback
-//! ports ([`redis`], [`clickhouse`]), KATO-like data ([`seed`]), running
+//! ports ([`redis`], [`cluster`], [`clickhouse`]), KATO-like data ([`seed`]), running
 //! the kbdump binary ([`cli`]) and hand-built hostile archives ([`crafted`]).
 //!
 //! Servers come from `scripts/provision.sh`; run it (or `scripts/test.sh`)
@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod clickhouse;
+pub mod cluster;
 pub mod crafted;
 pub mod proxy;
 pub mod redis;
