@@ -115,6 +115,12 @@ pub enum FollowError {
     Mirror(#[from] MirrorError),
     #[error(transparent)]
     Live(#[from] LiveOpenError),
+    /// Keyspace notifications are per node; a cluster is not followed.
+    #[error(
+        "{address} is a cluster: --follow reads the keyspace notifications of one server, and \
+         a cluster publishes them on each master; run a plain `kbdump mirror` from a timer instead"
+    )]
+    Cluster { address: String },
 }
 
 /// What a follower reports as it goes (stderr lines in the CLI).
@@ -217,6 +223,11 @@ impl Follower<'_> {
     /// One connection: subscribe, pass, then follow the notifications.
     async fn session(&mut self) -> Result<Ended, FollowError> {
         let mut conn = self.pace.patience.connect(self.endpoint).await?;
+        if conn.is_cluster() {
+            return Err(FollowError::Cluster {
+                address: conn.address().to_string(),
+            });
+        }
         notify::check_config(&mut conn).await?;
         let literal = self.selection.literal_kbs();
         let mut feed = Notifications::subscribe(self.endpoint, conn.db(), literal.as_deref())
@@ -439,6 +450,6 @@ fn retryable(e: &FollowError) -> bool {
         FollowError::Mirror(MirrorError::ClickHouse(_)) => true,
         FollowError::Mirror(_) => false,
         FollowError::Live(LiveOpenError::Redis(r)) => r.is_connection_failure(),
-        FollowError::Live(_) => false,
+        FollowError::Live(_) | FollowError::Cluster { .. } => false,
     }
 }

@@ -1017,6 +1017,13 @@ impl std::fmt::Debug for RawTarget {
 /// The plain TCP target of `endpoint`, or why there is none (`Ok(Err)`:
 /// TLS or a Unix socket, which only the client library speaks).
 pub fn raw_target(endpoint: &Endpoint) -> Result<std::result::Result<RawTarget, String>> {
+    if cluster::is_cluster_url(&endpoint.url) {
+        // Each master's snapshot would be point-in-time for its shard only;
+        // per-shard snapshots are not read yet.
+        return Ok(Err(
+            "names a cluster (snapshots are read from one server only)".into(),
+        ));
+    }
     let info = endpoint
         .url
         .as_str()

@@ -118,6 +118,8 @@ impl<T> SourceTask<T> {
 
 /// How a source ended.
 #[derive(Debug)]
+// One per run, returned once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum SourceEnd {
     /// An archive: its header.
     Archive(Header),
