@@ -491,21 +491,12 @@ impl RedisConn {
 
     /// Connects to one server.
     async fn open_single(endpoint: &Endpoint) -> Result<RedisConn> {
-        let url = endpoint.url.as_str();
-        let info = url
-            .into_connection_info()
-            .map_err(|e| RedisIoError::BadUrl {
-                url: redact_url(url),
-                reason: e.to_string(),
-            })?;
-        let address = redacted_address(&info);
-        let user = info
-            .redis_settings()
-            .username()
-            .unwrap_or("default")
-            .to_string();
-        let (info, origin) = with_password(info, endpoint, &address, &user)?;
-        let client = tls_client(info, endpoint)?;
+        let Prepared {
+            client,
+            address,
+            user,
+            origin,
+        } = Prepared::new(endpoint)?;
         let config = connection_config();
         let fail = Failure {
             address: &address,
@@ -544,21 +535,12 @@ impl RedisConn {
         endpoint: &Endpoint,
         patterns: &[Vec<u8>],
     ) -> Result<redis::aio::PubSub> {
-        let url = endpoint.url.as_str();
-        let info = url
-            .into_connection_info()
-            .map_err(|e| RedisIoError::BadUrl {
-                url: redact_url(url),
-                reason: e.to_string(),
-            })?;
-        let address = redacted_address(&info);
-        let user = info
-            .redis_settings()
-            .username()
-            .unwrap_or("default")
-            .to_string();
-        let (info, origin) = with_password(info, endpoint, &address, &user)?;
-        let client = tls_client(info, endpoint)?;
+        let Prepared {
+            client,
+            address,
+            user,
+            origin,
+        } = Prepared::new(endpoint)?;
         let fail = Failure {
             address: &address,
             user: &user,
@@ -1202,6 +1184,42 @@ fn connection_config() -> AsyncConnectionConfig {
     AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(10)))
         .set_response_timeout(Some(Duration::from_secs(300)))
+}
+
+/// A client for one server with what messages about it need: its address
+/// and user (never the password), and where the password came from.
+struct Prepared {
+    client: Client,
+    address: String,
+    user: String,
+    origin: String,
+}
+
+impl Prepared {
+    /// Parses the endpoint's URL and applies its password and TLS files.
+    fn new(endpoint: &Endpoint) -> Result<Prepared> {
+        let url = endpoint.url.as_str();
+        let info = url
+            .into_connection_info()
+            .map_err(|e| RedisIoError::BadUrl {
+                url: redact_url(url),
+                reason: e.to_string(),
+            })?;
+        let address = redacted_address(&info);
+        let user = info
+            .redis_settings()
+            .username()
+            .unwrap_or("default")
+            .to_string();
+        let (info, origin) = with_password(info, endpoint, &address, &user)?;
+        let client = tls_client(info, endpoint)?;
+        Ok(Prepared {
+            client,
+            address,
+            user,
+            origin,
+        })
+    }
 }
 
 /// The password to send: the URL's, else the endpoint's; and where it came

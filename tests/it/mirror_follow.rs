@@ -7,6 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::mirror_history::{evict_down_to, used_memory};
 use crate::support::clickhouse as chs;
 use crate::support::proxy::Proxy;
 use crate::support::redis::RedisServer;
@@ -120,35 +121,14 @@ async fn follow_records_changes_within_seconds_and_survives_outages() {
     assert!(lag < Duration::from_secs(5));
 
     // Evictions are losses: the mirror keeps the keys.
-    let info: String = redis::cmd("INFO").arg("memory").query(&mut conn).unwrap();
-    let used: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let used = used_memory(&mut conn);
     let big = "x".repeat(200_000);
     let _: () = conn.set("kbf:emotives:big", &big).unwrap();
     until(&ch, "a large value", Duration::from_secs(5), |m| {
         m.contains_key(&key("emotives:big"))
     })
     .await;
-    let _: () = redis::cmd("CONFIG")
-        .arg(&["SET", "maxmemory-policy", "allkeys-lru"][..])
-        .query(&mut conn)
-        .unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(used + 50_000)
-        .query(&mut conn)
-        .unwrap();
-    let _: () = conn.set("filler", "x").unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg(&["SET", "maxmemory", "0"][..])
-        .query(&mut conn)
-        .unwrap();
+    evict_down_to(&mut conn, used + 50_000);
     let remaining: Vec<Vec<u8>> = redis::cmd("KEYS").arg("kbf:*").query(&mut conn).unwrap();
     assert!(remaining.len() < 41, "nothing was evicted");
 

@@ -14,7 +14,27 @@ use kbdump::net::clickhouse::Ch;
 use kbdump::net::mirror::{keep_since, prepare, MirrorReader, MirrorScope};
 use redis::Commands;
 
-fn used_memory(conn: &mut redis::Connection) -> u64 {
+/// Evicts under `allkeys-lru` until the server uses at most `limit` bytes
+/// (one write with `maxmemory` at the limit), then lifts the limit.
+pub fn evict_down_to(conn: &mut redis::Connection, limit: u64) {
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "allkeys-lru"][..])
+        .query(conn)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(limit)
+        .query(conn)
+        .unwrap();
+    let _: () = conn.set("filler", "x").unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "0"][..])
+        .query(conn)
+        .unwrap();
+}
+
+pub fn used_memory(conn: &mut redis::Connection) -> u64 {
     let info: String = redis::cmd("INFO").arg("memory").query(conn).unwrap();
     info.lines()
         .find_map(|l| l.strip_prefix("used_memory:"))
@@ -58,23 +78,9 @@ async fn an_eviction_storm_is_held_back_and_every_key_comes_back() {
 
     // allkeys-lru under memory pressure: a real eviction storm.
     let limit = used_memory(&mut conn) - 200_000;
-    let _: () = redis::cmd("CONFIG")
-        .arg(&["SET", "maxmemory-policy", "allkeys-lru"][..])
-        .query(&mut conn)
-        .unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(limit)
-        .query(&mut conn)
-        .unwrap();
-    let _: () = conn.set("filler", "x").unwrap();
+    evict_down_to(&mut conn, limit);
     let evicted = evicted_keys(&mut conn);
     assert!(evicted > 30, "the storm evicted only {evicted} keys");
-    let _: () = redis::cmd("CONFIG")
-        .arg(&["SET", "maxmemory", "0"][..])
-        .query(&mut conn)
-        .unwrap();
 
     let (code, storm, err) = mirror(&[]);
     assert_eq!(code, Some(1), "the storm was recorded: {storm} {err}");
