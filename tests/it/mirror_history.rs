@@ -34,20 +34,21 @@ pub fn evict_down_to(conn: &mut redis::Connection, limit: u64) {
         .unwrap();
 }
 
-pub fn used_memory(conn: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("memory").query(conn).unwrap();
+/// A numeric field of one INFO section.
+fn info_number(conn: &mut redis::Connection, section: &str, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg(section).query(conn).unwrap();
     info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory in INFO")
+        .unwrap_or_else(|| panic!("{field} in INFO {section}"))
+}
+
+pub fn used_memory(conn: &mut redis::Connection) -> u64 {
+    info_number(conn, "memory", "used_memory")
 }
 
 fn evicted_keys(conn: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("stats").query(conn).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("evicted_keys:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("evicted_keys in INFO")
+    info_number(conn, "stats", "evicted_keys")
 }
 
 #[tokio::test(flavor = "multi_thread")]
