@@ -189,6 +189,7 @@ fn header_bytes() -> Vec<u8> {
         source: Default::default(),
         selection: Default::default(),
         snapshot_at_ms: None,
+        shards: Vec::new(),
     };
     rmp_serde::to_vec_named(&header).unwrap()
 }

@@ -21,7 +21,7 @@ use crate::net::redis::{RedisConn, ServerInfo};
 use crate::selection::LeftOut;
 use crate::sink::file::Output;
 use crate::source::live::{ExportOptions, ExportSummary, LeftOutTask, LiveSource};
-use crate::source::snapshot::SnapshotSource;
+use crate::source::snapshot::{ShardRead, SnapshotSource};
 use crate::stop::Stop;
 
 pub async fn run(args: ExportArgs, global: &GlobalOpts) -> anyhow::Result<ExitCode> {
@@ -168,8 +168,16 @@ fn finish_output<W: Write>(out: BufWriter<MaybeSealed<W>>) -> anyhow::Result<W> 
 struct Read {
     summary: ExportSummary,
     left_out: LeftOutBy,
-    /// The instant of a snapshot and the keys it held already expired.
-    snapshot: Option<(i64, u64)>,
+    /// How the snapshot read went; `None` for a SCAN read.
+    snapshot: Option<SnapshotRead>,
+}
+
+/// The instant of a snapshot (of a cluster: the earliest of its
+/// masters'), the keys it held already expired, and each snapshot read.
+struct SnapshotRead {
+    at_ms: i64,
+    expired: u64,
+    shards: Vec<ShardRead>,
 }
 
 /// What the selection left out: known at the end of a snapshot, or still
@@ -203,7 +211,11 @@ async fn export_any<W: Write + Send + 'static>(
             let read = Read {
                 summary: s.summary,
                 left_out: LeftOutBy::Known(s.left_out),
-                snapshot: Some((s.snapshot_at_ms, s.expired)),
+                snapshot: Some(SnapshotRead {
+                    at_ms: s.snapshot_at_ms,
+                    expired: s.expired,
+                    shards: s.shards,
+                }),
             };
             Ok((out, read))
         }
@@ -314,9 +326,9 @@ fn stream_outcome<T>(result: anyhow::Result<T>, name: &str) -> anyhow::Result<T>
 struct Done {
     summary: ExportSummary,
     left_out: LeftOut,
-    /// The instant of a snapshot (`--method rdb`) and the keys it held
-    /// already expired; `None` for a SCAN read.
-    snapshot: Option<(i64, u64)>,
+    /// How the snapshot read went (`--method rdb`); `None` for a SCAN
+    /// read.
+    snapshot: Option<SnapshotRead>,
     written: u64,
 }
 
@@ -415,12 +427,56 @@ fn summary_json(
         "vanished": summary.vanished,
         "duplicates": summary.duplicates,
         "method": if done.snapshot.is_some() { "rdb" } else { "scan" },
-        "snapshot_at_ms": done.snapshot.map(|(at, _)| at),
-        "expired_in_snapshot": done.snapshot.map(|(_, expired)| expired),
+        // One instant only for one server: a cluster's are in `shards`.
+        "snapshot_at_ms": done.snapshot.as_ref().filter(|_| !conn.is_cluster()).map(|s| s.at_ms),
+        "expired_in_snapshot": done.snapshot.as_ref().map(|s| s.expired),
+        "shards": done.snapshot.as_ref().filter(|_| conn.is_cluster()).map(|s| {
+            s.shards.iter().map(|shard| json!({
+                "master": shard.address,
+                "snapshot_at_ms": shard.snapshot_at_ms,
+                "keys_read": shard.keys_read,
+                "expired": shard.expired,
+            })).collect::<Vec<_>>()
+        }),
         "kbs": kbs,
         "groups": groups_json(summary),
         "left_out": done.left_out,
     })
+}
+
+/// What the export's keys are the state of: one instant, one per shard,
+/// or each key's own.
+fn point_in_time(snapshot: Option<&SnapshotRead>, cluster: bool) -> String {
+    let Some(snapshot) = snapshot else {
+        return "read key by key with SCAN: each key as it was at some moment of its kb_id's \
+                SCAN window\n"
+            .into();
+    };
+    let expired = match snapshot.expired {
+        0 => String::new(),
+        n => format!("; {n} keys in it had already expired and are left out"),
+    };
+    if !cluster {
+        return format!(
+            "point-in-time: the server's snapshot of {}{expired}\n",
+            iso_ms(snapshot.at_ms)
+        );
+    }
+    let last = snapshot.shards.iter().map(|s| s.snapshot_at_ms).max();
+    let spread = last.unwrap_or(snapshot.at_ms) - snapshot.at_ms;
+    let mut out = format!(
+        "point-in-time per shard: each master's snapshot, taken within {spread} ms of each \
+         other; not one instant across shards{expired}\n"
+    );
+    for shard in &snapshot.shards {
+        out += &format!(
+            "  {:<24} snapshot of {}, {} keys read\n",
+            shard.address,
+            iso_ms(shard.snapshot_at_ms),
+            shard.keys_read
+        );
+    }
+    out
 }
 
 fn summary_text(
@@ -448,14 +504,7 @@ fn summary_text(
             String::new()
         },
     );
-    out += &match done.snapshot {
-        Some((at, 0)) => format!("point-in-time: the server's snapshot of {}\n", iso_ms(at)),
-        Some((at, expired)) => format!(
-            "point-in-time: the server's snapshot of {}; {expired} keys in it had already expired and are left out\n",
-            iso_ms(at)
-        ),
-        None => "read key by key with SCAN: each key as it was at some moment of its kb_id's SCAN window\n".into(),
-    };
+    out += &point_in_time(done.snapshot.as_ref(), conn.is_cluster());
     out.push_str(&format!(
         "{:<24} {:<12} {:>10} {:>12}\n",
         "kb_id", "category", "keys", "bytes"

@@ -88,8 +88,11 @@ fn to_json(overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category), Cell>) -> 
         "tool": h.tool,
         "created_at_ms": h.created_at_ms,
         "snapshot_at_ms": h.snapshot_at_ms,
+        "shards": h.shards.iter().map(|s| json!({"master": s.master, "snapshot_at_ms": s.snapshot_at_ms}))
+            .collect::<Vec<_>>(),
         "source": {"kind": h.source.kind, "address": h.source.address, "product": h.source.product,
-                   "version": h.source.version, "rdb_version": h.source.rdb_version, "mode": h.source.mode, "db": h.source.db},
+                   "version": h.source.version, "rdb_version": h.source.rdb_version, "mode": h.source.mode, "db": h.source.db,
+                   "masters": h.source.masters},
         "selection": {
             "kbs": h.selection.kbs.iter().map(|k| display_bytes(k)).collect::<Vec<_>>(),
             "global": h.selection.global,
@@ -120,6 +123,19 @@ fn to_text(name: &str, overview: &Overview, cells: &BTreeMap<(Vec<u8>, Category)
             "instant   {} (the server's snapshot: point-in-time)\n",
             iso_ms(at)
         ),
+        None if !h.shards.is_empty() => {
+            let mut out = "instant   one per shard: each master's snapshot (point-in-time per \
+                           shard, not across shards)\n"
+                .to_string();
+            for shard in &h.shards {
+                out += &format!(
+                    "          {} at {}\n",
+                    shard.master,
+                    iso_ms(shard.snapshot_at_ms)
+                );
+            }
+            out
+        }
         None if s.kind == "redis-server" => {
             "instant   none: read with SCAN, each key inside its kb_id's window\n".to_string()
         }

@@ -566,6 +566,19 @@ impl RedisConn {
         self.conn.clone()
     }
 
+    /// The slot map and the migrations in progress of a cluster, as it
+    /// says them now; `None` for one server.
+    pub async fn cluster_topology(&self) -> Result<Option<Topology>> {
+        match &self.conn {
+            Link::Cluster(link, _) => link
+                .topology()
+                .await
+                .map(Some)
+                .map_err(|e| self.command_error("CLUSTER SLOTS/NODES", e)),
+            Link::Single(_) => Ok(None),
+        }
+    }
+
     /// Whether this is a connection to a cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.conn, Link::Cluster(..))
@@ -1000,10 +1013,8 @@ impl std::fmt::Debug for RawTarget {
 /// TLS or a Unix socket, which only the client library speaks).
 pub fn raw_target(endpoint: &Endpoint) -> Result<std::result::Result<RawTarget, String>> {
     if cluster::is_cluster_url(&endpoint.url) {
-        // Each master's snapshot would be point-in-time for its shard only;
-        // per-shard snapshots are not read yet.
         return Ok(Err(
-            "names a cluster (snapshots are read from one server only)".into(),
+            "names a cluster (each master is a target of its own: see raw_targets_at)".into(),
         ));
     }
     let info = endpoint
@@ -1028,6 +1039,42 @@ pub fn raw_target(endpoint: &Endpoint) -> Result<std::result::Result<RawTarget, 
         address,
         announce_version: None,
     }))
+}
+
+/// The plain TCP target of each master of the cluster `endpoint` names,
+/// `masters` as `host:port`, with the cluster URL's credentials (its first
+/// seed's), or why there is none (see [`raw_target`]).
+pub fn raw_targets_at(
+    endpoint: &Endpoint,
+    masters: &[String],
+) -> Result<std::result::Result<Vec<RawTarget>, String>> {
+    let Some(seed) = cluster::seed_urls(&endpoint.url).and_then(|s| s.into_iter().next()) else {
+        return Ok(Err("names no seed".into()));
+    };
+    let seed = Endpoint {
+        url: seed,
+        ..endpoint.clone()
+    };
+    let template = match raw_target(&seed)? {
+        Ok(target) => target,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let mut targets = Vec::with_capacity(masters.len());
+    for master in masters {
+        let Some((host, port)) = master
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
+        else {
+            return Ok(Err(format!("has a master without a port ({master})")));
+        };
+        targets.push(RawTarget {
+            host,
+            port,
+            address: master.clone(),
+            ..template.clone()
+        });
+    }
+    Ok(Ok(targets))
 }
 
 impl ClusterScan {

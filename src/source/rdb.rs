@@ -76,6 +76,8 @@ pub struct RdbEnd {
     /// Why the read ended before the end of the RDB (also emitted as a
     /// [`SourceItem::Damaged`]), or what is wrong after it.
     pub error: Option<String>,
+    /// The read stopped because its consumer said so.
+    pub stopped: bool,
 }
 
 impl RdbSource {
@@ -202,11 +204,25 @@ impl RdbSource {
         selection: &Selection,
         emit: &mut dyn FnMut(SourceItem) -> bool,
     ) -> RdbEnd {
-        let mut keys = Keys::new(selection, self.kbs.take());
-        let mut census = self.counting.then(|| match selection.literal_kbs() {
-            Some(literal) => Census::knowing(literal),
-            None => Census::new(),
+        let mut keys = KeyStage::new(selection, self.kbs.take(), self.counting);
+        let mut end = self.decode(&mut |decoded| match decoded {
+            Decoded::Key(k) => keys.push(k, emit),
+            Decoded::Damaged(item) => emit(item),
         });
+        if end.stopped {
+            return end;
+        }
+        end.census = keys.finish(emit);
+        end
+    }
+
+    /// The first stage of [`RdbSource::read`], on its own so that several
+    /// RDB streams (the masters of a cluster) can feed one [`KeyStage`]:
+    /// every key of the selected db that has not expired, unattributed, and
+    /// the reader's error or what is wrong after the RDB as
+    /// [`Decoded::Damaged`]. Stops early when `emit` returns false
+    /// ([`RdbEnd::stopped`]). Counts but does not take a census.
+    pub fn decode(mut self, emit: &mut dyn FnMut(Decoded) -> bool) -> RdbEnd {
         let mut end = RdbEnd {
             header: self.header.clone(),
             checksum: None,
@@ -215,6 +231,7 @@ impl RdbSource {
             expired: 0,
             census: None,
             error: None,
+            stopped: false,
         };
         let mut next = self.next.take();
         loop {
@@ -240,10 +257,7 @@ impl RdbSource {
                 }
                 Ok(Item::Key(k)) => {
                     end.keys_read += 1;
-                    if let Some(census) = &mut census {
-                        census.add(k.key.clone());
-                    }
-                    keys.push(k, emit)
+                    emit(Decoded::Key(k))
                 }
                 Ok(Item::End { checksum }) => {
                     end.checksum = Some(checksum);
@@ -252,19 +266,18 @@ impl RdbSource {
                 Ok(_) => true,
                 Err(e) => {
                     end.error = Some(e.to_string());
-                    emit(SourceItem::Damaged {
+                    emit(Decoded::Damaged(SourceItem::Damaged {
                         what: format!("RDB file {}", self.name),
                         reason: format!("{e}; every key before it was read"),
-                    });
+                    }));
                     break;
                 }
             };
             if !keep_going {
+                end.stopped = true;
                 return end;
             }
         }
-        end.census = census.map(Census::finish);
-        keys.finish(emit);
         if end.checksum.is_some() {
             let after = match self.end_mark.take() {
                 Some(mark) => missing_end_mark(self.reader, &mark),
@@ -272,14 +285,23 @@ impl RdbSource {
             };
             if let Some(reason) = after {
                 end.error = Some(reason.clone());
-                emit(SourceItem::Damaged {
+                emit(Decoded::Damaged(SourceItem::Damaged {
                     what: format!("RDB file {}", self.name),
                     reason,
-                });
+                }));
             }
         }
         end
     }
+}
+
+/// What [`RdbSource::decode`] yields.
+#[derive(Debug)]
+pub enum Decoded {
+    /// A key of the selected db, not expired, not yet attributed.
+    Key(KeyRecord),
+    /// The reader's error, or what is wrong after the RDB.
+    Damaged(SourceItem),
 }
 
 /// What is wrong with bytes after the RDB's checksum, if there are any: an
@@ -314,19 +336,24 @@ fn missing_end_mark(reader: RdbReader<Box<dyn Read + Send>>, mark: &[u8]) -> Opt
     }
 }
 
-/// The keys of a read on their way to records: attributed by the key
-/// catalogue's rule (a kb_id, KATO's global keys, or foreign), selected,
-/// and held with their values only while their owner is uncertain (never
-/// when every kb_id of the file is known up front).
-struct Keys<'a> {
+/// The keys of a read on their way to records: counted by group (when
+/// asked), attributed by the key catalogue's rule (a kb_id, KATO's global
+/// keys, or foreign), selected, and held with their values only while
+/// their owner is uncertain (never when every kb_id is known up front).
+/// One stage may take the keys of several RDB streams (the masters of a
+/// cluster): a kb_id one master's key proves then attributes another's.
+pub struct KeyStage<'a> {
     selection: &'a Selection,
     attributor: Attributor,
+    census: Option<Census>,
     /// The payload and expiry of keys the attributor holds.
     held: HashMap<Vec<u8>, (Vec<u8>, Option<i64>)>,
 }
 
-impl<'a> Keys<'a> {
-    fn new(selection: &'a Selection, kbs: Option<Vec<Vec<u8>>>) -> Keys<'a> {
+impl<'a> KeyStage<'a> {
+    /// A stage for `selection`; `kbs`, when given, is every kb_id there
+    /// is; `counting` takes a census of every key pushed.
+    pub fn new(selection: &'a Selection, kbs: Option<Vec<Vec<u8>>>, counting: bool) -> Self {
         let base = match kbs {
             Some(list) => Attributor::knowing(list).complete(),
             None => Attributor::new(),
@@ -337,14 +364,25 @@ impl<'a> Keys<'a> {
             Some(kbs) => base.want(selection.wanted(&kbs)),
             None => base,
         };
-        Keys {
+        let census = counting.then(|| match selection.literal_kbs() {
+            Some(literal) => Census::knowing(literal),
+            None => Census::new(),
+        });
+        KeyStage {
             selection,
             attributor,
+            census,
             held: HashMap::new(),
         }
     }
 
-    fn push(&mut self, k: KeyRecord, emit: &mut dyn FnMut(SourceItem) -> bool) -> bool {
+    /// Takes one key: emits its record when it is selected and its owner
+    /// is known, holds it when its owner is not known yet. False when
+    /// `emit` said to stop.
+    pub fn push(&mut self, k: KeyRecord, emit: &mut dyn FnMut(SourceItem) -> bool) -> bool {
+        if let Some(census) = &mut self.census {
+            census.add(k.key.clone());
+        }
         let held_before = self.attributor.held();
         match self.attributor.push(k.key.clone()) {
             Some(a) => self.selection_send(a, k.payload, k.expire_at_ms, emit),
@@ -357,16 +395,20 @@ impl<'a> Keys<'a> {
         }
     }
 
-    fn finish(mut self, emit: &mut dyn FnMut(SourceItem) -> bool) {
+    /// After the last key: emits the held keys that turned out selected,
+    /// and returns the census, when taken.
+    pub fn finish(mut self, emit: &mut dyn FnMut(SourceItem) -> bool) -> Option<KeyspaceCensus> {
+        let census = self.census.take().map(Census::finish);
         let attributor = std::mem::take(&mut self.attributor);
         for a in attributor.finish().attributed {
             let Some((payload, expiry)) = self.held.remove(&a.key) else {
                 continue;
             };
             if !self.selection_send(a, payload, expiry, emit) {
-                return;
+                break;
             }
         }
+        census
     }
 
     fn selection_send(

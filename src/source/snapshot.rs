@@ -1,25 +1,34 @@
 //! A live server's snapshot, taken from its replication stream, as a
 //! record source: one instant of the whole db, read as the server streams
-//! it.
+//! it; of a cluster, every master's snapshot, each one instant of its
+//! shard.
 //!
 //! [`SnapshotSource::open`] learns the server (INFO) and asks it for a
-//! snapshot ([`crate::net::replication`]); a refusal there (an ACL without
-//! `+sync`, a managed service, a renamed command) is
+//! snapshot ([`crate::net::replication`]); on a cluster it asks every
+//! master at once, so that their instants are close, and checks that the
+//! slot map did not move meanwhile. A refusal there (an ACL without
+//! `+sync`, a managed service, a renamed command, slots on the move) is
 //! [`SnapshotOpenError::is_refusal`], and the caller may read the server
 //! with SCAN instead. [`SnapshotSource::run`] then moves the bytes through
-//! three stages joined by bounded channels, so memory stays flat apart
-//! from the largest value:
+//! stages joined by bounded channels, so memory stays flat apart from the
+//! largest value:
 //!
-//! 1. the transfer (async) reads the socket in chunks;
-//! 2. the RDB reader (a blocking thread) turns the chunks into records of
-//!    the selected db, classified and selected by [`RdbSource`] exactly as
-//!    a file is (the same attribution rule as a SCAN pass), dropping keys
-//!    already expired at the snapshot's instant, and counting every key by
-//!    group;
-//! 3. the forwarder (async) paces the records (`--max-keys-per-sec`,
+//! 1. per transfer, the pump (async) reads the socket in chunks;
+//! 2. per transfer, the RDB reader (a blocking thread) decodes the keys of
+//!    the selected db ([`RdbSource::decode`]), dropping keys already
+//!    expired at its snapshot's instant, and sends them in batches;
+//! 3. the attribution stage (a blocking thread) takes the keys of every
+//!    transfer through one [`KeyStage`]: classified and selected exactly
+//!    as a file is (the same attribution rule as a SCAN pass), every key
+//!    counted by group, so that a kb_id one master's key proves attributes
+//!    the keys of the others;
+//! 4. the forwarder (async) paces the records (`--max-keys-per-sec`,
 //!    `--max-bytes-per-sec`: the server pushes, so pacing the reading
 //!    lets its output buffer for this replica grow), tallies them and
 //!    hands them to the sink.
+//!
+//! A transfer that breaks off stops the others: the archive would be
+//! incomplete ([`SourceError::Snapshot`]).
 //!
 //! The kb_ids are known only at the end of the stream, so a key without a
 //! category marker whose owner a later key may still reveal (a foreign key
@@ -30,8 +39,7 @@
 //!
 //! The kb_ids that exist are known only at the end of the snapshot, so a
 //! `--kb` that names none fails then ([`SourceError::Selection`]), before
-//! the archive is complete; so does a transfer that breaks off midway
-//! ([`SourceError::Snapshot`]).
+//! the archive is complete.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -39,12 +47,16 @@ use std::io::{self, Read};
 use tokio::sync::mpsc::{self, Receiver, Sender};
 
 use super::live::{reads_outside, ExportOptions, ExportSummary, Tally};
-use super::rdb::RdbSource;
+use super::rdb::{Decoded, KeyStage, RdbSource};
 use super::SourceError;
-use crate::format::archive::{Header, KbWindow, SelectionSpec};
+use crate::format::archive::{Header, KbWindow, SelectionSpec, ShardSnapshot};
 use crate::format::dump::Product;
+use crate::format::rdb::KeyRecord;
 use crate::kato::attribute::KeyspaceCensus;
-use crate::net::redis::{raw_target, Endpoint, RedisConn, RedisIoError, ServerInfo};
+use crate::net::cluster::Topology;
+use crate::net::redis::{
+    raw_target, raw_targets_at, Endpoint, RedisConn, RedisIoError, ServerInfo,
+};
 use crate::net::replication::{request_snapshot, Framing, ReplicationError, Transfer};
 use crate::progress::Progress;
 use crate::records::SourceItem;
@@ -60,6 +72,20 @@ pub enum SnapshotOpenError {
     /// This connection cannot carry the replication stream.
     #[error("the snapshot connection to {address} speaks plain TCP only, and this URL {reason}")]
     Unsupported { address: String, reason: String },
+    /// The slot map of a cluster moved while its masters' snapshots were
+    /// being started: a key that moved between two of them could be in
+    /// neither.
+    #[error(
+        "the slot map of the cluster {address} changed while its masters' snapshots were \
+         being started ({slots} slots moved or were migrating, slot {first} first): the \
+         snapshots could miss a key that moved between two of them; rerun once the cluster \
+         is stable, or read with SCAN (--method scan), which reads moved slots again"
+    )]
+    Unsettled {
+        address: String,
+        slots: usize,
+        first: u16,
+    },
 }
 
 impl SnapshotOpenError {
@@ -68,7 +94,8 @@ impl SnapshotOpenError {
     pub fn is_refusal(&self) -> bool {
         match self {
             SnapshotOpenError::Replication(e) => e.is_refusal(),
-            SnapshotOpenError::Unsupported { .. } => true,
+            // Nothing was read yet, and SCAN reads moved slots again.
+            SnapshotOpenError::Unsupported { .. } | SnapshotOpenError::Unsettled { .. } => true,
             SnapshotOpenError::Redis(_) => false,
         }
     }
@@ -82,32 +109,64 @@ pub struct SnapshotSummary {
     pub summary: ExportSummary,
     pub left_out: LeftOut,
     pub expired: u64,
-    /// Unix ms of the snapshot (as in the header).
+    /// Unix ms of the snapshot (as in the header); of a cluster, the
+    /// earliest of its masters'.
     pub snapshot_at_ms: i64,
+    /// Each snapshot read: one for a server, one per master of a cluster.
+    pub shards: Vec<ShardRead>,
 }
 
-/// A server whose snapshot is on its way, opened for a selection.
+/// What one server's (or master's) snapshot held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardRead {
+    /// `host:port`.
+    pub address: String,
+    pub snapshot_at_ms: i64,
+    /// Keys of the db read from it, selected or not.
+    pub keys_read: u64,
+    /// Keys it held already expired, left out.
+    pub expired: u64,
+}
+
+/// A server whose snapshot is on its way, opened for a selection; for a
+/// cluster, every master's, all started before any is read.
 pub struct SnapshotSource {
     conn: RedisConn,
-    transfer: Option<Transfer>,
+    shards: Vec<Shard>,
     info: ServerInfo,
     header: Header,
     options: ExportOptions,
+}
+
+/// One snapshot on its way.
+struct Shard {
+    transfer: Option<Transfer>,
     snapshot_at_ms: i64,
 }
 
-/// Chunks of the transfer in flight to the RDB reader (each up to 256
-/// KiB).
+/// Chunks of a transfer in flight to its RDB reader (each up to 256 KiB).
 const CHUNKS_IN_FLIGHT: usize = 8;
-/// Records in flight from the RDB reader to the forwarder (few: the
-/// sink's channel holds the many).
+/// Batches of keys in flight from the RDB readers to the attribution
+/// stage, and the most keys and payload bytes in one batch.
+const BATCHES_IN_FLIGHT: usize = 8;
+const BATCH_KEYS: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
+/// Records in flight from the attribution stage to the forwarder (few:
+/// the sink's channel holds the many).
 const RECORDS_IN_FLIGHT: usize = 64;
 /// Records per progress report.
 const PROGRESS_EVERY: u64 = 1024;
+/// The most masters whose snapshots are read at once: each holds a fork
+/// on its server and a few MiB here while it streams.
+pub const MAX_SHARDS: usize = 64;
 
 impl SnapshotSource {
     /// Learns the server (INFO) on `conn` and asks `endpoint` for a
-    /// snapshot; returns once the server has started sending it.
+    /// snapshot; returns once the server has started sending it. On a
+    /// cluster, asks every master at once, and returns once all have
+    /// started and the slot map is seen not to have changed meanwhile
+    /// (else the snapshots could miss a key that moved between two of
+    /// them: [`SnapshotOpenError::Unsettled`]).
     /// `waiting` is called once when the server takes more than a moment
     /// to start (a diskless transfer waits `repl-diskless-sync-delay`).
     pub async fn open(
@@ -118,35 +177,74 @@ impl SnapshotSource {
         waiting: &(dyn Fn() + Send + Sync),
     ) -> Result<SnapshotSource, SnapshotOpenError> {
         let info = options.pace.patience.server_info(&mut conn).await?;
-        let mut target =
-            raw_target(endpoint)?.map_err(|reason| SnapshotOpenError::Unsupported {
-                address: conn.address().to_string(),
-                reason,
-            })?;
-        if info.product() == Product::Valkey {
-            target.announce_version = Some(info.version.clone());
-        }
-        let asked_ms = options.clock.now_ms();
-        let transfer = request_snapshot(&target, waiting).await?;
-        // A diskless transfer starts as the server forks; a snapshot saved
-        // to disk first was forked as the server received SYNC.
-        let snapshot_at_ms = match transfer.framing() {
-            Framing::EndMark(_) => options.clock.now_ms(),
-            Framing::Length(_) => asked_ms,
+        let before = conn.cluster_topology().await?;
+        let unsupported = |reason| SnapshotOpenError::Unsupported {
+            address: conn.address().to_string(),
+            reason,
         };
+        let mut targets = match &before {
+            Some(topology) => raw_targets_at(endpoint, &topology.map.masters())?,
+            None => raw_target(endpoint)?.map(|t| vec![t]),
+        }
+        .map_err(unsupported)?;
+        if targets.len() > MAX_SHARDS {
+            return Err(unsupported(format!(
+                "has {} masters, more than the {MAX_SHARDS} whose snapshots are read at once",
+                targets.len()
+            )));
+        }
+        if info.product() == Product::Valkey {
+            for target in &mut targets {
+                target.announce_version = Some(info.version.clone());
+            }
+        }
+        let said = std::sync::Once::new();
+        let waiting_once = || said.call_once(waiting);
+        let asked_ms = options.clock.now_ms();
+        let requests = targets
+            .iter()
+            .map(|target| request_snapshot(target, &waiting_once));
+        let mut shards = Vec::with_capacity(targets.len());
+        for transfer in futures::future::join_all(requests).await {
+            let transfer = transfer?;
+            // A diskless transfer starts as the server forks; a snapshot
+            // saved to disk first was forked as the server received SYNC.
+            let snapshot_at_ms = match transfer.framing() {
+                Framing::EndMark(_) => options.clock.now_ms(),
+                Framing::Length(_) => asked_ms,
+            };
+            shards.push(Shard {
+                transfer: Some(transfer),
+                snapshot_at_ms,
+            });
+        }
+        if let Some(before) = &before {
+            settled(&conn, before).await?;
+        }
+        let earliest = shards.iter().map(|s| s.snapshot_at_ms).min();
         let mut header = Header::new(
             conn.source_info(&info, "redis-server"),
             spec,
-            snapshot_at_ms,
+            earliest.unwrap_or(asked_ms),
         );
-        header.snapshot_at_ms = Some(snapshot_at_ms);
+        if before.is_some() {
+            header.shards = shards
+                .iter()
+                .zip(&targets)
+                .map(|(shard, target)| ShardSnapshot {
+                    master: target.address.clone(),
+                    snapshot_at_ms: shard.snapshot_at_ms,
+                })
+                .collect();
+        } else {
+            header.snapshot_at_ms = earliest;
+        }
         Ok(SnapshotSource {
             conn,
-            transfer: Some(transfer),
+            shards,
             info,
             header,
             options,
-            snapshot_at_ms,
         })
     }
 
@@ -162,88 +260,134 @@ impl SnapshotSource {
         &self.conn
     }
 
-    /// Reads the snapshot into `tx` (see the module docs); once only.
+    /// Reads the snapshots into `tx` (see the module docs); once only.
     pub async fn run(
         &mut self,
         tx: &Sender<SourceItem>,
         progress: &dyn Progress,
     ) -> Result<SnapshotSummary, SourceError> {
-        let transfer = self
-            .transfer
-            .take()
-            .ok_or(SourceError::TaskGone("snapshot (read twice)"))?;
-        let address = transfer.address().to_string();
-        let (chunks_tx, chunks_rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let (keys_tx, keys_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
         let (items_tx, items_rx) = mpsc::channel(RECORDS_IN_FLIGHT);
-        let reading = Reading {
-            address: address.clone(),
-            db: u64::try_from(self.conn.db()).unwrap_or(0),
-            end_mark: match transfer.framing() {
-                Framing::EndMark(mark) => Some(mark.clone()),
-                Framing::Length(_) => None,
-            },
-            expired_at_ms: self.snapshot_at_ms,
-            selection: self.options.selection.clone(),
+        let db = u64::try_from(self.conn.db()).unwrap_or(0);
+        let mut pumps = Vec::with_capacity(self.shards.len());
+        let mut readers = Vec::with_capacity(self.shards.len());
+        for shard in &mut self.shards {
+            let transfer = shard
+                .transfer
+                .take()
+                .ok_or(SourceError::TaskGone("snapshot (read twice)"))?;
+            let (chunks_tx, chunks_rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+            let reading = Reading {
+                address: transfer.address().to_string(),
+                db,
+                end_mark: match transfer.framing() {
+                    Framing::EndMark(mark) => Some(mark.clone()),
+                    Framing::Length(_) => None,
+                },
+                expired_at_ms: shard.snapshot_at_ms,
+            };
+            let keys = keys_tx.clone();
+            readers.push(tokio::task::spawn_blocking(move || {
+                reading.run(chunks_rx, keys)
+            }));
+            pumps.push(tokio::spawn(pump(transfer, chunks_tx)));
+        }
+        drop(keys_tx);
+        let selection = self.options.selection.clone();
+        let attribution =
+            tokio::task::spawn_blocking(move || attribute(keys_rx, items_tx, &selection));
+        let reading = async {
+            let read = futures::future::try_join_all(readers.into_iter().map(|r| async {
+                r.await
+                    .map_err(|_| SourceError::TaskGone("snapshot reader"))?
+            }))
+            .await;
+            // One transfer broke: the others need not be read to the end.
+            if read.is_err() {
+                pumps.iter().for_each(|p| p.abort());
+            }
+            read
         };
-        let parse = tokio::task::spawn_blocking(move || reading.run(chunks_rx, items_tx));
+        let attributing = async {
+            attribution
+                .await
+                .map_err(|_| SourceError::TaskGone("snapshot attribution"))?
+        };
         let forwarding = forward(items_rx, tx, &self.options, progress);
-        let work = async move {
-            let forwarded = forwarding.await;
-            let parsed = parse.await;
-            (forwarded, parsed)
-        };
-        let pumping = pump(transfer, chunks_tx);
-        tokio::pin!(work, pumping);
-        let (forwarded, parsed) = tokio::select! {
-            done = &mut work => done,
-            () = &mut pumping => work.await,
-        };
-        let parsed = parsed.map_err(|_| SourceError::TaskGone("snapshot reader"))?;
-        let (parsed, mut summary) = match (parsed, forwarded) {
-            // A broken transfer is the cause of whatever the forwarder saw.
-            (Err(e @ SourceError::Snapshot { .. }), _) => return Err(e),
-            (_, Err(e)) | (Err(e), _) => return Err(e),
-            (Ok(parsed), Ok(summary)) => (parsed, summary),
-        };
+        let (read, census, forwarded) = tokio::join!(reading, attributing, forwarding);
+        pumps.iter().for_each(|p| p.abort());
+        // A broken transfer is the cause of whatever the later stages saw.
+        let (shards, census, mut summary) = (read?, census?, forwarded?);
         let selection = &self.options.selection;
-        let place = format!("Redis at {} (db {})", address, self.conn.db());
-        selection.check_kbs(&parsed.census.kb_ids(), &place)?;
-        summary.windows = self.windows(&parsed.census, &summary);
+        let place = format!("Redis at {} (db {})", self.conn.address(), self.conn.db());
+        selection.check_kbs(&census.kb_ids(), &place)?;
+        let span = self.span();
+        summary.windows = windows(selection, &census, &summary, span);
         for window in &summary.windows {
             send(tx, SourceItem::KbDone(window.clone())).await?;
         }
         Ok(SnapshotSummary {
-            left_out: selection.left_out(&parsed.census),
+            left_out: selection.left_out(&census),
             summary,
-            expired: parsed.expired,
-            snapshot_at_ms: self.snapshot_at_ms,
+            expired: shards.iter().map(|s| s.expired).sum(),
+            snapshot_at_ms: span.0,
+            shards,
         })
     }
 
-    /// One window per selected kb_id (and one with an empty kb_id for the
-    /// keys outside kb_ids, when selected), all at the snapshot's instant.
-    fn windows(&self, census: &KeyspaceCensus, summary: &ExportSummary) -> Vec<KbWindow> {
-        let selection = &self.options.selection;
-        let mut kbs = selection.selected_kbs(&census.kb_ids());
-        if reads_outside(selection) {
-            kbs.push(Vec::new());
-        }
-        kbs.into_iter()
-            .map(|kb_id| KbWindow {
-                keys: summary
-                    .tallies
-                    .iter()
-                    .filter(|((kb, _), _)| *kb == kb_id)
-                    .map(|(_, t)| t.keys)
-                    .sum(),
-                kb_id,
-                scan_started_ms: self.snapshot_at_ms,
-                scan_finished_ms: self.snapshot_at_ms,
-                vanished: 0,
-                duplicates: 0,
-            })
-            .collect()
+    /// The earliest and the latest instant of the snapshots.
+    fn span(&self) -> (i64, i64) {
+        let at = self.shards.iter().map(|s| s.snapshot_at_ms);
+        (
+            at.clone().min().unwrap_or_default(),
+            at.max().unwrap_or_default(),
+        )
     }
+}
+
+/// Fails when the slot map or the migrations of the cluster differ from
+/// `before` (see [`SnapshotSource::open`]).
+async fn settled(conn: &RedisConn, before: &Topology) -> Result<(), SnapshotOpenError> {
+    let after = conn.cluster_topology().await?.unwrap_or_default();
+    let unsettled = after.unsettled_slots(before);
+    match unsettled.first() {
+        None => Ok(()),
+        Some((first, _)) => Err(SnapshotOpenError::Unsettled {
+            address: conn.address().to_string(),
+            slots: unsettled.len(),
+            first: *first,
+        }),
+    }
+}
+
+/// One window per selected kb_id (and one with an empty kb_id for the
+/// keys outside kb_ids, when selected), from the earliest to the latest
+/// snapshot (one instant for one server).
+fn windows(
+    selection: &Selection,
+    census: &KeyspaceCensus,
+    summary: &ExportSummary,
+    (first, last): (i64, i64),
+) -> Vec<KbWindow> {
+    let mut kbs = selection.selected_kbs(&census.kb_ids());
+    if reads_outside(selection) {
+        kbs.push(Vec::new());
+    }
+    kbs.into_iter()
+        .map(|kb_id| KbWindow {
+            keys: summary
+                .tallies
+                .iter()
+                .filter(|((kb, _), _)| *kb == kb_id)
+                .map(|(_, t)| t.keys)
+                .sum(),
+            kb_id,
+            scan_started_ms: first,
+            scan_finished_ms: last,
+            vanished: 0,
+            duplicates: 0,
+        })
+        .collect()
 }
 
 async fn send(tx: &Sender<SourceItem>, item: SourceItem) -> Result<(), SourceError> {
@@ -298,19 +442,12 @@ impl Read for Chunks {
     }
 }
 
-/// What the RDB reader stage needs.
+/// What one transfer's RDB reader needs.
 struct Reading {
     address: String,
     db: u64,
     end_mark: Option<Vec<u8>>,
     expired_at_ms: i64,
-    selection: Selection,
-}
-
-/// What the RDB reader stage found besides the records.
-struct Parsed {
-    census: KeyspaceCensus,
-    expired: u64,
 }
 
 impl Reading {
@@ -321,13 +458,13 @@ impl Reading {
         }
     }
 
-    /// Reads the RDB from `chunks`, sending the selected records to
-    /// `items`.
+    /// Reads the RDB from `chunks`, sending the keys of the db, in
+    /// batches, to `keys`.
     fn run(
         self,
         chunks: Receiver<io::Result<Vec<u8>>>,
-        items: Sender<SourceItem>,
-    ) -> Result<Parsed, SourceError> {
+        keys: Sender<Vec<KeyRecord>>,
+    ) -> Result<ShardRead, SourceError> {
         let input = Chunks {
             rx: chunks,
             current: Vec::new(),
@@ -336,35 +473,92 @@ impl Reading {
         let name = format!("snapshot of {}", self.address);
         let source = RdbSource::open(name, Box::new(input), Some(self.db))
             .map_err(|e| self.broken(e.to_string()))?
-            .counting()
             .dropping_expired_at(self.expired_at_ms);
         let source = match &self.end_mark {
             Some(mark) => source.ending_with_mark(mark.clone()),
             None => source,
         };
+        let mut batch = Batch::default();
         let mut consumer_gone = false;
-        let end = source.read(&self.selection, &mut |item| match item {
-            // Said once, from the end, below.
-            SourceItem::Damaged { .. } => false,
-            item => {
-                consumer_gone = items.blocking_send(item).is_err();
+        let end = source.decode(&mut |decoded| match decoded {
+            Decoded::Key(k) => {
+                if batch.add(k) {
+                    consumer_gone = keys.blocking_send(batch.take()).is_err();
+                }
                 !consumer_gone
             }
+            // Said once, from the end, below.
+            Decoded::Damaged(_) => true,
         });
         if let Some(reason) = end.error {
             return Err(self.broken(reason));
         }
+        if !consumer_gone && !batch.keys.is_empty() {
+            consumer_gone = keys.blocking_send(batch.take()).is_err();
+        }
         if consumer_gone {
             return Err(SourceError::ConsumerGone);
         }
-        match (end.checksum, end.census) {
-            (Some(_), Some(census)) => Ok(Parsed {
-                census,
-                expired: end.expired,
-            }),
-            _ => Err(self.broken("the transfer ended before the end of the RDB".into())),
+        if end.checksum.is_none() {
+            return Err(self.broken("the transfer ended before the end of the RDB".into()));
+        }
+        Ok(ShardRead {
+            address: self.address,
+            snapshot_at_ms: self.expired_at_ms,
+            keys_read: end.keys_read,
+            expired: end.expired,
+        })
+    }
+}
+
+/// Keys on their way from an RDB reader to the attribution stage.
+#[derive(Default)]
+struct Batch {
+    keys: Vec<KeyRecord>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Adds a key; true when the batch is full.
+    fn add(&mut self, key: KeyRecord) -> bool {
+        self.bytes += key.payload.len() + key.key.len();
+        self.keys.push(key);
+        self.keys.len() >= BATCH_KEYS || self.bytes >= BATCH_BYTES
+    }
+
+    fn take(&mut self) -> Vec<KeyRecord> {
+        self.bytes = 0;
+        std::mem::take(&mut self.keys)
+    }
+}
+
+/// The attribution stage: the keys of every transfer through one
+/// [`KeyStage`], so that a kb_id one master's key proves attributes the
+/// keys of the others; the selected records go to `items`. Returns the
+/// census of every key once every reader is done.
+fn attribute(
+    mut keys: Receiver<Vec<KeyRecord>>,
+    items: Sender<SourceItem>,
+    selection: &Selection,
+) -> Result<KeyspaceCensus, SourceError> {
+    let mut stage = KeyStage::new(selection, None, true);
+    let mut consumer_gone = false;
+    let mut emit = |item| {
+        consumer_gone = items.blocking_send(item).is_err();
+        !consumer_gone
+    };
+    while let Some(batch) = keys.blocking_recv() {
+        for key in batch {
+            if !stage.push(key, &mut emit) {
+                return Err(SourceError::ConsumerGone);
+            }
         }
     }
+    let census = stage.finish(&mut emit);
+    if consumer_gone {
+        return Err(SourceError::ConsumerGone);
+    }
+    census.ok_or(SourceError::TaskGone("snapshot census"))
 }
 
 /// Paces, tallies and forwards the records of the RDB reader.

@@ -216,6 +216,10 @@ fn export_during_resharding(flavor: Flavor) {
             "--quiet",
             "--redis",
             &url,
+            // SCAN, which reads moved slots again (a snapshot would be
+            // refused while slots move, or taken before they do).
+            "--method",
+            "scan",
             "--max-keys-per-sec",
             &pace,
             "-o",

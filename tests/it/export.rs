@@ -276,6 +276,7 @@ async fn keys_deleted_during_export_are_counted_not_fatal() {
         source: SourceInfo::default(),
         selection: Default::default(),
         snapshot_at_ms: None,
+        shards: Vec::new(),
     };
     let source = LiveSource::new(conn, vec![b"node0_kato".to_vec()], header, options);
     let (bytes, summary) = export(

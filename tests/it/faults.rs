@@ -185,6 +185,7 @@ fn write_archive(path: &Path, records: &[Record]) {
         source: SourceInfo::default(),
         selection: Default::default(),
         snapshot_at_ms: None,
+        shards: Vec::new(),
     };
     let file = std::fs::File::create(path).unwrap();
     let mut writer = ArchiveWriter::new(file, &header, Default::default()).unwrap();

@@ -190,6 +190,7 @@ mod archive_fixtures {
                 ..SelectionSpec::default()
             },
             snapshot_at_ms: None,
+            shards: Vec::new(),
         }
     }
 

@@ -20,7 +20,7 @@ use crate::support::redis::{info_field, Flavor, RedisServer};
 use crate::support::seed::{assert_same_data, seed_kato, SeedSpec};
 
 /// Header and records (by key) of a seekable archive.
-fn read_archive(path: &Path) -> (Header, BTreeMap<Vec<u8>, Record>) {
+pub(crate) fn read_archive(path: &Path) -> (Header, BTreeMap<Vec<u8>, Record>) {
     let mut archive = IndexedArchive::open(std::fs::File::open(path).unwrap()).unwrap();
     let header = archive.header().clone();
     let mut records = BTreeMap::new();
@@ -72,7 +72,7 @@ fn exported(server: &RedisServer, dir: &Path, name: &str, method: &str, extra: &
 /// The records of two archives agree key by key: kb_id, category, type,
 /// payload, and expiry within the slack of a SCAN read's PTTL.
 #[track_caller]
-fn assert_same_records(a: &BTreeMap<Vec<u8>, Record>, b: &BTreeMap<Vec<u8>, Record>) {
+pub(crate) fn assert_same_records(a: &BTreeMap<Vec<u8>, Record>, b: &BTreeMap<Vec<u8>, Record>) {
     let only: Vec<String> = a
         .keys()
         .filter(|k| !b.contains_key(*k))
@@ -282,7 +282,7 @@ fn bulk(server: &RedisServer, count: usize, size: usize) {
     }
 }
 
-fn spawn(args: &[&str]) -> Child {
+pub(crate) fn spawn(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kbdump"))
         .args(args)
         .stdout(Stdio::piped())
@@ -292,14 +292,14 @@ fn spawn(args: &[&str]) -> Child {
 }
 
 /// Full syncs the server has served (`INFO stats`).
-fn full_syncs(server: &RedisServer) -> u64 {
+pub(crate) fn full_syncs(server: &RedisServer) -> u64 {
     info_field(&server.info("stats"), "sync_full")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
 #[track_caller]
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -23,7 +23,8 @@ pub use frame::{
 };
 pub use reader::{ArchiveReader, Block, BlockRecords, IndexedArchive};
 pub use types::{
-    BlockMeta, Header, Index, IndexEntry, KbWindow, Record, SelectionSpec, SourceInfo, ABSENT_TYPE,
+    BlockMeta, Header, Index, IndexEntry, KbWindow, Record, SelectionSpec, ShardSnapshot,
+    SourceInfo, ABSENT_TYPE,
 };
 pub use writer::{ArchiveWriter, Checkpoint, WriterOptions};
 

@@ -20,6 +20,7 @@ fn header() -> Header {
         },
         selection: SelectionSpec::default(),
         snapshot_at_ms: None,
+        shards: Vec::new(),
     }
 }
 

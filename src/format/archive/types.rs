@@ -22,6 +22,22 @@ pub struct Header {
     /// kb_id's window. Written only when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_at_ms: Option<i64>,
+    /// The snapshot of each master of a cluster (an export from their
+    /// replication streams): each record is the state of its master's
+    /// instant, but the instants of different masters differ, so the
+    /// archive is point-in-time per shard, not across shards
+    /// (`snapshot_at_ms` is then absent). Written only when set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardSnapshot>,
+}
+
+/// One master's snapshot in a cluster archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardSnapshot {
+    /// `host:port` of the master.
+    pub master: String,
+    /// Unix ms of its snapshot (as `snapshot_at_ms` for one server).
+    pub snapshot_at_ms: i64,
 }
 
 impl Header {
@@ -34,6 +50,7 @@ impl Header {
             source,
             selection,
             snapshot_at_ms: None,
+            shards: Vec::new(),
         }
     }
 }
