@@ -438,6 +438,8 @@ fn summary_json(
                 "expired": shard.expired,
             })).collect::<Vec<_>>()
         }),
+        // Of a cluster read with SCAN: the keys read from each master.
+        "per_master": summary.per_master,
         "kbs": kbs,
         "groups": groups_json(summary),
         "left_out": done.left_out,
@@ -505,6 +507,9 @@ fn summary_text(
         },
     );
     out += &point_in_time(done.snapshot.as_ref(), conn.is_cluster());
+    for (master, keys) in &summary.per_master {
+        out += &format!("  {master:<24} {keys} keys read\n");
+    }
     out.push_str(&format!(
         "{:<24} {:<12} {:>10} {:>12}\n",
         "kb_id", "category", "keys", "bytes"

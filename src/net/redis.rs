@@ -579,6 +579,14 @@ impl RedisConn {
         }
     }
 
+    /// The slot map of a cluster as last learnt; `None` for one server.
+    pub fn slot_map(&self) -> Option<SlotMap> {
+        match &self.conn {
+            Link::Cluster(link, _) => Some(link.map()),
+            Link::Single(_) => None,
+        }
+    }
+
     /// Whether this is a connection to a cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.conn, Link::Cluster(..))
@@ -768,16 +776,17 @@ impl RedisConn {
     /// A SCAN over the keys matching `pattern` (the one SCAN loop: every
     /// scanner uses it), on a clone of this connection.
     ///
-    /// On a cluster the SCAN walks each master in turn (a node's SCAN sees
-    /// the keys of its own slots), and ends with a check that the slot map
-    /// is the one it started with ([`RedisIoError::TopologyChanged`]).
+    /// On a cluster the SCAN walks every master side by side (a node's
+    /// SCAN sees the keys of its own slots), and ends with a check that the
+    /// slot map is the one it started with ([`Scan::next_page`]).
     pub fn scan(&self, pattern: impl Into<Vec<u8>>, count: usize) -> Scan {
         let cluster = match &self.conn {
             Link::Cluster(link, _) => Some(ClusterScan {
                 link: link.clone(),
                 parent: self.clone(),
                 started: None,
-                rest: VecDeque::new(),
+                scanning: Vec::new(),
+                ready: VecDeque::new(),
                 slots: VecDeque::new(),
                 rounds: 0,
             }),
@@ -882,8 +891,9 @@ pub struct Scan {
     cluster: Option<ClusterScan>,
 }
 
-/// A SCAN over every master of a cluster, then, while the topology moves,
-/// rounds that re-read the slots it moved (see [`Scan::next_page`]).
+/// A SCAN over every master of a cluster at once, then, while the
+/// topology moves, rounds that re-read the slots it moved (see
+/// [`Scan::next_page`]).
 struct ClusterScan {
     link: Arc<ClusterLink>,
     /// The cluster connection, for messages.
@@ -891,12 +901,18 @@ struct ClusterScan {
     /// The topology when the SCAN (or the current round) began; learnt at
     /// the first page.
     started: Option<Topology>,
-    /// The masters still to scan.
-    rest: VecDeque<RedisConn>,
+    /// The masters still being scanned, each with its cursor.
+    scanning: Vec<(RedisConn, u64)>,
+    /// Pages read and not yet handed out.
+    ready: VecDeque<Vec<Vec<u8>>>,
     /// Slots to re-read this round, each from one master, in order.
     slots: VecDeque<(String, u16)>,
     rounds: usize,
 }
+
+/// Masters scanned at once: each SCAN is one round trip to its master,
+/// so a page of every master costs about as long as one.
+pub const MASTERS_SCANNED_AT_ONCE: usize = 16;
 
 /// How many rounds of re-reading moved slots a cluster's SCAN makes
 /// before it gives up on a topology that keeps changing: with
@@ -911,29 +927,33 @@ impl Scan {
     /// The next non-empty page of keys, `None` once the SCAN is complete.
     /// Empty pages (which SCAN may return before its end) are skipped.
     ///
-    /// On a cluster: every master's SCAN in turn; then, if the topology
-    /// changed meanwhile (a slot changed master, or was being migrated),
-    /// the keys of every such slot are read again from the masters that
-    /// held it, its source before its target (`CLUSTER GETKEYSINSLOT`), and
-    /// so on until a round ends on the topology it began with, at most [`MAX_TOPOLOGY_ROUNDS`] rounds (then
+    /// On a cluster: the masters' SCANs side by side, a page of up to
+    /// [`MASTERS_SCANNED_AT_ONCE`] masters at a time, so that their pages
+    /// alternate and the reads that follow them keep every master busy;
+    /// then, if the topology changed meanwhile (a slot changed master, or
+    /// was being migrated), the keys of every such slot are read again from
+    /// the masters that held it, its source before its target (`CLUSTER
+    /// GETKEYSINSLOT`), and so on until a round ends on the topology it
+    /// began with, at most [`MAX_TOPOLOGY_ROUNDS`] rounds (then
     /// [`RedisIoError::TopologyChanged`]). Keys may come twice; the
-    /// scanners drop repeats.
+    /// scanners drop repeats. An error (a busy master) leaves the SCAN
+    /// where it was: calling again resumes it.
     pub async fn next_page(&mut self) -> Result<Option<Vec<Vec<u8>>>> {
+        self.start_cluster().await?;
+        let Some(cluster) = &mut self.cluster else {
+            return self.next_node_page().await;
+        };
         loop {
-            self.start_cluster().await?;
-            if let Some(page) = self.next_node_page().await? {
+            if let Some(page) = cluster.ready.pop_front() {
                 return Ok(Some(page));
             }
-            let Some(cluster) = &mut self.cluster else {
-                return Ok(None);
-            };
-            if let Some(next) = cluster.rest.pop_front() {
-                self.conn = next;
-                self.cursor = Some(0);
+            if !cluster.scanning.is_empty() {
+                cluster.scan_masters(&self.pattern, self.count).await?;
                 continue;
             }
-            if let Some((address, slot)) = cluster.slots.pop_front() {
+            if let Some((address, slot)) = cluster.slots.front().cloned() {
                 let page = cluster.keys_in_slot(&address, slot, &self.pattern).await?;
+                cluster.slots.pop_front();
                 if !page.is_empty() {
                     return Ok(Some(page));
                 }
@@ -947,18 +967,19 @@ impl Scan {
     }
 
     /// At the first page of a cluster's SCAN: learns the topology and
-    /// starts on the first master.
+    /// the masters to scan.
     async fn start_cluster(&mut self) -> Result<()> {
         let Some(cluster) = self.cluster.as_mut().filter(|c| c.started.is_none()) else {
             return Ok(());
         };
         let parent = cluster.parent.clone();
         cluster.started = Some(cluster.topology().await?);
-        cluster.rest = parent.master_conns(&cluster.link).into();
-        match cluster.rest.pop_front() {
-            Some(first) => self.conn = first,
-            None => self.cursor = None,
-        }
+        cluster.scanning = parent
+            .master_conns(&cluster.link)
+            .into_iter()
+            .map(|conn| (conn, 0))
+            .collect();
+        self.cursor = None;
         Ok(())
     }
 
@@ -1083,6 +1104,44 @@ impl ClusterScan {
             .topology()
             .await
             .map_err(|e| self.parent.command_error("CLUSTER SLOTS/NODES", e))
+    }
+
+    /// One SCAN page of each of the first [`MASTERS_SCANNED_AT_ONCE`]
+    /// masters still being scanned, at once: non-empty pages to `ready`,
+    /// finished masters dropped, the others moved to the back (so every
+    /// master gets its turn). A master that fails keeps its cursor; the
+    /// first failure is returned after the pages of the others are kept.
+    async fn scan_masters(&mut self, pattern: &[u8], count: usize) -> Result<()> {
+        let n = self.scanning.len().min(MASTERS_SCANNED_AT_ONCE);
+        let batch: Vec<(RedisConn, u64)> = self.scanning.drain(..n).collect();
+        let pages = batch.into_iter().map(|(mut conn, at)| async move {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(at)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(count);
+            let reply: Result<(u64, Vec<Vec<u8>>)> = conn.query(cmd, "SCAN").await;
+            (conn, at, reply)
+        });
+        let mut failure = None;
+        for (conn, at, reply) in futures::future::join_all(pages).await {
+            match reply {
+                Ok((next, keys)) => {
+                    if !keys.is_empty() {
+                        self.ready.push_back(keys);
+                    }
+                    if next != 0 {
+                        self.scanning.push((conn, next));
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    self.scanning.push((conn, at));
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// Ends a round: `true` when the topology is as the round found it and

@@ -29,6 +29,7 @@ use crate::kato::{self, keys, Category};
 use crate::net::pace::{Pace, Pacer};
 use crate::net::redis::{Dumped, RedisConn, RedisIoError, Scan, ServerInfo};
 use crate::pattern::Glob;
+use crate::plan::slot::hash_slot;
 use crate::progress::{NoProgress, Progress, Total};
 use crate::records::SourceItem;
 use crate::selection::{kb_scan_pattern, LeftOut, Selection, UnmatchedKbs};
@@ -87,6 +88,10 @@ pub struct ExportSummary {
     pub payload_bytes: u64,
     pub vanished: u64,
     pub duplicates: u64,
+    /// Of a cluster: the keys read from each master (`host:port`), by the
+    /// slot map as it was when each key was read.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_master: BTreeMap<String, u64>,
 }
 
 /// What a selection leaves out of the db, counted while the source is read
@@ -530,7 +535,12 @@ async fn export_pass(
             joined.map_err(|_| SourceError::TaskGone("DUMP pipeline"))?;
         let dumped = dumped?;
         reader.charge(&batch, &dumped);
-        emit_batch(batch, dumped, read_at, tx, summary, &mut windows, progress).await?;
+        let read = Read {
+            batch,
+            dumped,
+            read_at,
+        };
+        emit_batch(read, reader.conn, tx, summary, &mut windows, progress).await?;
     }
     let late = resolve_unmarked(attributor, &options.selection, &mut seen, &mut windows);
     progress.scanned(late.len() as u64);
@@ -541,7 +551,12 @@ async fn export_pass(
         let dumped = patience.dump_keys(reader.conn, &keys).await?;
         let read_at = now_ms();
         reader.charge(&batch, &dumped);
-        emit_batch(batch, dumped, read_at, tx, summary, &mut windows, progress).await?;
+        let read = Read {
+            batch,
+            dumped,
+            read_at,
+        };
+        emit_batch(read, reader.conn, tx, summary, &mut windows, progress).await?;
     }
     let finished = now_ms();
     windows
@@ -658,15 +673,27 @@ fn admit(
     Some((key, kb_id, category))
 }
 
-async fn emit_batch(
+/// A pipeline's keys, their DUMP replies, and the instant they were read.
+struct Read {
     batch: Vec<Selected>,
     dumped: Vec<Dumped>,
-    read_at_ms: i64,
+    read_at: i64,
+}
+
+async fn emit_batch(
+    read: Read,
+    conn: &RedisConn,
     tx: &Sender<SourceItem>,
     summary: &mut ExportSummary,
     windows: &mut BTreeMap<Vec<u8>, KbWindow>,
     progress: &dyn Progress,
 ) -> Result<(), SourceError> {
+    let Read {
+        batch,
+        dumped,
+        read_at: read_at_ms,
+    } = read;
+    let masters = conn.slot_map();
     let (mut keys, mut bytes) = (0, 0);
     for ((key, kb_id, category), dumped) in batch.into_iter().zip(dumped) {
         let window = windows
@@ -686,6 +713,14 @@ async fn emit_batch(
         tally.bytes += size;
         keys += 1;
         bytes += size;
+        if let Some(owner) = masters.as_ref().and_then(|m| m.owner(hash_slot(&key))) {
+            match summary.per_master.get_mut(owner) {
+                Some(n) => *n += 1,
+                None => {
+                    summary.per_master.insert(owner.to_string(), 1);
+                }
+            }
+        }
         let record = Record {
             key,
             kb_id,

@@ -139,6 +139,17 @@ fn shards_equal_scan_and_round_trip(flavor: Flavor) {
         "{flavor:?}: every key read once"
     );
     assert!(shards.iter().all(|s| s["keys_read"].as_u64() > Some(0)));
+    let per_master = scan["per_master"].as_object().expect("keys per master");
+    assert_eq!(
+        per_master
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        reported,
+        "{flavor:?}: {scan:#}"
+    );
+    let scanned: u64 = per_master.values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(scanned, expected.len() as u64, "{flavor:?}");
     assert_eq!(rdb["keys"], scan["keys"], "{flavor:?}");
     assert_eq!(rdb["groups"], scan["groups"], "{flavor:?}");
     assert_eq!(rdb["left_out"], scan["left_out"], "{flavor:?}");
