@@ -319,6 +319,8 @@ fn summary_json(
         "undo_absent": undo.map_or(0, |u| u.absent),
         "rename_targets": summary.rename_targets,
         "undo_archive": undo.map(|u| u.path.display().to_string()),
+        // Onto a cluster: the keys written on each master.
+        "per_master": summary.per_master,
     });
     if options.mode == Mode::Merge {
         report["policies"] = options
@@ -382,6 +384,14 @@ fn summary_text(
             "{} keys deleted (the archive records them as absent)\n",
             total.deleted
         );
+    }
+    let written = if options.dry_run {
+        "would be written"
+    } else {
+        "written"
+    };
+    for (master, keys) in &summary.per_master {
+        out += &format!("  {master:<24} {keys} keys {written}\n");
     }
     if merge {
         let policies: Vec<String> = options

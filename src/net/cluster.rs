@@ -114,6 +114,20 @@ impl SlotMap {
             .map(|(_, _, m)| m.as_str())
     }
 
+    /// Counts `key` for the master of its slot in `counts` (by
+    /// `host:port`); a key of a slot no master serves is not counted.
+    pub fn count_key(&self, key: &[u8], counts: &mut BTreeMap<String, u64>) {
+        let Some(owner) = self.owner(hash_slot(key)) else {
+            return;
+        };
+        match counts.get_mut(owner) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(owner.to_string(), 1);
+            }
+        }
+    }
+
     /// How many of the 16384 slots some master serves.
     pub fn served(&self) -> u32 {
         self.ranges

@@ -29,7 +29,6 @@ use crate::kato::{self, keys, Category};
 use crate::net::pace::{Pace, Pacer};
 use crate::net::redis::{Dumped, RedisConn, RedisIoError, Scan, ServerInfo};
 use crate::pattern::Glob;
-use crate::plan::slot::hash_slot;
 use crate::progress::{NoProgress, Progress, Total};
 use crate::records::SourceItem;
 use crate::selection::{kb_scan_pattern, LeftOut, Selection, UnmatchedKbs};
@@ -713,13 +712,8 @@ async fn emit_batch(
         tally.bytes += size;
         keys += 1;
         bytes += size;
-        if let Some(owner) = masters.as_ref().and_then(|m| m.owner(hash_slot(&key))) {
-            match summary.per_master.get_mut(owner) {
-                Some(n) => *n += 1,
-                None => {
-                    summary.per_master.insert(owner.to_string(), 1);
-                }
-            }
+        if let Some(map) = &masters {
+            map.count_key(&key, &mut summary.per_master);
         }
         let record = Record {
             key,

@@ -4,7 +4,8 @@
 //! each record is its master's state at its snapshot (writes made after
 //! the snapshots started are not in it); the header and the report name
 //! each master's instant; a slot map that moves while the snapshots start
-//! is refused, never read half.
+//! is refused, never read half. Reads and writes report the keys of each
+//! master.
 
 use std::collections::BTreeSet;
 
@@ -285,4 +286,43 @@ fn a_slot_migrating_while_the_snapshots_start_is_refused_not_read_half() {
     let restored = RedisServer::start_flavor(Flavor::Redis70);
     restore_ok(&path, &restored, &[]);
     assert_same(&cluster_snapshot(&cluster), &snap(&restored));
+}
+
+/// A restore onto a cluster reports the keys it wrote on each master, and
+/// each figure is what that master then holds.
+#[test]
+fn a_restore_onto_a_cluster_reports_the_keys_written_on_each_master() {
+    let source = RedisServer::start_flavor(Flavor::Redis70);
+    crate::support::seed::seed_kato(&mut source.client(), &SeedSpec::small());
+    let dir = TempDir::new().unwrap();
+    let archive = export(&source, dir.path(), "all.kbd", &[]);
+    let cluster = Cluster::start(Flavor::Redis70);
+    let url = cluster.url();
+    let (code, report, err) = json_outcome(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "--redis",
+        &url,
+        "--quiet",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let per_master = report["per_master"].as_object().expect("keys per master");
+    let masters = master_addresses(&cluster);
+    assert_eq!(
+        per_master.keys().cloned().collect::<Vec<_>>(),
+        masters,
+        "{report:#}"
+    );
+    for (i, address) in masters.iter().enumerate() {
+        let node = cluster
+            .masters()
+            .iter()
+            .find(|m| format!("127.0.0.1:{}", m.port()) == *address)
+            .unwrap();
+        let held: u64 = run(node, &mut redis::cmd("DBSIZE"));
+        assert_eq!(per_master[address].as_u64(), Some(held), "master {i}");
+    }
+    let written: u64 = per_master.values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(written, total(&report, "restored"));
+    assert_same(&snap(&source), &cluster_snapshot(&cluster));
 }

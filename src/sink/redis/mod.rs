@@ -174,6 +174,10 @@ pub struct RestoreSummary {
     /// kb_ids that `--rename-kb` wrote into which already held keys before
     /// the run (filled by the caller's check before writing).
     pub rename_targets: Vec<KbOccupancy>,
+    /// Onto a cluster: the keys written (restored, merged or deleted) on
+    /// each master (`host:port`), by the slot map as it was when each
+    /// batch was written.
+    pub per_master: BTreeMap<String, u64>,
 }
 
 /// A kb_id on the target and the keys it held before a run wrote into it.

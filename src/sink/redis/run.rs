@@ -11,6 +11,7 @@ use super::{
 };
 use crate::format::archive::Record;
 use crate::kato::display_bytes;
+use crate::net::cluster::SlotMap;
 use crate::progress::Progress;
 use crate::sink::archive::UndoLog;
 
@@ -143,7 +144,8 @@ impl<'a> Run<'a> {
             return Ok(());
         };
         let results = done.map_err(|_| RestoreError::TaskGone)??;
-        record_results(&mut self.summary, results, progress);
+        let masters = self.target.conn.slot_map();
+        record_results(&mut self.summary, results, masters.as_ref(), progress);
         watch_evictions(self.target, self.target.info.evicted_keys).await
     }
 
@@ -201,10 +203,22 @@ fn check_budget(
     }
 }
 
-fn record_results(summary: &mut RestoreSummary, results: Results, progress: &dyn Progress) {
+fn record_results(
+    summary: &mut RestoreSummary,
+    results: Results,
+    masters: Option<&SlotMap>,
+    progress: &dyn Progress,
+) {
     let mut done = 0;
     for (kb_id, category, key, outcome) in results {
         let outcome = summary.plan.note(&kb_id, category, &key, outcome);
+        let written = matches!(
+            outcome,
+            Outcome::Restored(_) | Outcome::Lossy(_) | Outcome::Merged | Outcome::Deleted
+        );
+        if let Some(map) = masters.filter(|_| written) {
+            map.count_key(&key, &mut summary.per_master);
+        }
         summary
             .tallies
             .entry((kb_id, category))
