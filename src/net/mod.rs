@@ -11,3 +11,4 @@ pub mod notify;
 pub mod pace;
 pub mod redis;
 pub mod replication;
+pub mod tls;

@@ -1022,6 +1022,8 @@ pub struct RawTarget {
     /// A server version to announce to the server (`REPLCONF version`):
     /// Valkey chooses the RDB version of a snapshot by it.
     pub announce_version: Option<String>,
+    /// TLS (a `rediss://` URL), with the URL's TLS options.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for RawTarget {
@@ -1030,8 +1032,8 @@ impl std::fmt::Debug for RawTarget {
     }
 }
 
-/// The plain TCP target of `endpoint`, or why there is none (`Ok(Err)`:
-/// TLS or a Unix socket, which only the client library speaks).
+/// The TCP (or TLS) target of `endpoint`, or why there is none
+/// (`Ok(Err)`: a Unix socket, which only the client library speaks).
 pub fn raw_target(endpoint: &Endpoint) -> Result<std::result::Result<RawTarget, String>> {
     if cluster::is_cluster_url(&endpoint.url) {
         return Ok(Err(
@@ -1047,10 +1049,21 @@ pub fn raw_target(endpoint: &Endpoint) -> Result<std::result::Result<RawTarget, 
     let user = info.redis_settings().username().map(str::to_string);
     let shown = user.clone().unwrap_or_else(|| "default".into());
     let (info, _) = with_password(info, endpoint, &address, &shown)?;
-    let (host, port) = match info.addr() {
-        ConnectionAddr::Tcp(host, port) if !endpoint.tls.is_set() => (host.clone(), *port),
+    let (host, port, tls) = match info.addr() {
+        ConnectionAddr::Tcp(host, port) if !endpoint.tls.is_set() => (host.clone(), *port, None),
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure,
+            ..
+        } => {
+            let config = snapshot_tls(endpoint, *insecure)?;
+            (host.clone(), *port, Some(config))
+        }
         ConnectionAddr::Unix(_) => return Ok(Err("names a Unix socket".into())),
-        _ => return Ok(Err("asks for TLS".into())),
+        // TLS options on a plain URL: the client connection refuses them
+        // first, naming them.
+        _ => return Ok(Err("gives TLS options to a plain redis:// URL".into())),
     };
     Ok(Ok(RawTarget {
         host,
@@ -1059,10 +1072,33 @@ pub fn raw_target(endpoint: &Endpoint) -> Result<std::result::Result<RawTarget, 
         password: info.redis_settings().password().map(str::to_string),
         address,
         announce_version: None,
+        tls,
     }))
 }
 
-/// The plain TCP target of each master of the cluster `endpoint` names,
+/// The TLS configuration of a snapshot connection to `endpoint`, from the
+/// same files as its client connection.
+fn snapshot_tls(endpoint: &Endpoint, insecure: bool) -> Result<Arc<rustls::ClientConfig>> {
+    let certificates = tls_certificates(endpoint)?;
+    let pems = super::tls::TlsPems {
+        ca: certificates.as_ref().and_then(|c| c.root_cert.clone()),
+        client: certificates
+            .and_then(|c| c.client_tls)
+            .map(|c| (c.client_cert, c.client_key)),
+        insecure: insecure || endpoint.tls.insecure,
+    };
+    super::tls::client_config(&pems).map_err(|reason| RedisIoError::TlsFile {
+        path: [&endpoint.tls.ca, &endpoint.tls.cert, &endpoint.tls.key]
+            .iter()
+            .filter_map(|p| p.as_ref().map(|p| p.display().to_string()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        what: "TLS files".into(),
+        reason,
+    })
+}
+
+/// The TCP (or TLS) target of each master of the cluster `endpoint` names,
 /// `masters` as `host:port`, with the cluster URL's credentials (its first
 /// seed's), or why there is none (see [`raw_target`]).
 pub fn raw_targets_at(

@@ -18,7 +18,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::redis::{cap, RawTarget};
@@ -95,9 +95,13 @@ const CHUNK: usize = 1 << 18;
 /// Longest reply line read during the handshake.
 const MAX_LINE: usize = 64 << 10;
 
+/// The connection of a snapshot: plain TCP or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// A snapshot on its way: the RDB bytes as the server sends them.
 pub struct Transfer {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Box<dyn Stream>>,
     address: String,
     framing: Framing,
     received: u64,
@@ -121,6 +125,25 @@ pub async fn request_snapshot(
             source,
         })?;
     let _ = stream.set_nodelay(true);
+    let stream: Box<dyn Stream> = match &target.tls {
+        None => Box::new(stream),
+        Some(config) => {
+            let name = super::tls::server_name(&target.host).map_err(|reason| {
+                ReplicationError::Connect {
+                    address: address.clone(),
+                    source: io::Error::new(io::ErrorKind::InvalidInput, reason),
+                }
+            })?;
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            let tls = connector.connect(name, stream).await.map_err(|source| {
+                ReplicationError::Connect {
+                    address: address.clone(),
+                    source: io::Error::new(source.kind(), format!("TLS: {source}")),
+                }
+            })?;
+            Box::new(tls)
+        }
+    };
     let mut link = Link {
         stream: BufReader::with_capacity(CHUNK, stream),
         address,
@@ -226,7 +249,7 @@ impl Transfer {
 
 /// The handshake's side of the connection.
 struct Link {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Box<dyn Stream>>,
     address: String,
 }
 

@@ -70,7 +70,9 @@ pub enum SnapshotOpenError {
     #[error(transparent)]
     Replication(#[from] ReplicationError),
     /// This connection cannot carry the replication stream.
-    #[error("the snapshot connection to {address} speaks plain TCP only, and this URL {reason}")]
+    #[error(
+        "the snapshot connection to {address} is TCP (plain or TLS) only, and this URL {reason}"
+    )]
     Unsupported { address: String, reason: String },
     /// The slot map of a cluster moved while its masters' snapshots were
     /// being started: a key that moved between two of them could be in

@@ -350,3 +350,59 @@ fn clickhouse_https_urls_verify_the_server_certificate() {
     ]);
     assert_fails(&out, &[&format!("https://127.0.0.1:{port}"), "certificate"]);
 }
+
+/// `export --method rdb` over TLS: the snapshot's own connection takes the
+/// URL's TLS options (CA, client certificate, `--tls-insecure`), and the
+/// archive holds what a SCAN export over the same TLS holds.
+#[test]
+fn a_snapshot_is_read_over_tls_with_the_urls_tls_options() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = pki(certs.path());
+    let (server, port, _) = tls_server(&pki);
+    let url = format!("rediss://127.0.0.1:{port}/0");
+    let dir = tempfile::tempdir().unwrap();
+    let client = [
+        "--tls-cert",
+        p(&pki.client_cert),
+        "--tls-key",
+        p(&pki.client_key),
+    ];
+    let export = |name: &str, method: &str, trust: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec!["--json", "export", "--redis", &url, "--method", method];
+        args.extend_from_slice(trust);
+        args.extend_from_slice(&client);
+        args.extend_from_slice(&["-o", p(&out)]);
+        let done = kbdump(&args);
+        assert_eq!(done.status.code(), Some(0), "{method}: {}", stderr(&done));
+        let report: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+        assert_eq!(report["method"], method, "{report:#}");
+        (out, report)
+    };
+    let before = crate::snapshot::full_syncs(&server);
+    let (rdb, rdb_report) = export("rdb.kbd", "rdb", &["--tls-ca", p(&pki.ca)]);
+    let (scan, scan_report) = export("scan.kbd", "scan", &["--tls-ca", p(&pki.ca)]);
+    assert_eq!(rdb_report["keys"], scan_report["keys"]);
+    assert_eq!(rdb_report["groups"], scan_report["groups"]);
+    assert_eq!(
+        crate::snapshot::full_syncs(&server),
+        before + 1,
+        "the snapshot came from the server"
+    );
+    let (_, rdb_records) = crate::snapshot::read_archive(&rdb);
+    let (_, scan_records) = crate::snapshot::read_archive(&scan);
+    crate::snapshot::assert_same_records(&rdb_records, &scan_records);
+
+    let (_, insecure) = export("insecure.kbd", "rdb", &["--tls-insecure"]);
+    assert_eq!(insecure["keys"], rdb_report["keys"]);
+
+    // The CA we were told to trust did not sign the server's certificate:
+    // no snapshot, no archive.
+    let wrong = dir.path().join("wrong.kbd");
+    let mut args = vec!["export", "--redis", &url, "--method", "rdb"];
+    args.extend_from_slice(&["--tls-ca", p(&pki.other_ca)]);
+    args.extend_from_slice(&client);
+    args.extend_from_slice(&["-o", p(&wrong)]);
+    assert_fails(&kbdump(&args), &["certificate"]);
+    assert!(!wrong.exists());
+}
