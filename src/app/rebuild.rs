@@ -30,6 +30,7 @@ pub async fn run(args: RebuildArgs, global: &GlobalOpts) -> anyhow::Result<ExitC
         dry_run: args.dry_run,
         only_missing: args.only_missing,
         set_payload_rdb_version: rdb_version,
+        cluster: checked.is_cluster(),
         ..RebuildOptions::default()
     };
     let kb_ids = resolve_clickhouse_kbs(&ch, &args.kbs, args.allow_empty).await?;

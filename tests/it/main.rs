@@ -18,6 +18,7 @@ mod clickhouse_errors;
 mod clickhouse_rebuild;
 mod clickhouse_stores;
 mod cluster;
+mod cluster_commands;
 mod cluster_snapshot;
 mod diff;
 mod dump_fixtures;

@@ -12,7 +12,8 @@ conditional write becomes the matching read (EXISTS, HEXISTS) whose reply
 tells whether it would have been written.
 
 Most keys go through [`Sink::put`], which groups consecutive string
-writes of one category into one variadic command of up to
+writes of one category (on a cluster, of one hash slot too:
+[`Sink::slot_bound`]) into one variadic command of up to
 [`Sink::GROUP_KEYS`] keys: `MSET` for plain writes, `EXISTS k1 k2 ...` for
 dry-run probes (the reply counts the existing ones), and `MSETNX` for
 conditional writes. `MSETNX` is all-or-nothing: when it answers 0 (some
@@ -35,6 +36,7 @@ already works on it while the next one is built.
 */
 
 use crate::format::dump;
+use crate::plan::slot::hash_slot;
 use futures::stream::{FuturesUnordered, StreamExt};
 use redis::{aio::ConnectionLike, Arg, Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Value};
 use std::collections::BTreeMap;
@@ -73,6 +75,8 @@ struct Group {
     nx: bool,
     cmd: Cmd,
     keys: u64,
+    /// The hash slot of its keys, when they must share one (a cluster).
+    slot: Option<u16>,
 }
 
 type Flight = JoinHandle<RedisResult<(Vec<Value>, Vec<Reply>)>>;
@@ -91,6 +95,9 @@ pub struct Sink<C> {
     group: Option<Group>,
     /// An `MSETNX` found existing keys: use `SET NX` from now on.
     per_key_nx: bool,
+    /// The target is a cluster: a variadic command holds keys of one hash
+    /// slot only, as a cluster refuses one that spans slots (`CROSSSLOT`).
+    slot_bound: bool,
     in_flight: FuturesUnordered<Flight>,
     counts: BTreeMap<&'static str, Counts>,
 }
@@ -116,9 +123,16 @@ where
             weight: 0,
             group: None,
             per_key_nx: false,
+            slot_bound: false,
             in_flight: FuturesUnordered::new(),
             counts: BTreeMap::new(),
         }
+    }
+
+    /// Keeps each variadic command within one hash slot (for a cluster).
+    pub fn slot_bound(mut self, bound: bool) -> Self {
+        self.slot_bound = bound;
+        self
     }
 
     /// Whether this is a dry run.
@@ -143,10 +157,11 @@ where
         if (nx && self.per_key_nx && !self.dry_run) || (!nx && self.dry_run) {
             return self.set(cat, key, value, nx).await;
         }
+        let slot = self.slot_bound.then(|| hash_slot(key));
         if self
             .group
             .as_ref()
-            .is_some_and(|g| g.cat != cat || g.nx != nx)
+            .is_some_and(|g| g.cat != cat || g.nx != nx || g.slot != slot)
         {
             self.close_group().await?;
         }
@@ -164,6 +179,7 @@ where
                 nx,
                 cmd,
                 keys: 0,
+                slot,
             }
         });
         group.cmd.arg(key);

@@ -77,6 +77,8 @@ pub struct RebuildOptions {
     /// `symbol_to_patterns` sets with; `None` writes every set with `SADD`
     /// only (same result, more server CPU).
     pub set_payload_rdb_version: Option<u16>,
+    /// The target is a cluster: no write spans hash slots.
+    pub cluster: bool,
 }
 
 impl Default for RebuildOptions {
@@ -86,6 +88,7 @@ impl Default for RebuildOptions {
             only_missing: false,
             batch_patterns: 100_000,
             set_payload_rdb_version: None,
+            cluster: false,
         }
     }
 }
@@ -151,7 +154,7 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     let started = Instant::now();
-    let mut sink = Sink::new(conn, opts.dry_run);
+    let mut sink = Sink::new(conn, opts.dry_run).slot_bound(opts.cluster);
     progress.stage(&format!("{kb}: symbols"));
     let table = pass_symbols(ch, &mut sink, kb, opts, progress).await?;
     let mut metrics = 0;
