@@ -95,3 +95,123 @@ async fn rebuild_and_check_on_a_cluster_equal_one_server() {
     assert_same(&want, &snap(&single));
     assert_same(&want, &cluster_snapshot(&cluster));
 }
+
+/// `mirror` of a cluster into ClickHouse, then `restore --from-clickhouse`
+/// into one server: every key of the mirrored categories, equal to the
+/// cluster's.
+#[tokio::test(flavor = "multi_thread")]
+async fn mirror_of_a_cluster_restores_into_one_server() {
+    let server = chs::server();
+    let db = server.database("cluster_mirror").await;
+    let url = server.url(&db);
+    let cluster = Cluster::start(Flavor::Redis70);
+    seed_cluster(&cluster, &SeedSpec::small().with_kbs(&[b"kbm0", b"kbm1"]));
+    let many = cluster.url();
+    let args = ["mirror", "--create", "--clickhouse", &url, "--redis", &many];
+    let (code, json, err) = blocking(|| json_outcome(&args));
+    assert_eq!(code, Some(0), "mirror: {err}");
+    let restored = RedisServer::start_flavor(Flavor::Redis70);
+    let one = restored.url();
+    let args = ["restore", "--from-clickhouse", &url, "--redis", &one];
+    let (code, _, err) = blocking(|| json_outcome(&args));
+    assert_eq!(code, Some(0), "restore --from-clickhouse: {err}");
+    let got = snap(&restored);
+    assert!(!got.is_empty(), "{json:#}");
+    // The mirror holds the categories that exist only in Redis: every key
+    // it restored is the cluster's, value and expiry alike.
+    let want = cluster_snapshot(&cluster);
+    let mirrored = only(&want, |k| got.contains_key(k));
+    assert_same(&mirrored, &got);
+    for category in [&b":emotives:"[..], b":metadata:"] {
+        let of = |s: &Snapshot| {
+            s.keys()
+                .filter(|k| k.windows(category.len()).any(|w| w == category))
+                .count()
+        };
+        assert!(of(&want) > 0);
+        assert_eq!(of(&got), of(&want), "every {category:?} key mirrored");
+    }
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// `backup` of a cluster: verified as it is written, listed, verified
+/// again, checked against the cluster, and tested by a restore into a
+/// scratch server that compares every key.
+#[test]
+fn backup_of_a_cluster_is_verified_checked_and_tested() {
+    let cluster = Cluster::start(Flavor::Valkey91);
+    seed_cluster(&cluster, &SeedSpec::small());
+    let want = cluster_snapshot(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let many = cluster.url();
+    let (code, json, err) = json_outcome(&["backup", "--dir", s(dir.path()), "--redis", &many]);
+    assert_eq!(code, Some(0), "backup: {err}");
+    assert_eq!(json["keys"], want.len() as u64, "{json:#}");
+    let (code, list, err) = json_outcome(&["backups", "list", "--dir", s(dir.path())]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(list["backups"].as_array().unwrap().len(), 1, "{list:#}");
+    assert_eq!(list["backups"][0]["status"], "good", "{list:#}");
+    let (code, _, err) = json_outcome(&["backups", "verify", "--dir", s(dir.path())]);
+    assert_eq!(code, Some(0), "{err}");
+    let scratch = RedisServer::start_flavor(Flavor::Valkey91);
+    let args = ["backups", "test", "--dir", s(dir.path()), "--scratch"];
+    let (code, test, err) = json_outcome(&[&args[..], &[&scratch.url()]].concat());
+    assert_eq!(code, Some(0), "backups test: {err} {test:#}");
+    // The health check reads the cluster's key counts against the backup.
+    let args = ["backups", "check", "--dir", s(dir.path()), "--redis", &many];
+    let (code, check, err) = json_outcome(&args);
+    assert_eq!(
+        code,
+        Some(0),
+        "backups check against the cluster: {err} {check:#}"
+    );
+    assert_eq!(check["healthy"], true, "{check:#}");
+    // A kb_id lost on the cluster is an alarm.
+    let mut conn = cluster.client();
+    for key in want.keys().filter(|k| k.starts_with(b"node0_kato:")) {
+        let _: () = redis::cmd("DEL").arg(key).query(&mut conn).unwrap();
+    }
+    let (code, check, _) = json_outcome(&args);
+    assert_eq!(code, Some(1), "a lost kb_id is an alarm: {check:#}");
+    let file = std::path::PathBuf::from(json["file"].as_str().expect("the backup's path"));
+    let restored = RedisServer::start_flavor(Flavor::Valkey91);
+    restore_ok(&file, &restored, &[]);
+    assert_same(&want, &snap(&restored));
+}
+
+/// `copy` between clusters of different sizes, both ways: a three-master
+/// cluster onto a four-master one and back into an empty three-master
+/// one; every key lands on the master of its slot in each, equal in type,
+/// value and expiry.
+#[test]
+fn copy_between_clusters_of_different_sizes() {
+    let three = Cluster::start(Flavor::Redis70);
+    seed_cluster(&three, &SeedSpec::small());
+    let want = cluster_snapshot(&three);
+    let four = Cluster::start_sized(Flavor::Redis70, 4, 0);
+    ok(&[
+        "copy",
+        "--quiet",
+        "--from",
+        &three.url(),
+        "--to",
+        &four.url(),
+    ]);
+    assert_same(&want, &cluster_snapshot(&four));
+    let per_master = keys_per_master(&four);
+    assert_eq!(per_master.len(), 4);
+    assert!(per_master.iter().all(|&n| n > 0), "{per_master:?}");
+    let back = Cluster::start(Flavor::Redis70);
+    ok(&[
+        "copy",
+        "--quiet",
+        "--from",
+        &four.url(),
+        "--to",
+        &back.url(),
+    ]);
+    assert_same(&want, &cluster_snapshot(&back));
+}

@@ -1,6 +1,7 @@
 //! Private Redis Cluster and Valkey cluster deployments for tests.
 //!
-//! A [`Cluster`] is three masters (and, when asked, one replica each),
+//! A [`Cluster`] is three masters (or more, [`Cluster::start_sized`]; and,
+//! when asked, replicas of each),
 //! every node a real [`RedisServer`] with `cluster-enabled yes` on a free
 //! loopback port in its own temporary directory. `redis-cli --cluster
 //! create` joins them (redis-cli 7.0 from Debian's redis-tools, which
@@ -24,6 +25,8 @@ const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// `cluster-node-timeout` of every node: short, so a failover test does
 /// not wait long for the cluster to notice a dead master.
 const NODE_TIMEOUT_MS: u32 = 2000;
+/// Masters of a cluster unless said otherwise (`redis-cli --cluster
+/// create` needs at least three).
 pub const MASTERS: usize = 3;
 
 /// A running cluster; every node stopped on drop.
@@ -31,6 +34,7 @@ pub struct Cluster {
     flavor: Flavor,
     /// Masters first (in creation order), then the replicas.
     nodes: Vec<RedisServer>,
+    masters: usize,
     replicas: usize,
 }
 
@@ -42,11 +46,17 @@ impl Cluster {
 
     /// Three masters with `replicas` replicas each.
     pub fn start_with_replicas(flavor: Flavor, replicas: usize) -> Cluster {
-        let count = MASTERS * (1 + replicas);
+        Self::start_sized(flavor, MASTERS, replicas)
+    }
+
+    /// `masters` masters (at least three) with `replicas` replicas each.
+    pub fn start_sized(flavor: Flavor, masters: usize, replicas: usize) -> Cluster {
+        let count = masters * (1 + replicas);
         let nodes: Vec<RedisServer> = (0..count).map(|_| start_node(flavor)).collect();
         let cluster = Cluster {
             flavor,
             nodes,
+            masters,
             replicas,
         };
         cluster.create();
@@ -79,7 +89,7 @@ impl Cluster {
 
     /// The nodes created as masters.
     pub fn masters(&self) -> &[RedisServer] {
-        &self.nodes[..MASTERS]
+        &self.nodes[..self.masters]
     }
 
     /// The running nodes that are masters now.
@@ -151,7 +161,7 @@ impl Cluster {
         let deadline = Instant::now() + FAILOVER_TIMEOUT;
         loop {
             let masters = self.current_masters();
-            if masters.len() == MASTERS
+            if masters.len() == self.masters
                 && masters
                     .iter()
                     .all(|n| cluster_field(n, "cluster_state").as_deref() == Some("ok"))
