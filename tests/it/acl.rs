@@ -168,7 +168,7 @@ fn a_wrong_password_is_still_an_authentication_error() {
 
 /// The ACL rules docs/SAFETY.md lists for `command` (the row of its
 /// "Minimal ACL per command" table whose first cell is `` `command` ``).
-fn documented_rules(command: &str) -> Vec<String> {
+pub(crate) fn documented_rules(command: &str) -> Vec<String> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/SAFETY.md"))
         .expect("docs/SAFETY.md");
     let section = doc

@@ -2,7 +2,8 @@
 //! three-master cluster: `rebuild` (also `--only-missing`, whose grouped
 //! writes must stay within one slot), `check`, `mirror` with `restore
 //! --from-clickhouse`, `backup` with `backups verify` and `backups test`;
-//! and `copy` between clusters of different sizes. Each compares the
+//! `copy` between clusters of different sizes; the documented cluster ACL
+//! rules; and the logical path with awkward braces. Each compares the
 //! cluster key by key with the same command on one server, or with the
 //! data it came from.
 
@@ -214,4 +215,161 @@ fn copy_between_clusters_of_different_sizes() {
         &back.url(),
     ]);
     assert_same(&want, &cluster_snapshot(&back));
+}
+
+/// The rules docs/SAFETY.md adds for a cluster, read from it.
+fn documented_cluster_rules() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/SAFETY.md"))
+        .expect("docs/SAFETY.md");
+    let section = doc.split("\n### On a cluster").nth(1).expect("the section");
+    let plus = section
+        .split("rules below\nplus ")
+        .nth(1)
+        .expect("the cluster's extra rules");
+    let rules = plus.split(',').next().unwrap().replace('\n', " ");
+    rules
+        .split('`')
+        .filter(|part| part.starts_with('+'))
+        .flat_map(|part| {
+            part.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The same ACL user on every node of `cluster`, and its cluster URL.
+fn cluster_user(cluster: &Cluster, user: &str, rules: &[String]) -> String {
+    for node in cluster.masters() {
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER")
+            .arg(user)
+            .arg("reset")
+            .arg("on")
+            .arg(">pw-of-acl");
+        for rule in rules {
+            cmd.arg(rule);
+        }
+        let _: () = run(node, &mut cmd);
+    }
+    let seeds: Vec<String> = cluster
+        .masters()
+        .iter()
+        .map(|m| format!("127.0.0.1:{}", m.port()))
+        .collect();
+    format!("redis+cluster://{user}:pw-of-acl@{}", seeds.join(","))
+}
+
+/// The documented rules of each command plus the documented cluster rules
+/// are enough on a cluster (export by SCAN, the snapshots, restore), and a
+/// user without the cluster rules gets an error that names what it lacks.
+#[test]
+fn the_documented_cluster_acl_is_enough_and_a_missing_rule_is_named() {
+    let source = Cluster::start(Flavor::Redis70);
+    seed_cluster(&source, &SeedSpec::small());
+    let want = cluster_snapshot(&source);
+    let extra = documented_cluster_rules();
+    assert!(extra.contains(&"+cluster|slots".to_string()), "{extra:?}");
+    let with = |command: &str| {
+        let mut rules = crate::acl::documented_rules(command);
+        rules.extend(extra.iter().cloned());
+        rules
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (user, command, method) in [
+        ("kbdump-scan", "export", "scan"),
+        ("kbdump-rdb", "export --method rdb", "rdb"),
+    ] {
+        let url = cluster_user(&source, user, &with(command));
+        let archive = dir.path().join(format!("{method}.kbd"));
+        let args = [
+            "export",
+            "--redis",
+            &url,
+            "--method",
+            method,
+            "-o",
+            s(&archive),
+        ];
+        let (code, report, err) = json_outcome(&args);
+        assert_eq!(code, Some(0), "{command} as {user}: {err}");
+        assert_eq!(report["keys"], want.len() as u64, "{report:#}");
+        let target = Cluster::start(Flavor::Redis70);
+        let url = cluster_user(&target, "kbdump-restore", &with("restore"));
+        let args = ["restore", s(&archive), "--redis", &url];
+        let (code, _, err) = json_outcome(&args);
+        assert_eq!(code, Some(0), "restore as the documented user: {err}");
+        assert_same(&want, &cluster_snapshot(&target));
+    }
+
+    // The rules of one server alone: the slot map cannot be read.
+    let rules = crate::acl::documented_rules("export");
+    let url = cluster_user(&source, "kbdump-no-cluster", &rules);
+    let archive = dir.path().join("refused.kbd");
+    let out = kbdump(&[
+        "export",
+        "--redis",
+        &url,
+        "--method",
+        "scan",
+        "-o",
+        s(&archive),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("kbdump-no-cluster") && err.contains("+cluster|slots"),
+        "{err}"
+    );
+    assert!(!err.contains("pw-of-acl"), "{err}");
+    assert!(!archive.exists());
+}
+
+/// Keys with unbalanced or empty braces restored through the logical path
+/// onto a cluster: each temporary key is built in its key's own slot, so
+/// the move into place never spans slots; every key equal afterwards.
+#[test]
+fn the_logical_path_onto_a_cluster_keeps_awkward_keys_in_their_slots() {
+    let source = RedisServer::start_flavor(Flavor::Redis70);
+    let mut conn = source.client();
+    let keys: [&[u8]; 7] = [
+        b"kbb:emotives:a{b",
+        b"kbb:metadata:}{x}",
+        b"kbb:emotives:{}",
+        b"kbb:metadata:{{a}}",
+        b"kbb:{a:metadata:p",
+        b"{kbb}:emotives:x",
+        b"kbb:emotives:}",
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        let _: () = match i % 3 {
+            0 => redis::cmd("RPUSH")
+                .arg(key)
+                .arg("a")
+                .arg("b")
+                .query(&mut conn),
+            1 => redis::cmd("HSET")
+                .arg(key)
+                .arg("f")
+                .arg("v")
+                .query(&mut conn),
+            _ => redis::cmd("SET").arg(key).arg("v").query(&mut conn),
+        }
+        .unwrap();
+    }
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(keys[0])
+        .arg(600_000)
+        .query(&mut conn)
+        .unwrap();
+    let want = snap(&source);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = export(&source, dir.path(), "braces.kbd", &[]);
+    let cluster = Cluster::start(Flavor::Redis70);
+    let url = cluster.url();
+    let args = ["restore", s(&archive), "--redis", &url, "--logical"];
+    let (code, report, err) = json_outcome(&args);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(total(&report, "logical"), keys.len() as u64, "{report:#}");
+    assert_same(&want, &cluster_snapshot(&cluster));
 }
