@@ -110,6 +110,17 @@ pub enum RedisIoError {
          only the keys of its own slots; name the cluster with {suggestion}"
     )]
     ClusterNode { address: String, suggestion: String },
+    /// A cluster URL names a db its nodes do not serve.
+    #[error(
+        "{address} does not serve db {db} ({detail}): Redis Cluster has db 0 only, and a \
+         Valkey 9 cluster as many as its cluster-databases setting; name db 0 (drop the /{db} \
+         of the URL) or a db the cluster serves"
+    )]
+    ClusterDb {
+        address: String,
+        db: i64,
+        detail: String,
+    },
     /// The slot map changed while the masters were scanned.
     #[error(
         "the slot map of the cluster {address} changed while its keys were read (a resharding \
@@ -463,10 +474,18 @@ impl RedisConn {
             origin: &origin,
             endpoint,
         };
+        let db = template.redis_settings().db();
         let routed = cluster_client(&infos, &template, endpoint)?
             .get_async_connection()
             .await
-            .map_err(|e| fail.connect_error(e))?;
+            .map_err(|e| match refused_db(db, &e) {
+                Some(detail) => RedisIoError::ClusterDb {
+                    address: address.clone(),
+                    db,
+                    detail,
+                },
+                None => fail.connect_error(e),
+            })?;
         let seed_host = match infos[0].addr() {
             ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
             _ => "127.0.0.1".to_string(),
@@ -480,7 +499,7 @@ impl RedisConn {
             address: address.clone(),
             user: user.clone(),
             auth: Arc::new((origin.clone(), fail.auth_hint())),
-            db: template.redis_settings().db(),
+            db,
         };
         let pong: String = this.query(redis::cmd("PING"), "PING").await?;
         if pong != "PONG" {
@@ -1250,6 +1269,16 @@ fn map_change(before: &SlotMap, after: &SlotMap) -> String {
         before.masters().join(" "),
         after.masters().join(" ")
     )
+}
+
+/// Why the nodes refused to select db `db` (other than 0), if that is
+/// what `e` says: `SELECT is not allowed in cluster mode` (Redis), `DB
+/// index is out of range` (Valkey beyond its cluster-databases).
+fn refused_db(db: i64, e: &RedisError) -> Option<String> {
+    let text = e.to_string();
+    let refused = ["SELECT is not allowed", "DB index is out of range"];
+    let said = refused.iter().find(|r| text.contains(*r))?;
+    (db != 0).then(|| (*said).to_string())
 }
 
 /// A client for a cluster: every seed, the credentials and TLS of the

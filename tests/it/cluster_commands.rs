@@ -373,3 +373,107 @@ fn the_logical_path_onto_a_cluster_keeps_awkward_keys_in_their_slots() {
     assert_eq!(total(&report, "logical"), keys.len() as u64, "{report:#}");
     assert_same(&want, &cluster_snapshot(&cluster));
 }
+
+/// Writes `count` KATO-like string keys into db `db` of the cluster.
+fn fill_db(cluster: &Cluster, db: i64, prefix: &str, count: usize) {
+    for node in cluster.masters() {
+        let mut conn = node.client();
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut conn).unwrap();
+        for i in 0..count {
+            let key = format!("{prefix}:emotives:p{i}");
+            let slot: u64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(&key)
+                .query(&mut conn)
+                .unwrap();
+            let mine: Vec<Vec<redis::Value>> =
+                redis::cmd("CLUSTER").arg("SLOTS").query(&mut conn).unwrap();
+            let owned = mine.iter().any(|range| {
+                let (redis::Value::Int(a), redis::Value::Int(b)) = (&range[0], &range[1]) else {
+                    return false;
+                };
+                let redis::Value::Array(master) = &range[2] else {
+                    return false;
+                };
+                (*a as u64..=*b as u64).contains(&slot)
+                    && master.get(1) == Some(&redis::Value::Int(i64::from(node.port())))
+            });
+            if owned {
+                let _: () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(format!("[{i}]"))
+                    .query(&mut conn)
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// The keys of db `db` of every master.
+fn db_snapshot(cluster: &Cluster, db: i64) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for node in cluster.masters() {
+        let mut conn = node.client();
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut conn).unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        for key in keys {
+            let value: String = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+            all.push((key, value));
+        }
+    }
+    all.sort();
+    all
+}
+
+/// Valkey 9 serves numbered databases in cluster mode: a cluster URL's db
+/// is read and written on every master, and the other dbs are left alone.
+/// Redis Cluster has db 0 only: another db is refused before anything is
+/// read.
+#[test]
+fn a_db_of_a_valkey_cluster_is_read_and_written_and_redis_refuses_one() {
+    let config = ["cluster-databases 16"];
+    let cluster = Cluster::start_with_config(Flavor::Valkey91, 3, 0, &config);
+    fill_db(&cluster, 2, "kbdb2", 60);
+    fill_db(&cluster, 0, "kbdb0", 20);
+    let in_db2 = db_snapshot(&cluster, 2);
+    let in_db0 = db_snapshot(&cluster, 0);
+    assert_eq!(in_db2.len(), 60);
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = cluster.url();
+    for method in ["scan", "rdb"] {
+        let archive = dir.path().join(format!("db2-{method}.kbd"));
+        let from = format!("{seeds}/2");
+        let args = [
+            "export",
+            "--redis",
+            &from,
+            "--method",
+            method,
+            "-o",
+            s(&archive),
+        ];
+        let (code, report, err) = json_outcome(&args);
+        assert_eq!(code, Some(0), "export of db 2 by {method}: {err}");
+        assert_eq!(report["keys"], 60, "{method}: db 2 only: {report:#}");
+        let to = format!("{seeds}/3");
+        let (code, _, err) = json_outcome(&["restore", s(&archive), "--redis", &to]);
+        assert_eq!(code, Some(0), "restore into db 3: {err}");
+        assert_eq!(db_snapshot(&cluster, 3), in_db2, "{method}");
+        for node in cluster.masters() {
+            let mut conn = node.client();
+            let _: () = redis::cmd("SELECT").arg(3).query(&mut conn).unwrap();
+            let _: () = redis::cmd("FLUSHDB").query(&mut conn).unwrap();
+        }
+    }
+    assert_eq!(db_snapshot(&cluster, 0), in_db0, "db 0 untouched");
+    assert_eq!(db_snapshot(&cluster, 2), in_db2, "db 2 untouched");
+
+    let redis = Cluster::start(Flavor::Redis70);
+    let from = format!("{}/2", redis.url());
+    let archive = dir.path().join("refused.kbd");
+    let out = kbdump(&["export", "--redis", &from, "-o", s(&archive)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("db 2") && err.contains("db 0"), "{err}");
+    assert!(!archive.exists());
+}

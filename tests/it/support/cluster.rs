@@ -51,8 +51,19 @@ impl Cluster {
 
     /// `masters` masters (at least three) with `replicas` replicas each.
     pub fn start_sized(flavor: Flavor, masters: usize, replicas: usize) -> Cluster {
+        Self::start_with_config(flavor, masters, replicas, &[])
+    }
+
+    /// [`Cluster::start_sized`], with `config` lines for every node
+    /// (`cluster-databases 16`, say).
+    pub fn start_with_config(
+        flavor: Flavor,
+        masters: usize,
+        replicas: usize,
+        config: &[&str],
+    ) -> Cluster {
         let count = masters * (1 + replicas);
-        let nodes: Vec<RedisServer> = (0..count).map(|_| start_node(flavor)).collect();
+        let nodes: Vec<RedisServer> = (0..count).map(|_| start_node(flavor, config)).collect();
         let cluster = Cluster {
             flavor,
             nodes,
@@ -232,12 +243,16 @@ pub fn node_id(node: &RedisServer) -> String {
 /// A node with its cluster bus on a port of its own: the default (port +
 /// 10000) may be taken by another process, and a node whose bus cannot be
 /// reached never joins.
-fn start_node(flavor: Flavor) -> RedisServer {
+fn start_node(flavor: Flavor, config: &[&str]) -> RedisServer {
     let bus = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("cannot bind a probe socket on 127.0.0.1")
         .port();
-    RedisServer::builder()
+    let mut builder = RedisServer::builder();
+    for line in config {
+        builder = builder.config(line);
+    }
+    builder
         .flavor(flavor)
         .config("cluster-enabled yes")
         .config(&format!("cluster-port {bus}"))
