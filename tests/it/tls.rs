@@ -1,7 +1,9 @@
 //! TLS with a private CA: `--tls-ca` verifies the server, `--tls-cert` and
 //! `--tls-key` present a client certificate to a server with
 //! `tls-auth-clients yes`, `--tls-insecure` skips the verification with a
-//! warning, and each way of getting it wrong is a clear error.
+//! warning, and each way of getting it wrong is a clear error. The same
+//! options carry a snapshot's own connection, and reach every master of a
+//! TLS cluster.
 //!
 //! The test server also keeps its plain port: the harness uses it to see
 //! that the server is up and to seed it; kbdump only talks TLS to it.
@@ -405,4 +407,78 @@ fn a_snapshot_is_read_over_tls_with_the_urls_tls_options() {
     args.extend_from_slice(&["-o", p(&wrong)]);
     assert_fails(&kbdump(&args), &["certificate"]);
     assert!(!wrong.exists());
+}
+
+/// A Redis 7.0 cluster that speaks TLS to clients and on its bus
+/// (`tls-cluster yes`): `rediss+cluster://` seeds with the TLS options of
+/// one server reach every master over TLS, by SCAN and by snapshots, and
+/// the archive restores into one server equal key by key; a CA that did
+/// not sign the nodes' certificate is refused, naming TLS.
+#[test]
+fn a_tls_cluster_is_read_over_tls_by_scan_and_by_snapshots() {
+    use crate::support::cluster::{cluster_snapshot, seed_cluster, Cluster, Creation};
+    use crate::support::redis::Flavor;
+    let certs = tempfile::tempdir().unwrap();
+    let pki = pki(certs.path());
+    let tls_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let config = |i: usize| {
+        vec![
+            format!("tls-port {}", tls_ports[i]),
+            format!("tls-cert-file {}", pki.server_cert.display()),
+            format!("tls-key-file {}", pki.server_key.display()),
+            format!("tls-ca-cert-file {}", pki.ca.display()),
+            // On the bus each node is the client of the others: it shows a
+            // certificate made for clients (the server's is for servers).
+            format!("tls-client-cert-file {}", pki.client_cert.display()),
+            format!("tls-client-key-file {}", pki.client_key.display()),
+            "tls-cluster yes".into(),
+            "tls-replication yes".into(),
+            "tls-auth-clients yes".into(),
+        ]
+    };
+    let create = Creation {
+        ports: tls_ports.clone(),
+        cli_args: [
+            "--tls",
+            "--cacert",
+            p(&pki.ca),
+            "--cert",
+            p(&pki.client_cert),
+            "--key",
+            p(&pki.client_key),
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    let cluster = Cluster::start_with(Flavor::Redis70, 3, 0, config, &create);
+    seed_cluster(&cluster, &SeedSpec::small());
+    let want = cluster_snapshot(&cluster);
+    let url = format!("rediss+cluster://127.0.0.1:{}", tls_ports[0]);
+    let tls = [
+        "--tls-ca",
+        p(&pki.ca),
+        "--tls-cert",
+        p(&pki.client_cert),
+        "--tls-key",
+        p(&pki.client_key),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for method in ["scan", "rdb"] {
+        let archive = dir.path().join(format!("{method}.kbd"));
+        let mut args = vec!["--json", "export", "--redis", &url, "--method", method];
+        args.extend_from_slice(&tls);
+        args.extend_from_slice(&["-o", p(&archive)]);
+        let out = kbdump(&args);
+        assert_eq!(out.status.code(), Some(0), "{method}: {}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["method"], method, "{report:#}");
+        assert_eq!(report["keys"], want.len() as u64, "{report:#}");
+        let restored = RedisServer::start();
+        crate::support::cli::restore_ok(&archive, &restored, &[]);
+        crate::support::cli::assert_same(&want, &crate::support::cli::snap(&restored));
+    }
+    let mut args = vec!["kbs", "--redis", &url, "--tls-ca", p(&pki.other_ca)];
+    args.extend_from_slice(&tls[2..]);
+    let err = assert_fails(&kbdump(&args), &["certificate"]);
+    assert!(err.to_lowercase().contains("tls"), "{err}");
 }

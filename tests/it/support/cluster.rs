@@ -29,6 +29,17 @@ const NODE_TIMEOUT_MS: u32 = 2000;
 /// create` needs at least three).
 pub const MASTERS: usize = 3;
 
+/// How `redis-cli --cluster create` reaches the nodes: by default on
+/// their plain ports; a TLS cluster (`tls-cluster yes`) on their TLS ports,
+/// with redis-cli's `--tls --cacert … --cert … --key …`.
+#[derive(Debug, Default)]
+pub struct Creation {
+    /// The port of node `i` to create it on (its plain port when absent).
+    pub ports: Vec<u16>,
+    /// redis-cli's options before `--cluster create`.
+    pub cli_args: Vec<String>,
+}
+
 /// A running cluster; every node stopped on drop.
 pub struct Cluster {
     flavor: Flavor,
@@ -62,15 +73,35 @@ impl Cluster {
         replicas: usize,
         config: &[&str],
     ) -> Cluster {
+        let lines: Vec<String> = config.iter().map(|l| l.to_string()).collect();
+        let create = Creation::default();
+        Self::start_with(flavor, masters, replicas, |_| lines.clone(), &create)
+    }
+
+    /// [`Cluster::start_sized`], with the config lines `config(i)` for
+    /// node `i` (a TLS port of its own, say), created as `create` says.
+    pub fn start_with(
+        flavor: Flavor,
+        masters: usize,
+        replicas: usize,
+        config: impl Fn(usize) -> Vec<String>,
+        create: &Creation,
+    ) -> Cluster {
         let count = masters * (1 + replicas);
-        let nodes: Vec<RedisServer> = (0..count).map(|_| start_node(flavor, config)).collect();
+        let nodes: Vec<RedisServer> = (0..count)
+            .map(|i| {
+                let lines = config(i);
+                let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+                start_node(flavor, &lines)
+            })
+            .collect();
         let cluster = Cluster {
             flavor,
             nodes,
             masters,
             replicas,
         };
-        cluster.create();
+        cluster.create(create);
         cluster.wait_ready(READY_TIMEOUT);
         cluster
     }
@@ -127,11 +158,12 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("cannot connect to the {:?} cluster: {e}", self.flavor))
     }
 
-    fn create(&self) {
+    fn create(&self, how: &Creation) {
         let mut cmd = Command::new(redis_cli());
-        cmd.arg("--cluster").arg("create");
-        for node in &self.nodes {
-            cmd.arg(format!("127.0.0.1:{}", node.port()));
+        cmd.args(&how.cli_args).arg("--cluster").arg("create");
+        for (i, node) in self.nodes.iter().enumerate() {
+            let port = how.ports.get(i).copied().unwrap_or(node.port());
+            cmd.arg(format!("127.0.0.1:{port}"));
         }
         cmd.arg("--cluster-replicas")
             .arg(self.replicas.to_string())
