@@ -92,6 +92,9 @@ const WAIT_NOTICE: Duration = Duration::from_millis(1500);
 const READ_SILENCE: Duration = Duration::from_secs(60);
 /// Bytes handed out at most per chunk.
 const CHUNK: usize = 1 << 18;
+/// The longest a TLS handshake on the snapshot connection may take (as
+/// the client library's connections).
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 /// Longest reply line read during the handshake.
 const MAX_LINE: usize = 64 << 10;
 
@@ -135,11 +138,19 @@ pub async fn request_snapshot(
                 }
             })?;
             let connector = tokio_rustls::TlsConnector::from(config.clone());
-            let tls = connector.connect(name, stream).await.map_err(|source| {
-                ReplicationError::Connect {
-                    address: address.clone(),
-                    source: io::Error::new(source.kind(), format!("TLS: {source}")),
-                }
+            // Bounded: a port that takes TCP but never answers the
+            // handshake (a plain port) would otherwise hang here.
+            let handshake = tokio::time::timeout(TLS_HANDSHAKE, connector.connect(name, stream));
+            let tls = match handshake.await {
+                Ok(done) => done,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no TLS handshake within {} s", TLS_HANDSHAKE.as_secs()),
+                )),
+            }
+            .map_err(|source| ReplicationError::Connect {
+                address: address.clone(),
+                source: io::Error::new(source.kind(), format!("TLS: {source}")),
             })?;
             Box::new(tls)
         }
@@ -261,7 +272,12 @@ impl Link {
             out.extend_from_slice(arg);
             out.extend_from_slice(b"\r\n");
         }
-        let written = self.stream.get_mut().write_all(&out).await;
+        let stream = self.stream.get_mut();
+        // A TLS stream may hold encrypted bytes until flushed.
+        let written = match stream.write_all(&out).await {
+            Ok(()) => stream.flush().await,
+            Err(e) => Err(e),
+        };
         written.map_err(|e| self.closed(what, e))
     }
 

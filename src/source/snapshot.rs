@@ -203,23 +203,21 @@ impl SnapshotSource {
         let said = std::sync::Once::new();
         let waiting_once = || said.call_once(waiting);
         let asked_ms = options.clock.now_ms();
-        let requests = targets
-            .iter()
-            .map(|target| request_snapshot(target, &waiting_once));
-        let mut shards = Vec::with_capacity(targets.len());
-        for transfer in futures::future::join_all(requests).await {
-            let transfer = transfer?;
+        // Each transfer's instant is read as it starts, not once all have.
+        let requests = targets.iter().map(|target| async {
+            let transfer = request_snapshot(target, &waiting_once).await?;
             // A diskless transfer starts as the server forks; a snapshot
             // saved to disk first was forked as the server received SYNC.
             let snapshot_at_ms = match transfer.framing() {
                 Framing::EndMark(_) => options.clock.now_ms(),
                 Framing::Length(_) => asked_ms,
             };
-            shards.push(Shard {
+            Ok::<_, ReplicationError>(Shard {
                 transfer: Some(transfer),
                 snapshot_at_ms,
-            });
-        }
+            })
+        });
+        let shards = futures::future::try_join_all(requests).await?;
         if let Some(before) = &before {
             settled(&conn, before).await?;
         }
