@@ -33,15 +33,8 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 log() { echo "bench-cluster: $*" >&2; }
 
 log "building kbdump and bench_tool (release)..."
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-KBDUMP="$ROOT/target/release/kbdump"
-TOOL=$(cd "$ROOT" && cargo bench --no-run --quiet --bench bench_tool --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "bench_tool" and m.get("executable"):
-        print(m["executable"])')
-[[ -x $TOOL ]] || { log "could not build benches/bench_tool.rs"; exit 1; }
+# shellcheck source=lib/bench-tool.sh
+source "$ROOT/scripts/lib/bench-tool.sh"
 
 start() { # PORT [ARGS...]: a private redis-server in its own directory
   local p=$1; shift

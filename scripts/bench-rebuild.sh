@@ -39,15 +39,8 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 echo "building kbdump and bench_tool (release)..." >&2
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-KBDUMP="$ROOT/target/release/kbdump"
-TOOL=$(cd "$ROOT" && cargo bench --no-run --quiet --bench bench_tool --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "bench_tool" and m.get("executable"):
-        print(m["executable"])')
-[[ -x $TOOL ]] || { echo "could not build benches/bench_tool.rs" >&2; exit 1; }
+# shellcheck source=lib/bench-tool.sh
+source "$ROOT/scripts/lib/bench-tool.sh"
 
 HTTP=$(port); TCP=$(port); RA=$(port); RB=$(port); RC=$(port)
 mkdir -p "$WORK/ch"

@@ -83,15 +83,8 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- build
 log "building (release)"
-(cd "$ROOT" && cargo build --release --quiet)
-KBDUMP="$ROOT/target/release/kbdump"
-TOOL=$(cd "$ROOT" && cargo bench --no-run --quiet --bench bench_tool --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "bench_tool" and m.get("executable"):
-        print(m["executable"])')
-[[ -x $TOOL ]] || die "could not build benches/bench_tool.rs"
+# shellcheck source=lib/bench-tool.sh
+source "$ROOT/scripts/lib/bench-tool.sh"
 
 # ---------------------------------------------------------------- servers
 free_port() {

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::support::cli::*;
-use crate::support::cluster::{cluster_snapshot, keys_per_master, seed_cluster, Cluster};
+use crate::support::cluster::{
+    cluster_snapshot, keys_per_master, seed_cluster, served_slots, Cluster,
+};
 use crate::support::redis::{Flavor, RedisServer};
 use crate::support::seed::SeedSpec;
 use kbdump::format::archive::IndexedArchive;
@@ -180,21 +182,11 @@ fn while_resharding<T: Send>(
     })
 }
 
-/// The slots master `index` serves (`CLUSTER SLOTS` seen from it).
+/// How many slots master `index` serves.
 fn slots_of_master(cluster: &Cluster, index: usize) -> u64 {
-    let node = &cluster.masters()[index];
-    let text: String = redis::cmd("CLUSTER")
-        .arg("NODES")
-        .query(&mut node.client())
-        .unwrap();
-    let me = text.lines().find(|l| l.contains("myself")).unwrap();
-    me.split_whitespace()
-        .skip(8)
-        .filter(|f| !f.starts_with('['))
-        .map(|range| match range.split_once('-') {
-            Some((a, b)) => b.parse::<u64>().unwrap() - a.parse::<u64>().unwrap() + 1,
-            None => 1,
-        })
+    served_slots(&cluster.masters()[index])
+        .iter()
+        .map(|(a, b)| b - a + 1)
         .sum()
 }
 

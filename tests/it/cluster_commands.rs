@@ -11,7 +11,9 @@ use std::path::Path;
 
 use crate::support::cli::*;
 use crate::support::clickhouse as chs;
-use crate::support::cluster::{cluster_snapshot, keys_per_master, seed_cluster, Cluster};
+use crate::support::cluster::{
+    cluster_snapshot, key_slot, keys_per_master, seed_cluster, served_slots, Cluster,
+};
 use crate::support::redis::{Flavor, RedisServer};
 use crate::support::seed::{SeedSpec, Snapshot};
 
@@ -381,23 +383,10 @@ fn fill_db(cluster: &Cluster, db: i64, prefix: &str, count: usize) {
         let _: () = redis::cmd("SELECT").arg(db).query(&mut conn).unwrap();
         for i in 0..count {
             let key = format!("{prefix}:emotives:p{i}");
-            let slot: u64 = redis::cmd("CLUSTER")
-                .arg("KEYSLOT")
-                .arg(&key)
-                .query(&mut conn)
-                .unwrap();
-            let mine: Vec<Vec<redis::Value>> =
-                redis::cmd("CLUSTER").arg("SLOTS").query(&mut conn).unwrap();
-            let owned = mine.iter().any(|range| {
-                let (redis::Value::Int(a), redis::Value::Int(b)) = (&range[0], &range[1]) else {
-                    return false;
-                };
-                let redis::Value::Array(master) = &range[2] else {
-                    return false;
-                };
-                (*a as u64..=*b as u64).contains(&slot)
-                    && master.get(1) == Some(&redis::Value::Int(i64::from(node.port())))
-            });
+            let slot = key_slot(cluster, &key);
+            let owned = served_slots(node)
+                .iter()
+                .any(|(a, b)| (*a..=*b).contains(&slot));
             if owned {
                 let _: () = redis::cmd("SET")
                     .arg(&key)

@@ -14,7 +14,9 @@ use tempfile::TempDir;
 
 use crate::snapshot::{assert_same_records, full_syncs, read_archive, spawn, wait_for};
 use crate::support::cli::*;
-use crate::support::cluster::{cluster_snapshot, node_id, seed_cluster, Cluster};
+use crate::support::cluster::{
+    cluster_snapshot, key_slot, node_id, owner_of_slot, seed_cluster, Cluster,
+};
 use crate::support::redis::{Flavor, RedisServer};
 use crate::support::seed::SeedSpec;
 
@@ -26,38 +28,6 @@ fn master_addresses(cluster: &Cluster) -> Vec<String> {
         .map(|m| format!("127.0.0.1:{}", m.port()))
         .collect();
     set.into_iter().collect()
-}
-
-/// The index of the master that serves `slot` (its own `CLUSTER NODES`
-/// line lists the slot).
-fn owner_of_slot(cluster: &Cluster, slot: u64) -> usize {
-    cluster
-        .masters()
-        .iter()
-        .position(|m| {
-            let text: String = run(m, redis::cmd("CLUSTER").arg("NODES"));
-            let me = text
-                .lines()
-                .find(|l| l.contains("myself"))
-                .unwrap()
-                .to_string();
-            me.split_whitespace()
-                .skip(8)
-                .any(|range| match range.split_once('-') {
-                    Some((a, b)) => {
-                        (a.parse::<u64>().unwrap()..=b.parse().unwrap()).contains(&slot)
-                    }
-                    None => range.parse::<u64>().ok() == Some(slot),
-                })
-        })
-        .unwrap_or_else(|| panic!("no master serves slot {slot}"))
-}
-
-fn key_slot(cluster: &Cluster, key: &str) -> u64 {
-    run(
-        &cluster.masters()[0],
-        redis::cmd("CLUSTER").arg("KEYSLOT").arg(key),
-    )
 }
 
 /// The index of the master that holds `key`.

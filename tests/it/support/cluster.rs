@@ -385,6 +385,46 @@ pub fn cluster_snapshot(cluster: &Cluster) -> Snapshot {
     all
 }
 
+/// The slot ranges `node` serves, from its own line of `CLUSTER NODES`
+/// (migration markers `[…]` left out).
+pub fn served_slots(node: &RedisServer) -> Vec<(u64, u64)> {
+    let text: String = ::redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut node.client())
+        .unwrap_or_else(|e| panic!("CLUSTER NODES failed: {e}"));
+    let me = text.lines().find(|l| l.contains("myself")).unwrap_or("");
+    me.split_whitespace()
+        .skip(8)
+        .filter(|f| !f.starts_with('['))
+        .filter_map(|range| match range.split_once('-') {
+            Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+            None => range.parse().ok().map(|n| (n, n)),
+        })
+        .collect()
+}
+
+/// The hash slot of `key`, as the cluster computes it.
+pub fn key_slot(cluster: &Cluster, key: &str) -> u64 {
+    ::redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query(&mut cluster.masters()[0].client())
+        .unwrap_or_else(|e| panic!("CLUSTER KEYSLOT failed: {e}"))
+}
+
+/// The index of the master (as created) that serves `slot`.
+pub fn owner_of_slot(cluster: &Cluster, slot: u64) -> usize {
+    cluster
+        .masters()
+        .iter()
+        .position(|m| {
+            served_slots(m)
+                .iter()
+                .any(|(a, b)| (*a..=*b).contains(&slot))
+        })
+        .unwrap_or_else(|| panic!("no master serves slot {slot}"))
+}
+
 /// How many keys each current master holds (`DBSIZE`).
 pub fn keys_per_master(cluster: &Cluster) -> Vec<u64> {
     cluster
